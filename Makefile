@@ -1,0 +1,76 @@
+# WholeCare — developer and CI entry points. `make help` lists them.
+#
+# The two commands a newcomer needs:
+#   make run    build, start the embedded PostgreSQL, migrate, seed, start every service
+#   make test   build, start a throwaway PostgreSQL, run every test, stop it
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+SWIFT        ?= swift
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DATA_DIR     ?= .data
+BIN_DIR       = $(shell $(SWIFT) build --show-bin-path)
+RELEASE_DIR   = $(shell $(SWIFT) build -c release --show-bin-path)
+WHOLECARE     = $(BIN_DIR)/wholecare
+
+# System packages a fresh Debian machine of this kind lacks (see docs/operations.md).
+APT_PACKAGES := pkg-config libpq-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
+                postgresql postgresql-contrib
+
+.PHONY: help deps build build-release run test db db-stop proto bench clean c-client
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## Install missing system packages with apt-get (quiet and fast when all are present)
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# One build command everywhere: mixing `--product X` builds with full builds makes
+# SwiftPM recompile shared dependencies each time it alternates.
+build: deps ## Build every executable and test (debug)
+	@$(SWIFT) build --build-tests
+
+build-release: deps ## Build the executables in release mode
+	@$(SWIFT) build -c release
+
+db: build ## Start the local PostgreSQL under .data/dev (or bootstrap $DATABASE_URL)
+	@$(WHOLECARE) db start --data-dir $(DATA_DIR) --cluster dev
+	@set -a; . $(DATA_DIR)/dev/env; set +a; $(WHOLECARE) migrate
+
+db-stop: ## Stop the local PostgreSQL (data kept)
+	@$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster dev
+
+run: build db ## Start everything on the embedded PostgreSQL; Ctrl-C stops it all
+	@set -a; . $(DATA_DIR)/dev/env; set +a; $(WHOLECARE) seed
+	@# Ctrl-C reaches every process in the terminal's group; the shell survives it (trap)
+	@# so that, once `wholecare up` has stopped the services, it stops the database too.
+	@trap 'true' INT TERM; \
+	$(WHOLECARE) up --bin-dir $(BIN_DIR) --env-file $(DATA_DIR)/dev/env; status=$$?; \
+	$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster dev; exit $$status
+
+test: build ## Run every test against a throwaway PostgreSQL; exit code is the truth
+	@$(WHOLECARE) db start --data-dir $(DATA_DIR) --cluster test --fresh
+	@set -a; . $(DATA_DIR)/test/env; set +a; \
+	export WHOLECARE_BIN_DIR="$(BIN_DIR)"; \
+	$(SWIFT) test --skip-build; status=$$?; \
+	$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster test --remove >/dev/null; \
+	exit $$status
+
+proto: ## Regenerate Swift code from proto/ (needs protoc-gen-swift; see docs/architecture.md)
+	@echo "no .proto files yet"
+
+bench: ## Run every benchmark (release build) and print figures
+	@echo "benchmarks arrive with the RPC and service issues"
+
+clean: ## Remove build products and local databases
+	-@$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster dev >/dev/null 2>&1
+	-@$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster test >/dev/null 2>&1
+	rm -rf .build $(DATA_DIR)

@@ -1,0 +1,3 @@
+import DirectoryService
+
+await DirectoryServiceApp.main()

@@ -1,0 +1,3 @@
+import EngagementService
+
+await EngagementServiceApp.main()

@@ -1,0 +1,18 @@
+import Logging
+import Postgres
+import ServiceKit
+
+/// Wires the engagement service together: database pool, RPC server, admin listener.
+public enum EngagementServiceApp {
+    public static let descriptor = ServiceCatalog.engagement
+
+    public static func main() async {
+        do {
+            let runner = try ServiceRunner(name: descriptor.name, defaultRPCPort: descriptor.defaultPort)
+            let database = DatabaseService(client: try runner.makeDatabase())
+            try await runner.run(services: [database], checks: [database.readinessCheck])
+        } catch {
+            ServiceRunner.fail(error, service: descriptor.name)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import IdentityService
+
+await IdentityServiceApp.main()

@@ -1,0 +1,3 @@
+import LedgerService
+
+await LedgerServiceApp.main()

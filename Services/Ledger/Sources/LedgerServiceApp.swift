@@ -1,0 +1,18 @@
+import Logging
+import Postgres
+import ServiceKit
+
+/// Wires the ledger service together: database pool, RPC server, admin listener.
+public enum LedgerServiceApp {
+    public static let descriptor = ServiceCatalog.ledger
+
+    public static func main() async {
+        do {
+            let runner = try ServiceRunner(name: descriptor.name, defaultRPCPort: descriptor.defaultPort)
+            let database = DatabaseService(client: try runner.makeDatabase())
+            try await runner.run(services: [database], checks: [database.readinessCheck])
+        } catch {
+            ServiceRunner.fail(error, service: descriptor.name)
+        }
+    }
+}

@@ -1,0 +1,8 @@
+import Postgres
+
+/// Every service's migrations, in start-up order.
+enum SchemaRegistry {
+    static func all() throws -> [(service: String, migrations: [Migration])] {
+        []
+    }
+}

@@ -1,0 +1,3 @@
+import RecordsService
+
+await RecordsServiceApp.main()

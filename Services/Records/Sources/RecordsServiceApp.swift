@@ -1,0 +1,18 @@
+import Logging
+import Postgres
+import ServiceKit
+
+/// Wires the records service together: database pool, RPC server, admin listener.
+public enum RecordsServiceApp {
+    public static let descriptor = ServiceCatalog.records
+
+    public static func main() async {
+        do {
+            let runner = try ServiceRunner(name: descriptor.name, defaultRPCPort: descriptor.defaultPort)
+            let database = DatabaseService(client: try runner.makeDatabase())
+            try await runner.run(services: [database], checks: [database.readinessCheck])
+        } catch {
+            ServiceRunner.fail(error, service: descriptor.name)
+        }
+    }
+}

@@ -1,0 +1,338 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A pool of libpq connections.
+///
+/// Blocking libpq calls run on the client's own `NIOThreadPool` (one thread per
+/// connection), never on an event loop or Swift's cooperative pool.
+public final class PostgresClient: Sendable {
+    public let configuration: PostgresConfiguration
+    let logger: Logger
+    let threadPool: NIOThreadPool
+    private let state: Mutex<PoolState>
+    private let timerLoop: any EventLoop
+
+    private struct Waiter {
+        let continuation: CheckedContinuation<PostgresConnection?, any Error>
+        let timeout: Scheduled<Void>?
+    }
+
+    private struct PoolState {
+        var idle: [PostgresConnection] = []
+        var open = 0
+        var waiters: [(id: UInt64, waiter: Waiter)] = []
+        var nextWaiterID: UInt64 = 0
+        var nextConnectionID = 0
+        var closed = false
+    }
+
+    public init(configuration: PostgresConfiguration, logger: Logger = Logger(label: "wholecare.postgres")) {
+        precondition(configuration.maxConnections > 0, "maxConnections must be positive")
+        self.configuration = configuration
+        self.logger = logger
+        self.threadPool = NIOThreadPool(numberOfThreads: configuration.maxConnections)
+        self.threadPool.start()
+        self.state = Mutex(PoolState())
+        self.timerLoop = MultiThreadedEventLoopGroup.singleton.any()
+    }
+
+    /// Closes idle connections and fails waiting callers. Connections in use are closed
+    /// when they are returned.
+    public func shutdown() async {
+        let (idle, waiters) = state.withLock { state -> ([PostgresConnection], [Waiter]) in
+            state.closed = true
+            let idle = state.idle
+            state.idle.removeAll()
+            state.open -= idle.count
+            let waiters = state.waiters.map(\.waiter)
+            state.waiters.removeAll()
+            return (idle, waiters)
+        }
+        for waiter in waiters {
+            waiter.timeout?.cancel()
+            waiter.continuation.resume(throwing: Self.closedError)
+        }
+        for connection in idle {
+            _ = try? await threadPool.runIfActive { connection.close() }
+        }
+        try? await threadPool.shutdownGracefully()
+    }
+
+    static let closedError = PostgresError(kind: .poolClosed, safeMessage: "the database client has been shut down")
+
+    // MARK: - Public API
+
+    /// Runs `body` with a connection of its own; the connection returns to the pool after.
+    public func withConnection<T: Sendable>(
+        _ body: (PostgresSession) async throws -> T
+    ) async throws -> T {
+        let connection = try await acquire()
+        let session = PostgresSession(connection: connection, threadPool: threadPool)
+        do {
+            let result = try await body(session)
+            await release(connection)
+            return result
+        } catch {
+            await release(connection)
+            throw error
+        }
+    }
+
+    /// Runs `body` inside a transaction at the given isolation level. A serialization
+    /// failure or deadlock (40001, 40P01), or a lost connection before `COMMIT` was sent,
+    /// runs the whole body again on a fresh attempt, up to
+    /// ``PostgresConfiguration/transactionAttempts`` times with jittered backoff. The body
+    /// must therefore only have effects through the session.
+    public func withTransaction<T: Sendable>(
+        isolation: PostgresIsolation = .readCommitted,
+        _ body: (PostgresSession) async throws -> T
+    ) async throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await withConnection { session in
+                    try await session.run(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                    let value: T
+                    do {
+                        value = try await body(session)
+                    } catch {
+                        await session.rollbackQuietly()
+                        throw error
+                    }
+                    do {
+                        try await session.run(unsafeSQL: "COMMIT")
+                    } catch let error as PostgresError where error.kind == .connectionLost {
+                        // The outcome of COMMIT is unknown: never retry it blindly.
+                        throw CommitOutcomeUnknown(underlying: error)
+                    } catch {
+                        await session.rollbackQuietly()
+                        throw error
+                    }
+                    return value
+                }
+            } catch let error as PostgresError where error.isSerializationFailure || error.kind == .connectionLost {
+                guard attempt < configuration.transactionAttempts else {
+                    if error.kind == .connectionLost { throw error }
+                    throw PostgresError(
+                        kind: .retriesExhausted,
+                        safeMessage: "the transaction kept conflicting with concurrent work after \(attempt) attempts",
+                        sqlState: error.sqlState, serverMessage: error.serverMessage)
+                }
+                logger.debug("retrying transaction", metadata: ["attempt": "\(attempt)", "sqlstate": "\(error.sqlState ?? "-")"])
+                try await Task.sleep(for: Self.backoff(attempt: attempt))
+            } catch let error as CommitOutcomeUnknown {
+                throw error.underlying
+            }
+        }
+    }
+
+    private struct CommitOutcomeUnknown: Error { let underlying: PostgresError }
+
+    /// Jittered exponential backoff: uniformly random in [0, 5ms · 2^attempt), capped.
+    static func backoff(attempt: Int) -> Duration {
+        let ceiling = min(5.0 * pow(2.0, Double(attempt)), 250.0)
+        return .microseconds(Int64(Double.random(in: 0..<ceiling) * 1000))
+    }
+
+    /// Runs one statement on any free connection, outside an explicit transaction.
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        try await withConnection { try await $0.query(query) }
+    }
+
+    // MARK: - Pool
+
+    func acquire() async throws -> PostgresConnection {
+        while true {
+            enum Next { case use(PostgresConnection), create(Int), wait }
+            let next: Next = try state.withLock { state in
+                if state.closed { throw Self.closedError }
+                if let connection = state.idle.popLast() { return .use(connection) }
+                if state.open < configuration.maxConnections {
+                    state.open += 1
+                    state.nextConnectionID += 1
+                    return .create(state.nextConnectionID)
+                }
+                return .wait
+            }
+            switch next {
+            case .use(let connection):
+                // A connection that sat idle may have lost its server (restart, failover):
+                // check the socket without blocking and replace it if it is gone.
+                if try await threadPool.runIfActive({ connection.isAlive() }) { return connection }
+                logger.info("replacing a database connection the server closed while idle")
+                await discard(connection)
+                continue
+            case .create(let id):
+                do {
+                    return try await connect(id: id)
+                } catch {
+                    state.withLock { $0.open -= 1 }
+                    wakeOneWaiterToCreate()
+                    throw error
+                }
+            case .wait:
+                if let connection = try await waitForConnection() { return connection }
+                // nil: a slot was freed for us to open a new connection.
+                let id = state.withLock { s -> Int in s.nextConnectionID += 1; return s.nextConnectionID }
+                do {
+                    return try await connect(id: id)
+                } catch {
+                    state.withLock { $0.open -= 1 }
+                    wakeOneWaiterToCreate()
+                    throw error
+                }
+            }
+        }
+    }
+
+    private func connect(id: Int) async throws -> PostgresConnection {
+        let configuration = configuration
+        return try await threadPool.runIfActive {
+            let connection = try PostgresConnection(
+                conninfo: configuration.connectionString, applicationName: configuration.applicationName,
+                connectTimeout: configuration.connectTimeoutSeconds,
+                statementCacheLimit: configuration.statementCacheLimit, id: id)
+            if let path = configuration.searchPath {
+                try connection.executeSimple("SET search_path = " + PostgresQuery.quoteIdentifier(path))
+            }
+            return connection
+        }
+    }
+
+    private func waitForConnection() async throws -> PostgresConnection? {
+        let id = state.withLock { state -> UInt64 in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        let timeout = configuration.acquireTimeout
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let scheduled = timerLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+                    self.failWaiter(id: id, with: PostgresError(
+                        kind: .poolTimeout,
+                        safeMessage: "no database connection became free within \(timeout) (pool size \(self.configuration.maxConnections))"))
+                }
+                let closed = state.withLock { state -> Bool in
+                    if state.closed { return true }
+                    state.waiters.append((id, Waiter(continuation: continuation, timeout: scheduled)))
+                    return false
+                }
+                if closed {
+                    scheduled.cancel()
+                    continuation.resume(throwing: Self.closedError)
+                }
+            }
+        } onCancel: {
+            self.failWaiter(id: id, with: CancellationError())
+        }
+    }
+
+    private func failWaiter(id: UInt64, with error: any Error) {
+        let waiter = state.withLock { state -> Waiter? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index).waiter
+        }
+        waiter?.timeout?.cancel()
+        waiter?.continuation.resume(throwing: error)
+    }
+
+    /// Returns a connection: to the first waiter, to the idle list, or closes it if broken.
+    func release(_ connection: PostgresConnection) async {
+        if connection.isBroken {
+            await discard(connection)
+            return
+        }
+        if connection.inTransaction {
+            // A body escaped without finishing its transaction; never hand that state on.
+            _ = try? await threadPool.runIfActive { try connection.executeSimple("ROLLBACK") }
+        }
+        let waiter = state.withLock { state -> Waiter? in
+            if state.closed {
+                state.open -= 1
+                return nil
+            }
+            if !state.waiters.isEmpty { return state.waiters.removeFirst().waiter }
+            state.idle.append(connection)
+            return nil
+        }
+        if let waiter {
+            waiter.timeout?.cancel()
+            waiter.continuation.resume(returning: connection)
+        } else if state.withLock({ $0.closed }) {
+            _ = try? await threadPool.runIfActive { connection.close() }
+        }
+    }
+
+    private func discard(_ connection: PostgresConnection) async {
+        _ = try? await threadPool.runIfActive { connection.close() }
+        state.withLock { $0.open -= 1 }
+        wakeOneWaiterToCreate()
+    }
+
+    /// A slot freed up: let the first waiter open a new connection in it.
+    private func wakeOneWaiterToCreate() {
+        let waiter = state.withLock { state -> Waiter? in
+            guard !state.waiters.isEmpty, state.open < configuration.maxConnections else { return nil }
+            state.open += 1
+            return state.waiters.removeFirst().waiter
+        }
+        if let waiter {
+            waiter.timeout?.cancel()
+            waiter.continuation.resume(returning: nil)
+        }
+    }
+
+    // MARK: - LISTEN / NOTIFY
+
+    /// Listens on the given channels on a dedicated connection (outside the pool) and
+    /// yields notifications until the consuming task stops iterating. After a lost
+    /// connection the listener reconnects with backoff and yields a notification with
+    /// `isReconnect == true`, since notifications sent meanwhile were missed.
+    public func listen(channels: [String]) -> AsyncStream<PostgresNotification> {
+        let configuration = configuration
+        let logger = logger
+        return AsyncStream(bufferingPolicy: .bufferingNewest(10_000)) { continuation in
+            let stop = Atomic<Bool>(false)
+            let thread = Thread {
+                PostgresListenerLoop(
+                    configuration: configuration, channels: channels, logger: logger,
+                    yield: { continuation.yield($0) }, shouldStop: { stop.load(ordering: .relaxed) }
+                ).run()
+                continuation.finish()
+            }
+            thread.name = "wholecare-pg-listen"
+            continuation.onTermination = { _ in stop.store(true, ordering: .relaxed) }
+            thread.start()
+        }
+    }
+}
+
+/// A session on one connection, handed to `withConnection` / `withTransaction` bodies.
+public struct PostgresSession: Sendable {
+    let connection: PostgresConnection
+    let threadPool: NIOThreadPool
+
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        let connection = connection
+        return try await threadPool.runIfActive { try connection.execute(query) }
+    }
+
+    /// Runs a script of statements without binds (migrations, session settings).
+    public func run(unsafeSQL sql: String) async throws {
+        let connection = connection
+        try await threadPool.runIfActive { try connection.executeSimple(sql) }
+    }
+
+    func rollbackQuietly() async {
+        let connection = connection
+        guard !connection.isBroken else { return }
+        _ = try? await threadPool.runIfActive { try connection.executeSimple("ROLLBACK") }
+    }
+}

@@ -1,0 +1,322 @@
+import Foundation
+
+/// A Swift value that can be sent to PostgreSQL as a bind parameter.
+public protocol PostgresEncodable: Sendable {
+    static var postgresType: PostgresType { get }
+    var postgresBind: PostgresBind { get }
+}
+
+/// A Swift value that can be read from a column in PostgreSQL's text result format.
+public protocol PostgresDecodable {
+    /// The name used in decoding errors ("expected Int64").
+    static var postgresExpectation: String { get }
+    /// Decodes a non-NULL column value; returns `nil` if the text is not a valid value.
+    static func decode(postgresText text: Substring) -> Self?
+    /// Decodes a possibly NULL value; the default refuses NULL.
+    static func decode(nullable text: Substring?, column: String) throws -> Self
+}
+
+extension PostgresDecodable {
+    public static func decode(nullable text: Substring?, column: String) throws -> Self {
+        guard let text else {
+            throw PostgresError(
+                kind: .decoding, safeMessage: "column \"\(column)\" is NULL, expected \(postgresExpectation)",
+                column: column)
+        }
+        guard let value = decode(postgresText: text) else {
+            throw PostgresError(
+                kind: .decoding, safeMessage: "column \"\(column)\" could not be read as \(postgresExpectation)",
+                column: column)
+        }
+        return value
+    }
+}
+
+extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
+    public static var postgresExpectation: String { "\(Wrapped.postgresExpectation)?" }
+    public static func decode(postgresText text: Substring) -> Self? { Wrapped.decode(postgresText: text).map { .some($0) } }
+    public static func decode(nullable text: Substring?, column: String) throws -> Self {
+        guard let text else { return .none }
+        return .some(try Wrapped.decode(nullable: text, column: column))
+    }
+}
+
+// MARK: - Strings and numbers
+
+extension String: PostgresEncodable, PostgresDecodable {
+    // Unspecified lets the server infer the type from context (text, varchar, date, enum…).
+    public static var postgresType: PostgresType { .unspecified }
+    public var postgresBind: PostgresBind { PostgresBind(text: self, type: .unspecified) }
+    public static var postgresExpectation: String { "String" }
+    public static func decode(postgresText text: Substring) -> String? { String(text) }
+}
+
+extension Int64: PostgresEncodable, PostgresDecodable {
+    public static var postgresType: PostgresType { .int8 }
+    public var postgresBind: PostgresBind { PostgresBind(text: String(self), type: .int8) }
+    public static var postgresExpectation: String { "Int64" }
+    public static func decode(postgresText text: Substring) -> Int64? { Int64(text) }
+}
+
+extension Int: PostgresEncodable, PostgresDecodable {
+    public static var postgresType: PostgresType { .int8 }
+    public var postgresBind: PostgresBind { PostgresBind(text: String(self), type: .int8) }
+    public static var postgresExpectation: String { "Int" }
+    public static func decode(postgresText text: Substring) -> Int? { Int(text) }
+}
+
+extension Int32: PostgresEncodable, PostgresDecodable {
+    public static var postgresType: PostgresType { .int4 }
+    public var postgresBind: PostgresBind { PostgresBind(text: String(self), type: .int4) }
+    public static var postgresExpectation: String { "Int32" }
+    public static func decode(postgresText text: Substring) -> Int32? { Int32(text) }
+}
+
+extension Double: PostgresEncodable, PostgresDecodable {
+    public static var postgresType: PostgresType { .float8 }
+    public var postgresBind: PostgresBind { PostgresBind(text: "\(self)", type: .float8) }
+    public static var postgresExpectation: String { "Double" }
+    public static func decode(postgresText text: Substring) -> Double? {
+        switch text {
+        case "NaN": return .nan
+        case "Infinity": return .infinity
+        case "-Infinity": return -.infinity
+        default: return Double(text)
+        }
+    }
+}
+
+extension Bool: PostgresEncodable, PostgresDecodable {
+    public static var postgresType: PostgresType { .bool }
+    public var postgresBind: PostgresBind { PostgresBind(text: self ? "t" : "f", type: .bool) }
+    public static var postgresExpectation: String { "Bool" }
+    public static func decode(postgresText text: Substring) -> Bool? {
+        switch text {
+        case "t", "true": return true
+        case "f", "false": return false
+        default: return nil
+        }
+    }
+}
+
+extension UUID: PostgresEncodable, PostgresDecodable {
+    public static var postgresType: PostgresType { .uuid }
+    public var postgresBind: PostgresBind { PostgresBind(text: uuidString.lowercased(), type: .uuid) }
+    public static var postgresExpectation: String { "UUID" }
+    public static func decode(postgresText text: Substring) -> UUID? { UUID(uuidString: String(text)) }
+}
+
+// MARK: - Bytes
+
+/// Binary data for `bytea` columns.
+public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Hashable, Sendable {
+    public var bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public static var postgresType: PostgresType { .bytea }
+    public var postgresBind: PostgresBind { PostgresBind(binary: bytes, type: .bytea) }
+    public static var postgresExpectation: String { "bytes" }
+
+    /// Decodes the `\x`-prefixed hex text format.
+    public static func decode(postgresText text: Substring) -> PostgresBytes? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"), utf8.count % 2 == 0 else {
+            return nil
+        }
+        var out = [UInt8]()
+        out.reserveCapacity((utf8.count - 2) / 2)
+        var index = 2
+        while index < utf8.count {
+            guard let high = hexValue(utf8[index]), let low = hexValue(utf8[index + 1]) else { return nil }
+            out.append(high << 4 | low)
+            index += 2
+        }
+        return PostgresBytes(out)
+    }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+// MARK: - Time
+
+extension Date: PostgresEncodable, PostgresDecodable {
+    public static var postgresType: PostgresType { .timestamptz }
+    public var postgresBind: PostgresBind { PostgresBind(text: PostgresTimestamp.format(self), type: .timestamptz) }
+    public static var postgresExpectation: String { "Date (timestamptz)" }
+    public static func decode(postgresText text: Substring) -> Date? { PostgresTimestamp.parse(text) }
+}
+
+/// Conversions for `timestamptz` in the ISO text format (the connection sets
+/// `DateStyle=ISO` and `TimeZone=UTC`).
+enum PostgresTimestamp {
+    static func format(_ date: Date) -> String {
+        let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
+        var seconds = Int64((micros / 1_000_000).rounded(.down))
+        var fraction = Int64(micros) - seconds * 1_000_000
+        if fraction < 0 { fraction += 1_000_000; seconds -= 1 }
+        var time = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        func pad(_ v: Int32, _ width: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        let fractionText = String(fraction)
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
+            + String(repeating: "0", count: 6 - fractionText.count) + fractionText + "Z"
+    }
+
+    /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]` (also accepts a `T` separator).
+    static func parse(_ text: Substring) -> Date? {
+        let b = Array(text.utf8)
+        guard b.count >= 19 else { return nil }
+        func number(_ from: Int, _ length: Int) -> Int? {
+            guard from + length <= b.count else { return nil }
+            var value = 0
+            for i in from..<(from + length) {
+                let c = b[i]
+                guard c >= 48, c <= 57 else { return nil }
+                value = value * 10 + Int(c - 48)
+            }
+            return value
+        }
+        guard let year = number(0, 4), b[4] == 45, let month = number(5, 2), b[7] == 45, let day = number(8, 2),
+              b[10] == 32 || b[10] == 84, let hour = number(11, 2), b[13] == 58, let minute = number(14, 2),
+              b[16] == 58, let second = number(17, 2)
+        else { return nil }
+        var index = 19
+        var micros = 0
+        if index < b.count, b[index] == 46 {
+            index += 1
+            var digits = 0
+            while index < b.count, b[index] >= 48, b[index] <= 57 {
+                if digits < 6 { micros = micros * 10 + Int(b[index] - 48) }
+                digits += 1
+                index += 1
+            }
+            if digits < 6 { for _ in digits..<6 { micros *= 10 } }
+        }
+        var offsetSeconds = 0
+        if index < b.count {
+            let sign: Int
+            switch b[index] {
+            case 43: sign = 1
+            case 45: sign = -1
+            case 90: sign = 0
+            default: return nil
+            }
+            if sign != 0 {
+                guard let oh = number(index + 1, 2) else { return nil }
+                var om = 0
+                var os = 0
+                if index + 3 < b.count, b[index + 3] == 58 {
+                    om = number(index + 4, 2) ?? 0
+                    if index + 6 < b.count, b[index + 6] == 58 { os = number(index + 7, 2) ?? 0 }
+                }
+                offsetSeconds = sign * (oh * 3600 + om * 60 + os)
+            }
+        }
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month - 1)
+        parts.tm_mday = Int32(day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        let epoch = timegm(&parts)
+        return Date(timeIntervalSince1970: TimeInterval(Int(epoch) - offsetSeconds) + TimeInterval(micros) / 1_000_000)
+    }
+}
+
+// MARK: - Arrays (one dimension)
+
+extension Array: PostgresEncodable where Element: PostgresArrayElement {
+    public static var postgresType: PostgresType { Element.postgresArrayType }
+    public var postgresBind: PostgresBind {
+        let items = map { element -> String in
+            let text = element.postgresArrayText
+            return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        return PostgresBind(text: "{" + items.joined(separator: ",") + "}", type: Element.postgresArrayType)
+    }
+}
+
+extension Array: PostgresDecodable where Element: PostgresDecodable {
+    public static var postgresExpectation: String { "[\(Element.postgresExpectation)]" }
+    public static func decode(postgresText text: Substring) -> [Element]? {
+        guard let items = PostgresArrayLiteral.parse(text) else { return nil }
+        var out: [Element] = []
+        out.reserveCapacity(items.count)
+        for item in items {
+            guard let item, let value = Element.decode(postgresText: Substring(item)) else { return nil }
+            out.append(value)
+        }
+        return out
+    }
+}
+
+/// Element types that can be sent inside a one-dimensional array bind.
+public protocol PostgresArrayElement: Sendable {
+    static var postgresArrayType: PostgresType { get }
+    var postgresArrayText: String { get }
+}
+
+extension String: PostgresArrayElement {
+    public static var postgresArrayType: PostgresType { .textArray }
+    public var postgresArrayText: String { self }
+}
+
+extension Int64: PostgresArrayElement {
+    public static var postgresArrayType: PostgresType { .int8Array }
+    public var postgresArrayText: String { String(self) }
+}
+
+extension UUID: PostgresArrayElement {
+    public static var postgresArrayType: PostgresType { .uuidArray }
+    public var postgresArrayText: String { uuidString.lowercased() }
+}
+
+enum PostgresArrayLiteral {
+    /// Parses `{a,"b c",NULL}` into its items (`nil` for NULL).
+    static func parse(_ text: Substring) -> [String?]? {
+        let chars = Array(text)
+        guard chars.first == "{", chars.last == "}" else { return nil }
+        var items: [String?] = []
+        var index = 1
+        let end = chars.count - 1
+        if index == end { return [] }
+        while index < end {
+            if chars[index] == "\"" {
+                var value = ""
+                index += 1
+                while index < end, chars[index] != "\"" {
+                    if chars[index] == "\\", index + 1 < end { index += 1 }
+                    value.append(chars[index])
+                    index += 1
+                }
+                index += 1 // closing quote
+                items.append(value)
+            } else {
+                var value = ""
+                while index < end, chars[index] != "," {
+                    value.append(chars[index])
+                    index += 1
+                }
+                items.append(value == "NULL" ? nil : value)
+            }
+            if index < end {
+                guard chars[index] == "," else { return nil }
+                index += 1
+            }
+        }
+        return items
+    }
+}

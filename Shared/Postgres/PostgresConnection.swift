@@ -1,0 +1,270 @@
+import CLibPQ
+import Foundation
+import Logging
+
+/// One libpq connection. Every method blocks, so callers run them on the client's
+/// dedicated thread pool, never on an event loop or the cooperative pool. A connection
+/// is used by one task at a time (the pool guarantees it), hence `@unchecked Sendable`.
+final class PostgresConnection: @unchecked Sendable {
+    private var handle: OpaquePointer?
+    private var statementNames: [String: String] = [:]
+    private var statementCounter = 0
+    private let statementCacheLimit: Int
+    /// Set once a statement fails because the socket is gone; the pool then discards it.
+    private(set) var isBroken = false
+    let id: Int
+
+    init(conninfo: String, applicationName: String, connectTimeout: Int, statementCacheLimit: Int, id: Int) throws {
+        self.id = id
+        self.statementCacheLimit = statementCacheLimit
+        let keys = ["dbname", "application_name", "connect_timeout", "client_encoding"]
+        let values = [conninfo, applicationName, String(connectTimeout), "UTF8"]
+        let keyPointers = keys.map { strdup($0) }
+        let valuePointers = values.map { strdup($0) }
+        defer {
+            keyPointers.forEach { free($0) }
+            valuePointers.forEach { free($0) }
+        }
+        var keyArray = keyPointers.map { UnsafePointer($0) } + [nil]
+        var valueArray = valuePointers.map { UnsafePointer($0) } + [nil]
+        // expand_dbname = 1: the dbname value may be a full URL or key=value string;
+        // the keys after it (application name, timeout, encoding) take precedence.
+        let connection = PQconnectdbParams(&keyArray, &valueArray, 1)
+        guard let connection, PQstatus(connection) == CONNECTION_OK else {
+            let message = connection.flatMap { PQerrorMessage($0) }.map { String(cString: $0) }
+            if let connection { PQfinish(connection) }
+            throw PostgresError(
+                kind: .connectionFailed, safeMessage: "could not connect to the database",
+                serverMessage: message?.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        handle = connection
+        // Server NOTICEs (e.g. "drop cascades to …") are not errors and may quote data;
+        // libpq would print them on stderr, so they are dropped here.
+        PQsetNoticeProcessor(connection, { _, _ in }, nil)
+        // Fixed session settings the text decoders rely on.
+        try executeSimple("SET DateStyle = 'ISO'; SET TimeZone = 'UTC'; SET IntervalStyle = 'iso_8601'")
+    }
+
+    deinit { close() }
+
+    func close() {
+        if let handle { PQfinish(handle) }
+        handle = nil
+        isBroken = true
+    }
+
+    /// Checks, without blocking, that the server has not closed the socket while the
+    /// connection sat idle (e.g. the server restarted). Reads any pending input.
+    ///
+    /// An idle pooled connection has no reason to receive anything, so any readable data
+    /// (an error such as "terminating connection", or end-of-file) marks it as unusable.
+    func isAlive() -> Bool {
+        guard let handle, !isBroken else { return false }
+        var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, 0)
+        if ready != 0 || PQstatus(handle) != CONNECTION_OK {
+            isBroken = true
+            return false
+        }
+        return true
+    }
+
+    var inTransaction: Bool {
+        guard let handle else { return false }
+        let status = PQtransactionStatus(handle)
+        return status == PQTRANS_INTRANS || status == PQTRANS_INERROR
+    }
+
+    /// Runs a script of one or more statements with the simple query protocol (no binds).
+    func executeSimple(_ sql: String) throws {
+        guard let handle else { throw Self.lostError(nil) }
+        var result = PQexec(handle, sql)
+        defer {
+            while let r = result {
+                PQclear(r)
+                result = PQgetResult(handle)
+            }
+        }
+        try check(result)
+    }
+
+    /// Runs one parameterised statement, preparing it once per connection and reusing the
+    /// prepared statement on later calls with the same text.
+    func execute(_ query: PostgresQuery) throws -> PostgresRows {
+        guard let handle else { throw Self.lostError(nil) }
+        let types = query.binds.map { Oid($0.type.rawValue) }
+        let cacheKey = types.isEmpty ? query.sql : query.sql + "\u{0}" + types.map(String.init).joined(separator: ",")
+        let name: String
+        if let cached = statementNames[cacheKey] {
+            name = cached
+        } else {
+            if statementNames.count >= statementCacheLimit {
+                // Simple bound: forget everything rather than track recency.
+                try executeSimple("DEALLOCATE ALL")
+                statementNames.removeAll(keepingCapacity: true)
+            }
+            statementCounter += 1
+            name = "wc_\(statementCounter)"
+            let prepared = types.withUnsafeBufferPointer { typeBuffer in
+                PQprepare(handle, name, query.sql, Int32(types.count), typeBuffer.baseAddress)
+            }
+            defer { PQclear(prepared) }
+            try check(prepared)
+            statementNames[cacheKey] = name
+        }
+        let result = try withBinds(query.binds) { values, lengths, formats in
+            PQexecPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
+        }
+        defer { PQclear(result) }
+        try check(result)
+        return Self.read(result!)
+    }
+
+    private func withBinds(
+        _ binds: [PostgresBind],
+        _ body: (UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> OpaquePointer?
+    ) throws -> OpaquePointer? {
+        // Copy every bind into one contiguous buffer so the pointers stay valid for the call.
+        var offsets: [Int] = []
+        var lengths: [Int32] = []
+        var formats: [Int32] = []
+        var buffer: [UInt8] = []
+        offsets.reserveCapacity(binds.count)
+        for bind in binds {
+            offsets.append(buffer.count)
+            if let bytes = bind.bytes {
+                buffer += bytes
+                lengths.append(Int32(bytes.count))
+                if bind.format == .text { buffer.append(0) }
+            } else {
+                lengths.append(-1)
+            }
+            formats.append(bind.format.rawValue)
+        }
+        if buffer.isEmpty { buffer.append(0) }
+        return buffer.withUnsafeBufferPointer { raw in
+            let base = UnsafeRawPointer(raw.baseAddress!).assumingMemoryBound(to: CChar.self)
+            let pointers: [UnsafePointer<CChar>?] = binds.indices.map { index in
+                binds[index].bytes == nil ? nil : base + offsets[index]
+            }
+            return pointers.withUnsafeBufferPointer { pointerBuffer in
+                lengths.withUnsafeBufferPointer { lengthBuffer in
+                    formats.withUnsafeBufferPointer { formatBuffer in
+                        body(pointerBuffer.baseAddress, lengthBuffer.baseAddress, formatBuffer.baseAddress)
+                    }
+                }
+            }
+        }
+    }
+
+    private func check(_ result: OpaquePointer?) throws {
+        guard let handle else { throw Self.lostError(nil) }
+        guard let result else {
+            isBroken = PQstatus(handle) != CONNECTION_OK
+            throw Self.lostError(String(cString: PQerrorMessage(handle)))
+        }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return
+        default:
+            if PQstatus(handle) != CONNECTION_OK {
+                isBroken = true
+                throw Self.lostError(String(cString: PQerrorMessage(handle)))
+            }
+            func field(_ code: Int32) -> String? {
+                PQresultErrorField(result, code).map { String(cString: $0) }
+            }
+            let sqlState = field(Int32(UInt8(ascii: "C")))
+            guard let sqlState else {
+                isBroken = PQstatus(handle) != CONNECTION_OK
+                throw Self.lostError(String(cString: PQerrorMessage(handle)))
+            }
+            var detail = field(Int32(UInt8(ascii: "M"))) ?? ""
+            if let d = field(Int32(UInt8(ascii: "D"))) { detail += " — " + d }
+            if sqlState.hasPrefix("08") || sqlState == "57P01" { isBroken = true }
+            throw PostgresError(
+                kind: .server, safeMessage: Self.describe(sqlState: sqlState), sqlState: sqlState,
+                constraint: field(Int32(UInt8(ascii: "n"))), column: field(Int32(UInt8(ascii: "c"))),
+                serverMessage: detail)
+        }
+    }
+
+    static func lostError(_ message: String?) -> PostgresError {
+        PostgresError(
+            kind: .connectionLost, safeMessage: "the database connection was lost; the operation can be retried",
+            serverMessage: message?.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// A short, data-free description of an SQLSTATE class.
+    static func describe(sqlState: String) -> String {
+        switch sqlState {
+        case "23505": return "unique constraint violated"
+        case "23503": return "foreign key constraint violated"
+        case "23502": return "not-null constraint violated"
+        case "23514": return "check constraint violated"
+        case "40001": return "serialization failure"
+        case "40P01": return "deadlock detected"
+        case "42501": return "permission denied"
+        case "57014": return "statement cancelled (timeout)"
+        default:
+            switch sqlState.prefix(2) {
+            case "22": return "invalid data"
+            case "23": return "constraint violated"
+            case "42": return "invalid statement"
+            case "53": return "insufficient resources"
+            case "57": return "operator intervention"
+            default: return "statement failed"
+            }
+        }
+    }
+
+    private static func read(_ result: OpaquePointer) -> PostgresRows {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        var columns: [String] = []
+        columns.reserveCapacity(columnCount)
+        for column in 0..<columnCount {
+            columns.append(String(cString: PQfname(result, Int32(column))))
+        }
+        var cells: [Substring?] = []
+        cells.reserveCapacity(rowCount * columnCount)
+        for row in 0..<rowCount {
+            for column in 0..<columnCount {
+                if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
+                    cells.append(nil)
+                } else {
+                    let pointer = PQgetvalue(result, Int32(row), Int32(column))!
+                    let length = Int(PQgetlength(result, Int32(row), Int32(column)))
+                    let text = pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
+                        String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
+                    }
+                    cells.append(Substring(text))
+                }
+            }
+        }
+        let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+        return PostgresRows(
+            storage: PostgresRows.Storage(columns: columns, cells: cells, rowCount: rowCount), affectedRows: affected)
+    }
+
+    // MARK: - LISTEN / NOTIFY support
+
+    var socket: Int32 { handle.map { PQsocket($0) } ?? -1 }
+
+    /// Reads available input and returns queued notifications without blocking.
+    func drainNotifications() throws -> [PostgresNotification] {
+        guard let handle else { throw Self.lostError(nil) }
+        if PQconsumeInput(handle) == 0 {
+            isBroken = true
+            throw Self.lostError(String(cString: PQerrorMessage(handle)))
+        }
+        var out: [PostgresNotification] = []
+        while let notify = PQnotifies(handle) {
+            let channel = String(cString: notify.pointee.relname)
+            let payload = String(cString: notify.pointee.extra)
+            out.append(PostgresNotification(channel: channel, payload: payload, isReconnect: false))
+            PQfreemem(notify)
+        }
+        return out
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("Migrations")
+struct MigrationTests {
+    static let first = Migration(version: 1, name: "0001_people", sql: """
+        CREATE TABLE people (id bigserial PRIMARY KEY, name text NOT NULL);
+        CREATE INDEX people_name ON people (name);
+        """)
+    static let second = Migration(version: 2, name: "0002_people_email", sql: "ALTER TABLE people ADD COLUMN email text;")
+
+    @Test("migrations apply in order, once, and are recorded with checksums")
+    func idempotent() async throws {
+        try await TestDatabase.withFreshSchema { db, schema in
+            let migrator = Migrator(schema: schema, migrations: [Self.second, Self.first].sorted { $0.version < $1.version })
+            #expect(try await migrator.migrate(using: db) == [1, 2])
+            #expect(try await migrator.migrate(using: db) == [])
+            let recorded = try await db.query("SELECT version, checksum FROM schema_migrations ORDER BY version")
+            #expect(recorded.count == 2)
+            #expect(try recorded[0].decode("checksum", as: String.self).count == 64)
+            try await db.query("INSERT INTO people (name, email) VALUES ('a', 'b')")
+        }
+    }
+
+    @Test("concurrent migrators take turns under the advisory lock")
+    func concurrentMigrators() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 4) { db, schema in
+            let migrator = Migrator(schema: schema, migrations: [Self.first, Self.second])
+            let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
+                for _ in 0..<4 { group.addTask { try await migrator.migrate(using: db) } }
+                return try await group.reduce(into: [Int]()) { $0 += $1 }
+            }
+            #expect(applied.sorted() == [1, 2])
+        }
+    }
+
+    @Test("a migration changed after it was applied is refused by name")
+    func changedMigrationRefused() async throws {
+        try await TestDatabase.withFreshSchema { db, schema in
+            try await Migrator(schema: schema, migrations: [Self.first]).migrate(using: db)
+            var edited = Self.first
+            edited.sql += "\n-- a quiet edit\n"
+            let error = await #expect(throws: PostgresError.self) {
+                try await Migrator(schema: schema, migrations: [edited, Self.second]).migrate(using: db)
+            }
+            #expect(error?.kind == .migration)
+            #expect(error?.description.contains("0001_people") == true)
+            // Nothing after the refused one was applied.
+            let columns = try await db.query(
+                "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = \(schema) AND column_name = 'email'")
+            #expect(try columns[0].decode("n", as: Int.self) == 0)
+        }
+    }
+
+    @Test("a failing migration leaves no partial change")
+    func failingMigrationAtomic() async throws {
+        try await TestDatabase.withFreshSchema { db, schema in
+            let broken = Migration(version: 1, name: "0001_broken", sql: "CREATE TABLE half (id int); SELECT * FROM no_such_table;")
+            await #expect(throws: PostgresError.self) { try await Migrator(schema: schema, migrations: [broken]).migrate(using: db) }
+            let tables = try await db.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = \(schema) AND table_name = 'half'")
+            #expect(try tables[0].decode("n", as: Int.self) == 0)
+        }
+    }
+
+    @Test("migration files load in version order and odd names are refused")
+    func loadsFromDirectory() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mig-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "SELECT 2;".write(to: directory.appendingPathComponent("0002_b.sql"), atomically: true, encoding: .utf8)
+        try "SELECT 1;".write(to: directory.appendingPathComponent("0001_a.sql"), atomically: true, encoding: .utf8)
+        try "notes".write(to: directory.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+        let loaded = try Migration.load(directory: directory)
+        #expect(loaded.map(\.version) == [1, 2])
+        #expect(loaded.map(\.name) == ["0001_a", "0002_b"])
+        try "SELECT 3;".write(to: directory.appendingPathComponent("three.sql"), atomically: true, encoding: .utf8)
+        #expect(throws: PostgresError.self) { try Migration.load(directory: directory) }
+    }
+}

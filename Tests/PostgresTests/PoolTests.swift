@@ -1,0 +1,74 @@
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("Connection pool")
+struct PoolTests {
+    @Test("an exhausted pool makes callers wait, then time out with a clear error")
+    func exhaustionWaitsThenTimesOut() async throws {
+        let db = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 1, acquireTimeout: .milliseconds(300))
+        // Hold the only connection for a while.
+        let holder = Task {
+            try await db.withConnection { session in
+                try await session.query("SELECT pg_sleep(1.2)")
+            }
+        }
+        try await Task.sleep(for: .milliseconds(150))
+        let started = ContinuousClock.now
+        let error = await #expect(throws: PostgresError.self) { try await db.query("SELECT 1 AS one") }
+        let waited = ContinuousClock.now - started
+        #expect(error?.kind == .poolTimeout)
+        #expect(error?.description.contains("no database connection became free") == true)
+        #expect(waited >= .milliseconds(250))
+        // A waiter that arrives while the holder finishes gets the connection.
+        _ = try await holder.value
+        #expect(try await db.query("SELECT 1 AS one")[0].decode("one", as: Int.self) == 1)
+        await db.shutdown()
+    }
+
+    @Test("waiters are served in turn when connections are released")
+    func waitersServed() async throws {
+        let db = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 2, acquireTimeout: .seconds(10))
+        let total = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<20 {
+                group.addTask { try await db.query("SELECT \(i)::int AS v FROM pg_sleep(0.01)")[0].decode("v", as: Int.self) }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(total == (0..<20).reduce(0, +))
+        await db.shutdown()
+    }
+
+    @Test("connections killed by the server are replaced transparently")
+    func killedConnectionsReplaced() async throws {
+        let admin = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 1)
+        let db = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 2)
+        let pid = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+        try await admin.query("SELECT pg_terminate_backend(\(pid)::int)")
+        try await Task.sleep(for: .milliseconds(100))
+        // The idle connection is dead; the pool notices and opens another.
+        let newPID = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+        #expect(newPID != pid)
+        await db.shutdown()
+        await admin.shutdown()
+    }
+
+    @Test("after shutdown the client refuses work with a clear error")
+    func shutdownRefuses() async throws {
+        let db = TestDatabase.client(url: try TestDatabase.adminURL())
+        try await db.query("SELECT 1 AS one")
+        await db.shutdown()
+        let error = await #expect(throws: PostgresError.self) { try await db.query("SELECT 1 AS one") }
+        #expect(error?.kind == .poolClosed)
+    }
+
+    @Test("a bad URL fails with connectionFailed and no password in the message")
+    func badCredentials() async throws {
+        let db = TestDatabase.client(url: "postgresql://nobody:s3cret-pw@127.0.0.1:1/none")
+        let error = await #expect(throws: PostgresError.self) { try await db.query("SELECT 1 AS one") }
+        #expect(error?.kind == .connectionFailed)
+        #expect(error?.description.contains("s3cret-pw") == false)
+        await db.shutdown()
+    }
+}

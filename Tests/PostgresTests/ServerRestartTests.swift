@@ -1,0 +1,44 @@
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+/// Restarts a PostgreSQL server under a live pool. It uses a private cluster of its own
+/// (started with the `wholecare` CLI) so the restart cannot disturb other tests.
+@Suite("Server restart", .serialized)
+struct ServerRestartTests {
+    @Test("the pool recovers after the server restarts; an in-flight query fails retryably")
+    func poolRecoversAfterRestart() async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("wc-restart-\(getpid())").path
+        let port = String(54_400 + Int(getpid() % 500))
+        let common = ["--data-dir", dataDir, "--cluster", "restart", "--port", port]
+        defer { _ = try? BuiltTool.run("wholecare", ["db", "stop", "--remove"] + common) }
+        let start = try BuiltTool.run("wholecare", ["db", "start", "--fresh"] + common, environment: ["DATABASE_URL": ""])
+        try #require(start.status == 0, "cluster start failed: \(start.output)")
+        let env = try String(contentsOfFile: dataDir + "/restart/env", encoding: .utf8)
+        let adminURL = try #require(env.split(separator: "\n").first { $0.hasPrefix("WHOLECARE_ADMIN_DATABASE_URL=") }?
+            .dropFirst("WHOLECARE_ADMIN_DATABASE_URL=".count))
+        let db = TestDatabase.client(url: String(adminURL), maxConnections: 2)
+        #expect(try await db.query("SELECT 1 AS one")[0].decode("one", as: Int.self) == 1)
+
+        // A long query is in flight when the server goes down.
+        let inFlight = Task { try await db.query("SELECT pg_sleep(30)") }
+        try await Task.sleep(for: .milliseconds(300))
+        let stop = try BuiltTool.run("wholecare", ["db", "stop"] + common)
+        try #require(stop.status == 0, "\(stop.output)")
+        let restart = try BuiltTool.run("wholecare", ["db", "start"] + common, environment: ["DATABASE_URL": ""])
+        try #require(restart.status == 0, "\(restart.output)")
+
+        let result = await inFlight.result
+        guard case .failure(let error) = result, let pgError = error as? PostgresError else {
+            Issue.record("the in-flight query should have failed, got \(result)")
+            return
+        }
+        #expect(pgError.isRetryable, "expected a retryable error, got \(pgError)")
+        // The next calls succeed on fresh connections, with no intervention.
+        for _ in 0..<3 {
+            #expect(try await db.query("SELECT 1 AS one")[0].decode("one", as: Int.self) == 1)
+        }
+        await db.shutdown()
+    }
+}

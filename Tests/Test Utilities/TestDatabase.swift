@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import Postgres
+
+/// Access to the throwaway PostgreSQL cluster that `make test` starts. Its settings come
+/// from the environment (`.data/test/env`, exported by the Makefile).
+public enum TestDatabase {
+    public struct NotConfigured: Error, CustomStringConvertible {
+        public let variable: String
+        public var description: String {
+            "\(variable) is not set: run the tests with `make test`, which starts the test database"
+        }
+    }
+
+    public static func environment(_ name: String) throws -> String {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { throw NotConfigured(variable: name) }
+        return value
+    }
+
+    /// A superuser URL for the test cluster's `wholecare` database.
+    public static func adminURL() throws -> String { try environment("WHOLECARE_ADMIN_DATABASE_URL") }
+
+    /// The directory holding the built executables (`swift build --show-bin-path`).
+    public static func binDirectory() throws -> String { try environment("WHOLECARE_BIN_DIR") }
+
+    public static func client(url: String, maxConnections: Int = 4, searchPath: String? = nil,
+                              acquireTimeout: Duration = .seconds(5), transactionAttempts: Int = 6) -> PostgresClient {
+        PostgresClient(
+            configuration: PostgresConfiguration(
+                connectionString: url, maxConnections: maxConnections, acquireTimeout: acquireTimeout,
+                applicationName: "wholecare-tests", transactionAttempts: transactionAttempts, searchPath: searchPath),
+            logger: Logger(label: "tests.postgres"))
+    }
+
+    /// Runs `body` with a client whose search path is a brand-new schema, dropped after.
+    /// Tests that use it do not depend on each other or on order.
+    public static func withFreshSchema<T: Sendable>(
+        maxConnections: Int = 4, acquireTimeout: Duration = .seconds(5), transactionAttempts: Int = 6,
+        _ body: (_ client: PostgresClient, _ schema: String) async throws -> T
+    ) async throws -> T {
+        let schema = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        let admin = client(url: try adminURL(), maxConnections: 1)
+        try await admin.withConnection { try await $0.run(unsafeSQL: "CREATE SCHEMA \(PostgresQuery.quoteIdentifier(schema))") }
+        let scoped = client(url: try adminURL(), maxConnections: maxConnections, searchPath: schema,
+                            acquireTimeout: acquireTimeout, transactionAttempts: transactionAttempts)
+        do {
+            let result = try await body(scoped, schema)
+            await scoped.shutdown()
+            try await admin.withConnection { try await $0.run(unsafeSQL: "DROP SCHEMA \(PostgresQuery.quoteIdentifier(schema)) CASCADE") }
+            await admin.shutdown()
+            return result
+        } catch {
+            await scoped.shutdown()
+            _ = try? await admin.withConnection { try await $0.run(unsafeSQL: "DROP SCHEMA \(PostgresQuery.quoteIdentifier(schema)) CASCADE") }
+            await admin.shutdown()
+            throw error
+        }
+    }
+}
+
+/// Runs a built executable of this package and returns its output.
+public enum BuiltTool {
+    @discardableResult
+    public static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestDatabase.binDirectory()).appendingPathComponent(name)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { _, new in new }
+        process.environment = env
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
