@@ -64,8 +64,8 @@ test: build ## Run every test against a throwaway PostgreSQL; exit code is the t
 	$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster test --remove >/dev/null; \
 	exit $$status
 
-proto: ## Regenerate Swift code from proto/ (needs protoc-gen-swift; see docs/architecture.md)
-	@echo "no .proto files yet"
+proto: deps ## Regenerate the committed Swift code from proto/ (only needed after editing a .proto)
+	@proto/generate.sh
 
 bench: ## Run every benchmark (release build) and print figures
 	@echo "benchmarks arrive with the RPC and service issues"

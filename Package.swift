@@ -58,9 +58,27 @@ var targets: [Target] = [
         swiftSettings: swiftSettings
     ),
     .target(
+        name: "RPC",
+        dependencies: [protobuf, logging, metrics],
+        path: "Shared/RPC",
+        swiftSettings: swiftSettings
+    ),
+    .target(
+        name: "RPCTransport",
+        dependencies: ["RPC", protobuf, nioCore, nioPosix, logging, lifecycle],
+        path: "Shared/RPCTransport",
+        swiftSettings: swiftSettings
+    ),
+    .target(
+        name: "Contracts",
+        dependencies: ["RPC", protobuf],
+        path: "Shared/Contracts",
+        swiftSettings: swiftSettings
+    ),
+    .target(
         name: "ServiceKit",
         dependencies: [
-            "Postgres", logging, metrics, lifecycle, hummingbird,
+            "Postgres", "RPC", "RPCTransport", logging, metrics, lifecycle, hummingbird,
             .product(name: "Prometheus", package: "swift-prometheus"),
         ],
         path: "Shared/ServiceKit",
@@ -133,6 +151,13 @@ targets += [
         name: "PostgresTests",
         dependencies: ["Postgres", "TestSupport", "IdentityService", "RecordsService", "LedgerService"],
         path: "Tests/PostgresTests",
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "RPCTests",
+        dependencies: ["RPC", "RPCTransport", "Contracts", "TestSupport", nioCore, nioPosix,
+                       .product(name: "NIOTestUtils", package: "swift-nio")],
+        path: "Tests/RPCTests",
         swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -1,0 +1,41 @@
+import Foundation
+import RPC
+
+/// `wholecare.diagnostics.v1.Echo`, for interoperability tests and benchmarks only.
+public struct EchoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
+    public init() {}
+
+    public func echo(request: Wholecare_Diagnostics_V1_EchoRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_EchoResponse {
+        var response = Wholecare_Diagnostics_V1_EchoResponse()
+        response.text = request.text
+        response.data = request.data
+        return response
+    }
+
+    public func sleep(request: Wholecare_Diagnostics_V1_SleepRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_SleepResponse {
+        var response = Wholecare_Diagnostics_V1_SleepResponse()
+        do {
+            try await Task.sleep(for: .milliseconds(Int(request.milliseconds)))
+        } catch {
+            EchoService.cancellations.increment()
+            response.cancelled = true
+            throw error
+        }
+        return response
+    }
+
+    public func fail(request: Wholecare_Diagnostics_V1_FailRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_FailResponse {
+        throw RPCError(code: RPCError.Code(rawValue: Int(request.status)), message: request.message)
+    }
+
+    /// How many Sleep calls were interrupted by cancellation (for tests that check a
+    /// client's cancel or a deadline reached the server).
+    public static let cancellations = Counter()
+
+    public final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+        public func increment() { lock.withLock { value += 1 } }
+        public var count: Int { lock.withLock { value } }
+    }
+}

@@ -1,0 +1,315 @@
+import Foundation
+import Logging
+import NIOCore
+import RPC
+
+/// One server-side connection: checks the hello, starts a task per request, routes
+/// cancels and pings, writes responses (coalescing flushes), applies backpressure, and
+/// drains on shutdown. Lives on its channel's event loop.
+final class ServerConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let router: RPCRouter
+    private let configuration: RPCServerConfiguration
+    private var logger: Logger
+    private let peer: String
+
+    private var context: ChannelHandlerContext?
+    private var helloReceived = false
+    private var helloTimer: Scheduled<Void>?
+    private var calls: [UInt64: Task<Void, Never>] = [:]
+    private var highestCallID: UInt64 = 0
+    private var draining = false
+    private var closing = false
+    private var readPending = false
+    private var inReadCycle = false
+    private var flushScheduled = false
+    private var unflushed = false
+
+    init(router: RPCRouter, configuration: RPCServerConfiguration, logger: Logger, peer: String) {
+        self.router = router
+        self.configuration = configuration
+        self.logger = logger
+        self.peer = peer
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        helloTimer = context.eventLoop.scheduleTask(in: configuration.helloTimeout) {
+            let handler = loopBoundSelf.value
+            if !handler.helloReceived { handler.fail(.deadlineExceeded, "no hello received in time") }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        helloTimer?.cancel()
+        for task in calls.values { task.cancel() }
+        calls.removeAll()
+        context.fireChannelInactive()
+    }
+
+    // MARK: - Reading
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        inReadCycle = true
+        let buffer = unwrapInboundIn(data)
+        let frame: Wholecare_Rpc_V1_Frame
+        do {
+            frame = try Wholecare_Rpc_V1_Frame(frameBuffer: buffer)
+        } catch {
+            fail(.invalidArgument, "malformed frame: not a valid wholecare.rpc.v1.Frame")
+            return
+        }
+        guard helloReceived else {
+            guard case .hello(let hello) = frame.kind else {
+                fail(.failedPrecondition, "the first frame must be a hello")
+                return
+            }
+            guard hello.version == RPCProtocol.version else {
+                fail(.unimplemented, "protocol version \(hello.version) is not supported; this server speaks \(RPCProtocol.version)")
+                return
+            }
+            helloReceived = true
+            helloTimer?.cancel()
+            var reply = Wholecare_Rpc_V1_Hello()
+            reply.version = RPCProtocol.version
+            reply.agent = "wholecare-swift/\(configuration.serverName)"
+            reply.maxFrameSize = UInt32(configuration.maxFrameSize)
+            reply.maxConcurrentCalls = UInt32(configuration.maxConcurrentCallsPerConnection)
+            var out = Wholecare_Rpc_V1_Frame()
+            out.hello = reply
+            write(out)
+            return
+        }
+        switch frame.kind {
+        case .request(let request):
+            startCall(id: frame.callID, request: request, context: context)
+        case .cancel:
+            if let task = calls.removeValue(forKey: frame.callID) {
+                task.cancel()
+                resumeReadingIfPossible()
+                closeIfDrained()
+            }
+        case .ping(let ping):
+            var pong = Wholecare_Rpc_V1_Pong()
+            pong.opaque = ping.opaque
+            var out = Wholecare_Rpc_V1_Frame()
+            out.pong = pong
+            write(out)
+        case .pong:
+            break
+        case .goaway:
+            // The client is leaving: finish what is in flight, then close.
+            draining = true
+            closeIfDrained()
+        case .hello:
+            fail(.invalidArgument, "hello sent twice")
+        case .response:
+            fail(.invalidArgument, "clients do not send responses")
+        case nil:
+            if frame.isFromNewerProtocol {
+                // A frame kind from a later protocol version: answer calls, ignore the rest.
+                if frame.callID != 0 { respond(id: frame.callID, .failure(RPCError(code: .unimplemented, message: "unknown frame kind"))) }
+            } else {
+                fail(.invalidArgument, "empty frame")
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadCycle = false
+        flushIfNeeded()
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // Backpressure: while the connection has as many calls as it may run, do not ask
+        // the socket for more; TCP flow control then slows the client down.
+        if calls.count >= configuration.maxConcurrentCallsPerConnection {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func resumeReadingIfPossible() {
+        guard readPending, calls.count < configuration.maxConcurrentCallsPerConnection, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    // MARK: - Calls
+
+    private func startCall(id: UInt64, request: Wholecare_Rpc_V1_Request, context: ChannelHandlerContext) {
+        guard id != 0 else {
+            fail(.invalidArgument, "call id 0 is reserved for connection frames")
+            return
+        }
+        guard calls[id] == nil else {
+            fail(.invalidArgument, "call id \(id) is already in flight on this connection")
+            return
+        }
+        if draining {
+            respond(id: id, .failure(RPCError(code: .unavailable, message: "the server is shutting down; retry on another connection")))
+            return
+        }
+        highestCallID = max(highestCallID, id)
+        let now = ContinuousClock.now
+        let deadline = request.timeoutMicros == 0 ? nil : now + .microseconds(Int64(clamping: request.timeoutMicros))
+        let metadata = Metadata(entries: request.metadata)
+        var callLogger = logger
+        callLogger[metadataKey: "method"] = .string(request.method)
+        if let trace = metadata[MetadataKey.traceID] { callLogger[metadataKey: "trace_id"] = .string(trace) }
+        let serverContext = ServerContext(
+            method: request.method, metadata: metadata, deadline: deadline, peer: peer, logger: callLogger)
+        let raw = RawRequest(method: request.method, metadata: metadata, payload: request.payload)
+        let router = router
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        calls[id] = Task {
+            let result = await router.handle(raw, context: serverContext)
+            eventLoop.execute {
+                loopBound.value.finish(id: id, result: result)
+            }
+        }
+    }
+
+    private func finish(id: UInt64, result: Result<RawResponse, RPCError>) {
+        // A cancelled call was already removed: its result is dropped.
+        guard calls.removeValue(forKey: id) != nil else { return }
+        respond(id: id, result)
+        resumeReadingIfPossible()
+        closeIfDrained()
+    }
+
+    private func respond(id: UInt64, _ result: Result<RawResponse, RPCError>) {
+        var response = Wholecare_Rpc_V1_Response()
+        switch result {
+        case .success(let raw):
+            response.status = 0
+            response.payload = raw.payload
+            if !raw.metadata.isEmpty { response.metadata = raw.metadata.wireEntries }
+        case .failure(let error):
+            response.status = UInt32(error.code.rawValue)
+            response.message = error.message
+            if !error.metadata.isEmpty { response.metadata = error.metadata.wireEntries }
+        }
+        var frame = Wholecare_Rpc_V1_Frame()
+        frame.callID = id
+        frame.response = response
+        write(frame)
+    }
+
+    // MARK: - Writing
+
+    private func write(_ frame: Wholecare_Rpc_V1_Frame) {
+        guard let context, !closing else { return }
+        do {
+            let buffer = try FrameWriter.write(frame, allocator: context.channel.allocator)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            unflushed = true
+        } catch {
+            logger.error("could not encode a frame")
+            return
+        }
+        if inReadCycle { return } // channelReadComplete flushes.
+        // Responses finishing outside a read cycle are coalesced: one flush per loop tick.
+        if !flushScheduled {
+            flushScheduled = true
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let handler = loopBound.value
+                handler.flushScheduled = false
+                handler.flushIfNeeded()
+            }
+        }
+    }
+
+    private func flushIfNeeded() {
+        guard unflushed, let context else { return }
+        unflushed = false
+        context.flush()
+    }
+
+    // MARK: - Errors, idleness, shutdown
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case FrameDecoder.Failure.frameTooLarge(let declared, let limit):
+            fail(.resourceExhausted, "frame of \(declared) bytes exceeds the limit of \(limit) bytes")
+        case FrameDecoder.Failure.frameTooSlow:
+            fail(.deadlineExceeded, "a frame took too long to arrive")
+        case FrameDecoder.Failure.truncatedFrame:
+            context.close(promise: nil)
+        case let error as ByteToMessageDecoderError where "\(error)".contains("PayloadTooLarge"):
+            fail(.resourceExhausted, "frame exceeds the size limit")
+        default:
+            logger.debug("connection error", metadata: ["error": "\(type(of: error))"])
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            if calls.isEmpty {
+                sendGoAway(.ok, "idle timeout")
+                closing = true
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Sends GOAWAY (status and reason) and closes the connection.
+    private func fail(_ code: RPCError.Code, _ reason: String) {
+        guard let context, !closing else { return }
+        logger.info("closing connection", metadata: ["status": "\(code)", "reason": "\(reason)"])
+        sendGoAway(code, reason)
+        closing = true
+        for task in calls.values { task.cancel() }
+        calls.removeAll()
+        context.close(promise: nil)
+    }
+
+    private func sendGoAway(_ code: RPCError.Code, _ reason: String) {
+        guard let context else { return }
+        var goaway = Wholecare_Rpc_V1_GoAway()
+        goaway.lastCallID = highestCallID
+        goaway.status = UInt32(code.rawValue)
+        goaway.reason = reason
+        var frame = Wholecare_Rpc_V1_Frame()
+        frame.goaway = goaway
+        if let buffer = try? FrameWriter.write(frame, allocator: context.channel.allocator) {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+
+    /// Graceful shutdown: tell the client which calls will still be answered, finish
+    /// them, then close.
+    func beginDrain() {
+        guard !draining, !closing else { return }
+        draining = true
+        sendGoAway(.ok, "server shutting down")
+        closeIfDrained()
+    }
+
+    private func closeIfDrained() {
+        guard draining, calls.isEmpty, let context, !closing else { return }
+        closing = true
+        flushIfNeeded()
+        context.close(promise: nil)
+    }
+}

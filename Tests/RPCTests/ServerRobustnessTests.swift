@@ -1,0 +1,196 @@
+import Contracts
+import Foundation
+import NIOCore
+import RPC
+import RPCTransport
+import Testing
+
+/// Bad peers: each case gets the status or close that docs/rpc-protocol.md documents,
+/// and the server keeps serving everyone else.
+@Suite("Server robustness against bad input")
+struct ServerRobustnessTests {
+    enum Expectation: Sendable {
+        case goaway(RPCError.Code)
+        case response(callID: UInt64, RPCError.Code)
+        case closeWithoutFrame
+    }
+
+    struct Case: Sendable, CustomTestStringConvertible {
+        let name: String
+        let bytes: @Sendable () throws -> [UInt8]
+        let expectation: Expectation
+        var testDescription: String { name }
+    }
+
+    static func frameBytes(_ frame: Wholecare_Rpc_V1_Frame) throws -> [UInt8] {
+        let body: [UInt8] = try frame.serializedBytes()
+        return RawConnection.lengthPrefix(body.count) + body
+    }
+
+    static let cases: [Case] = [
+        Case(name: "length 0 (an empty frame)", bytes: { [0, 0, 0, 0] }, expectation: .goaway(.invalidArgument)),
+        Case(name: "length limit+1", bytes: { RawConnection.lengthPrefix(1024 + 1) + [1, 2, 3] }, expectation: .goaway(.resourceExhausted)),
+        Case(name: "length 0xFFFFFFFF", bytes: { [0xff, 0xff, 0xff, 0xff] }, expectation: .goaway(.resourceExhausted)),
+        Case(name: "garbage protobuf", bytes: { RawConnection.lengthPrefix(6) + [0xff, 0xff, 0xff, 0xff, 0xff, 0x0f] },
+             expectation: .goaway(.invalidArgument)),
+        Case(name: "unknown frame kind on a call", bytes: {
+            // Field 99 (a kind from a future protocol version), varint 1, call id 5.
+            let body: [UInt8] = [0x08, 0x05, 0x98, 0x06, 0x01]
+            return RawConnection.lengthPrefix(body.count) + body
+        }, expectation: .response(callID: 5, .unimplemented)),
+        Case(name: "a response sent by a client", bytes: {
+            var frame = Wholecare_Rpc_V1_Frame()
+            frame.callID = 3
+            frame.response = Wholecare_Rpc_V1_Response()
+            return try frameBytes(frame)
+        }, expectation: .goaway(.invalidArgument)),
+        Case(name: "call id 0 on a request", bytes: {
+            try frameBytes(RawConnection.request(id: 0, method: Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName, message: echoRequest("x")))
+        }, expectation: .goaway(.invalidArgument)),
+        Case(name: "unknown method", bytes: {
+            try frameBytes(RawConnection.request(id: 9, method: "wholecare.nothing.v1.Nothing/Nope", message: echoRequest("x")))
+        }, expectation: .response(callID: 9, .unimplemented)),
+        Case(name: "payload that is not the request message", bytes: {
+            var request = Wholecare_Rpc_V1_Request()
+            request.method = Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName
+            request.payload = Data([0x0a, 0xff, 0x01])
+            var frame = Wholecare_Rpc_V1_Frame()
+            frame.callID = 4
+            frame.request = request
+            return try frameBytes(frame)
+        }, expectation: .response(callID: 4, .invalidArgument)),
+        Case(name: "reserved timeout key in metadata", bytes: {
+            var frame = try RawConnection.request(id: 6, method: Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName, message: echoRequest("x"))
+            var entry = Wholecare_Rpc_V1_MetadataEntry()
+            entry.key = "timeout"
+            entry.value = "1s"
+            frame.request.metadata = [entry]
+            return try frameBytes(frame)
+        }, expectation: .response(callID: 6, .invalidArgument)),
+    ]
+
+    @Test("each bad frame gets the documented answer and other connections keep working", arguments: cases)
+    func badFrame(testCase: Case) async throws {
+        let test = try await TestServer.start { $0.maxFrameSize = 1024 }
+        let (good, transport) = test.client()
+        _ = try await good.echo(echoRequest("before"))
+
+        let raw = try RawConnection(port: test.port)
+        try await raw.sendHello()
+        raw.send(try testCase.bytes())
+        switch testCase.expectation {
+        case .goaway(let code):
+            let frame = try await raw.nextFrame()
+            guard case .goaway(let goaway) = frame?.kind else {
+                Issue.record("expected GOAWAY, got \(String(describing: frame))")
+                return
+            }
+            #expect(goaway.status == UInt32(code.rawValue), "\(goaway.reason)")
+            #expect(await raw.closedByServer())
+        case .response(let id, let code):
+            let frame = try await raw.nextFrame()
+            #expect(frame?.callID == id)
+            guard case .response(let response) = frame?.kind else {
+                Issue.record("expected a response, got \(String(describing: frame))")
+                return
+            }
+            #expect(response.status == UInt32(code.rawValue), "\(response.message)")
+        case .closeWithoutFrame:
+            #expect(await raw.closedByServer())
+        }
+        // The well-behaved client never noticed.
+        #expect(try await good.echo(echoRequest("after")).text == "after")
+        await transport.close()
+        await test.server.shutdown()
+    }
+
+    @Test("a duplicate call id while the first is in flight closes the connection")
+    func duplicateCallID() async throws {
+        let test = try await TestServer.start()
+        let raw = try RawConnection(port: test.port)
+        try await raw.sendHello()
+        var sleep = Wholecare_Diagnostics_V1_SleepRequest()
+        sleep.milliseconds = 2_000
+        let frame = try RawConnection.request(id: 7, method: Wholecare_Diagnostics_V1_Echo.Methods.sleep.fullName, message: sleep)
+        try raw.send(frame: frame)
+        try raw.send(frame: frame)
+        let reply = try await raw.nextFrame()
+        guard case .goaway(let goaway) = reply?.kind else {
+            Issue.record("expected GOAWAY, got \(String(describing: reply))")
+            return
+        }
+        #expect(goaway.status == UInt32(RPCError.Code.invalidArgument.rawValue))
+        #expect(goaway.reason.contains("already in flight"))
+        #expect(await raw.closedByServer())
+        await test.server.shutdown()
+    }
+
+    @Test("a request before the hello is refused with FAILED_PRECONDITION")
+    func requestBeforeHello() async throws {
+        let test = try await TestServer.start()
+        let raw = try RawConnection(port: test.port)
+        try raw.send(frame: RawConnection.request(id: 1, method: Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName, message: echoRequest("x")))
+        guard case .goaway(let goaway) = try await raw.nextFrame()?.kind else {
+            Issue.record("expected GOAWAY")
+            return
+        }
+        #expect(goaway.status == UInt32(RPCError.Code.failedPrecondition.rawValue))
+        await test.server.shutdown()
+    }
+
+    @Test("an unsupported protocol version is refused with UNIMPLEMENTED")
+    func wrongVersion() async throws {
+        let test = try await TestServer.start()
+        let raw = try RawConnection(port: test.port)
+        var hello = Wholecare_Rpc_V1_Hello()
+        hello.version = 99
+        var frame = Wholecare_Rpc_V1_Frame()
+        frame.hello = hello
+        try raw.send(frame: frame)
+        guard case .goaway(let goaway) = try await raw.nextFrame()?.kind else {
+            Issue.record("expected GOAWAY")
+            return
+        }
+        #expect(goaway.status == UInt32(RPCError.Code.unimplemented.rawValue))
+        await test.server.shutdown()
+    }
+
+    @Test("a peer trickling a frame byte by byte is dropped")
+    func slowFrameDropped() async throws {
+        let test = try await TestServer.start { $0.frameArrivalBudget = .milliseconds(300) }
+        let raw = try RawConnection(port: test.port)
+        try await raw.sendHello()
+        let bytes = try Self.frameBytes(RawConnection.request(
+            id: 1, method: Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName, message: echoRequest(String(repeating: "a", count: 40))))
+        var dropped = false
+        for byte in bytes {
+            raw.send([byte])
+            try await Task.sleep(for: .milliseconds(100))
+            if test.server.openConnections == 0 { dropped = true; break }
+        }
+        #expect(dropped, "the server should have closed the connection before the frame completed")
+        let reply = try await raw.nextFrame()
+        if case .goaway(let goaway) = reply?.kind {
+            #expect(goaway.status == UInt32(RPCError.Code.deadlineExceeded.rawValue))
+        }
+        await test.server.shutdown()
+    }
+
+    @Test("connections beyond the cap are told RESOURCE_EXHAUSTED and closed")
+    func connectionCap() async throws {
+        let test = try await TestServer.start { $0.maxConnections = 2 }
+        let first = try RawConnection(port: test.port)
+        try await first.sendHello()
+        let second = try RawConnection(port: test.port)
+        try await second.sendHello()
+        let third = try RawConnection(port: test.port)
+        guard case .goaway(let goaway) = try await third.nextFrame()?.kind else {
+            Issue.record("expected GOAWAY on the third connection")
+            return
+        }
+        #expect(goaway.status == UInt32(RPCError.Code.resourceExhausted.rawValue))
+        #expect(await third.closedByServer())
+        _ = (first, second)
+        await test.server.shutdown()
+    }
+}
