@@ -17,7 +17,7 @@ WHOLECARE     = $(BIN_DIR)/wholecare
 APT_PACKAGES := pkg-config libpq-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
                 postgresql postgresql-contrib
 
-.PHONY: help deps build build-release run test db db-stop proto bench clean c-client
+.PHONY: help deps build build-release run test db db-stop proto bench bench-rpc clean c-client
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,7 @@ deps: ## Install missing system packages with apt-get (quiet and fast when all a
 
 # One build command everywhere: mixing `--product X` builds with full builds makes
 # SwiftPM recompile shared dependencies each time it alternates.
-build: deps ## Build every executable and test (debug)
+build: deps c-client ## Build every executable and test (debug), and the C client
 	@$(SWIFT) build --build-tests
 
 build-release: deps ## Build the executables in release mode
@@ -67,10 +67,19 @@ test: build ## Run every test against a throwaway PostgreSQL; exit code is the t
 proto: deps ## Regenerate the committed Swift code from proto/ (only needed after editing a .proto)
 	@proto/generate.sh
 
-bench: ## Run every benchmark (release build) and print figures
-	@echo "benchmarks arrive with the RPC and service issues"
+bench: bench-rpc ## Run every benchmark (release builds) and print figures
+
+bench-rpc: deps ## RPC: WholeCare vs grpc-swift-2 vs bare NIO echo, and server memory (release)
+	@echo "bench-rpc: building the benchmark package in release mode (first time: ~15 minutes, it builds gRPC)"
+	@cd Tests/Benchmarks && $(SWIFT) build -c release >/dev/null
+	@cd Tests/Benchmarks && .build/release/rpc-bench compare 5
+	@cd Tests/Benchmarks && .build/release/rpc-bench memory 1000000
+
+c-client: deps ## Build the C client library and example (clients/c/build)
+	@$(MAKE) --no-print-directory -s -C clients/c
 
 clean: ## Remove build products and local databases
 	-@$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster dev >/dev/null 2>&1
 	-@$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster test >/dev/null 2>&1
 	rm -rf .build $(DATA_DIR)
+	@$(MAKE) --no-print-directory -s -C clients/c clean

@@ -76,6 +76,12 @@ var targets: [Target] = [
         swiftSettings: swiftSettings
     ),
     .target(
+        name: "Auth",
+        dependencies: ["RPC", "WholeCareCrypto", logging],
+        path: "Shared/Auth",
+        swiftSettings: swiftSettings
+    ),
+    .target(
         name: "ServiceKit",
         dependencies: [
             "Postgres", "RPC", "RPCTransport", logging, metrics, lifecycle, hummingbird,
@@ -94,19 +100,21 @@ struct ServiceSpec {
     let executable: String
     let dependencies: [Target.Dependency]
     let hasMigrations: Bool
+    var resources: [Resource] = []
 }
 
 let services: [ServiceSpec] = [
     .init(directory: "Identity", library: "IdentityService", executable: "identity",
-          dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto"], hasMigrations: false),
+          dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "Contracts", "Auth"], hasMigrations: true,
+          resources: [.copy("CommonPasswords.txt")]),
     .init(directory: "Records", library: "RecordsService", executable: "records",
-          dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto"], hasMigrations: false),
+          dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "Contracts"], hasMigrations: false),
     .init(directory: "Ledger", library: "LedgerService", executable: "ledger",
-          dependencies: ["ServiceKit", "Postgres"], hasMigrations: false),
+          dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts"], hasMigrations: false),
     .init(directory: "Engagement", library: "EngagementService", executable: "engagement",
-          dependencies: ["ServiceKit", "Postgres"], hasMigrations: false),
+          dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts"], hasMigrations: false),
     .init(directory: "Directory", library: "DirectoryService", executable: "directory",
-          dependencies: ["ServiceKit", "Postgres"], hasMigrations: false),
+          dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts"], hasMigrations: false),
     .init(directory: "Gateway", library: "GatewayService", executable: "gateway",
           dependencies: ["ServiceKit", hummingbird], hasMigrations: false),
 ]
@@ -116,7 +124,7 @@ for service in services {
         name: service.library,
         dependencies: service.dependencies,
         path: "Services/\(service.directory)/Sources",
-        resources: service.hasMigrations ? [.copy("Migrations")] : [],
+        resources: (service.hasMigrations ? [.copy("Migrations")] : []) + service.resources,
         swiftSettings: swiftSettings
     ))
     targets.append(.executableTarget(
@@ -178,7 +186,9 @@ let package = Package(
     name: "WholeCare",
     platforms: [.macOS(.v15)],
     products: services.map { .executable(name: $0.executable, targets: [$0.executable]) }
-        + [.executable(name: "wholecare", targets: ["wholecare"])],
+        + [.executable(name: "wholecare", targets: ["wholecare"]),
+           // For the benchmark package (Tests/Benchmarks) and other Swift programs.
+           .library(name: "WholeCareRPC", targets: ["RPC", "RPCTransport", "Contracts"])],
     dependencies: dependencies,
     targets: targets
 )

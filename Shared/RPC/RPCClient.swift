@@ -38,12 +38,19 @@ public struct RPCClient: Sendable {
     public let interceptors: [any ClientInterceptor]
     public let retryPolicy: RetryPolicy
     let budget: RetryBudget
+    private let chain: @Sendable (ClientRequest) async throws -> RawResponse
 
     public init(channel: any RPCChannel, interceptors: [any ClientInterceptor] = [], retryPolicy: RetryPolicy = .default) {
         self.channel = channel
         self.interceptors = interceptors
         self.retryPolicy = retryPolicy
         self.budget = RetryBudget(policy: retryPolicy)
+        var chain: @Sendable (ClientRequest) async throws -> RawResponse = { request in try await channel.unary(request) }
+        for interceptor in interceptors.reversed() {
+            let next = chain
+            chain = { request in try await interceptor.intercept(request, next: next) }
+        }
+        self.chain = chain
     }
 
     /// Sends one request and waits for its response.
@@ -76,12 +83,7 @@ public struct RPCClient: Sendable {
 
     /// Sends a raw request through the interceptors, with retries where allowed.
     public func send(_ request: ClientRequest, retryable: Bool) async throws -> RawResponse {
-        let channel = channel
-        var chain: @Sendable (ClientRequest) async throws -> RawResponse = { request in try await channel.unary(request) }
-        for interceptor in interceptors.reversed() {
-            let next = chain
-            chain = { request in try await interceptor.intercept(request, next: next) }
-        }
+        let chain = chain
         let started = ContinuousClock.now
         var attempt = 1
         while true {
@@ -146,27 +148,36 @@ public struct RetryPolicy: Sendable {
 /// The shared token bucket behind `RetryPolicy`'s budget.
 final class RetryBudget: Sendable {
     private let tokens: Mutex<Double>
+    private let full: Atomic<Bool>
     private let maxTokens: Double
     private let ratio: Double
 
     init(policy: RetryPolicy) {
         self.tokens = Mutex(policy.maxTokens)
+        self.full = Atomic(true)
         self.maxTokens = policy.maxTokens
         self.ratio = policy.tokenRatio
     }
 
     func recordSuccess() {
-        tokens.withLock { $0 = min(maxTokens, $0 + ratio) }
+        // The common case — a healthy server and a full bucket — touches no lock.
+        guard !full.load(ordering: .relaxed) else { return }
+        tokens.withLock {
+            $0 = min(maxTokens, $0 + ratio)
+            if $0 >= maxTokens { full.store(true, ordering: .relaxed) }
+        }
     }
 
     func recordFailure() {
         tokens.withLock { $0 = max(0, $0 - 1) }
+        full.store(false, ordering: .relaxed)
     }
 
     /// Spends a token for the failure that prompted the retry; allows the retry only
     /// while the bucket stays above half.
     func allowRetry() -> Bool {
-        tokens.withLock { value in
+        full.store(false, ordering: .relaxed)
+        return tokens.withLock { value in
             value = max(0, value - 1)
             return value > maxTokens / 2
         }

@@ -32,8 +32,21 @@ public struct RPCRouter: Sendable {
     public typealias Handler = @Sendable (RawRequest, ServerContext) async throws -> RawResponse
 
     private var handlers: [String: Handler] = [:]
+    /// Handlers wrapped in the interceptors, composed once rather than on every call.
+    private var composed: [String: Handler] = [:]
     private var idempotent: Set<String> = []
-    public var interceptors: [any ServerInterceptor] = []
+    public var interceptors: [any ServerInterceptor] = [] {
+        didSet { composed = handlers.mapValues { compose($0) } }
+    }
+
+    private func compose(_ handler: @escaping Handler) -> Handler {
+        var composed: Handler = handler
+        for interceptor in interceptors.reversed() {
+            let next = composed
+            composed = { request, context in try await interceptor.intercept(request, context: context, next: next) }
+        }
+        return composed
+    }
 
     public init() {}
 
@@ -44,7 +57,7 @@ public struct RPCRouter: Sendable {
     ) {
         precondition(handlers[method.fullName] == nil, "\(method.fullName) registered twice")
         if method.idempotent { idempotent.insert(method.fullName) }
-        handlers[method.fullName] = { raw, context in
+        let handler: Handler = { raw, context in
             let input: Input
             do {
                 input = try Input(serializedBytes: raw.payload)
@@ -54,6 +67,8 @@ public struct RPCRouter: Sendable {
             let output = try await handler(input, context)
             return RawResponse(payload: try output.serializedBytes())
         }
+        handlers[method.fullName] = handler
+        composed[method.fullName] = compose(handler)
     }
 
     /// Registers every method of a service.
@@ -72,19 +87,12 @@ public struct RPCRouter: Sendable {
     /// in order around the handler. With a deadline, the handler's task is cancelled when
     /// it passes and the caller gets DEADLINE_EXCEEDED.
     public func handle(_ request: RawRequest, context: ServerContext) async -> Result<RawResponse, RPCError> {
-        guard let handler = handlers[request.method] else {
+        guard let chain = composed[request.method] else {
             return .failure(RPCError(code: .unimplemented, message: "unknown method \(Self.printable(request.method))"))
         }
         if request.metadata[MetadataKey.timeout] != nil {
             return .failure(.invalidArgument(field: "metadata.timeout", "the deadline travels in timeout_micros, not metadata"))
         }
-        let interceptors = interceptors
-        var composed: Handler = handler
-        for interceptor in interceptors.reversed() {
-            let next = composed
-            composed = { request, context in try await interceptor.intercept(request, context: context, next: next) }
-        }
-        let chain = composed
         let run: @Sendable () async -> Result<RawResponse, RPCError> = {
             do {
                 let response = try await ServerContext.$current.withValue(context) { try await chain(request, context) }

@@ -10,8 +10,23 @@ public struct ServerContext: Sendable {
     public let deadline: ContinuousClock.Instant?
     /// The remote address, or `in-process`.
     public let peer: String
-    /// A logger carrying the method and trace id.
-    public var logger: Logger
+    /// A logger carrying the method and trace id. Composed when first used, so a call
+    /// that logs nothing pays nothing for it.
+    public var logger: Logger {
+        get {
+            if loggerComposed { return storedLogger }
+            var logger = storedLogger
+            logger[metadataKey: "method"] = .string(method)
+            if let trace = metadata[MetadataKey.traceID] { logger[metadataKey: "trace_id"] = .string(trace) }
+            return logger
+        }
+        set {
+            storedLogger = newValue
+            loggerComposed = true
+        }
+    }
+    private var storedLogger: Logger
+    private var loggerComposed = false
     /// Values attached by interceptors (the authenticated principal, for one).
     public var values: ContextValues
 
@@ -23,7 +38,7 @@ public struct ServerContext: Sendable {
         self.metadata = metadata
         self.deadline = deadline
         self.peer = peer
-        self.logger = logger
+        self.storedLogger = logger
         self.values = values
     }
 

@@ -8,8 +8,14 @@ struct ByteBufferBytes: SwiftProtobufContiguousBytes {
 
     init(_ buffer: ByteBuffer) { self.buffer = buffer }
 
+    /// swift-protobuf calls this with the exact encoded size before serializing. Four
+    /// extra bytes in front leave room for the frame's length prefix, so a frame is
+    /// encoded straight into the buffer that goes to the socket.
     init(repeating: UInt8, count: Int) {
-        buffer = ByteBuffer(repeating: repeating, count: count)
+        buffer = ByteBufferAllocator().buffer(capacity: count + 4)
+        buffer.writeRepeatingByte(0, count: 4)
+        buffer.writeRepeatingByte(repeating, count: count)
+        buffer.moveReaderIndex(forwardBy: 4)
     }
 
     init<S: Sequence>(_ sequence: S) where S.Element == UInt8 {

@@ -24,6 +24,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private var goingAway = false
     private var closed = false
     private var flushScheduled = false
+    private var unflushedCount = 0
     private var keepaliveTimer: Scheduled<Void>?
     private var pingCounter: UInt64 = 0
     /// Called when the server sends GOAWAY, so the pool stops choosing this connection.
@@ -101,7 +102,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         }
         calls[id] = PendingCall(continuation: continuation, timer: timer)
         context.write(wrapOutboundOut(buffer), promise: nil)
-        flushSoon()
+        unflushedCount += 1
+        if unflushedCount >= 16 || calls.count == 1 {
+            // Send in small batches so the server can start while we are still writing.
+            unflushedCount = 0
+            context.flush()
+        } else {
+            flushSoon()
+        }
     }
 
     func cancel(id: UInt64) {
@@ -233,6 +241,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         context.eventLoop.execute {
             let handler = loopBound.value
             handler.flushScheduled = false
+            handler.unflushedCount = 0
             handler.context?.flush()
         }
     }

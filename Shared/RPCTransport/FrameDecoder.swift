@@ -69,10 +69,11 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
 /// Writes frames with their length prefix.
 enum FrameWriter {
     static func write(_ frame: Wholecare_Rpc_V1_Frame, allocator: ByteBufferAllocator) throws -> ByteBuffer {
-        let bytes: [UInt8] = try frame.serializedBytes()
-        var buffer = allocator.buffer(capacity: bytes.count + 4)
-        buffer.writeInteger(UInt32(bytes.count))
-        buffer.writeBytes(bytes)
+        let encoded: ByteBufferBytes = try frame.serializedBytes()
+        var buffer = encoded.buffer
+        let length = buffer.readableBytes
+        buffer.moveReaderIndex(to: 0)
+        buffer.setInteger(UInt32(length), at: 0)
         return buffer
     }
 }

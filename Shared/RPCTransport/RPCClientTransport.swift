@@ -59,11 +59,16 @@ public final class RPCClientTransport: RPCChannel, Sendable {
         }
     }
 
+    /// An executor on the event loop of the pool's first connection. Tasks that make many
+    /// calls can prefer it (`Task(executorPreference:)`): responses then resume them on
+    /// the thread that read the response, with no hop to another thread.
+    public var preferredExecutor: EventLoopExecutor { pool[0].executor }
+
     public func unary(_ request: ClientRequest) async throws -> RawResponse {
         // Round-robin, preferring a connection that is up.
         let start = next.wrappingAdd(1, ordering: .relaxed).oldValue
         var chosen = pool[start % pool.count]
-        if !chosen.isReady {
+        if pool.count > 1, !chosen.isReady {
             for offset in 1..<pool.count where pool[(start + offset) % pool.count].isReady {
                 chosen = pool[(start + offset) % pool.count]
                 break
@@ -96,12 +101,14 @@ final class ClientConnection: Sendable {
 
     let configuration: RPCClientConfiguration
     let eventLoop: any EventLoop
+    let executor: EventLoopExecutor
     let logger: Logger
     private let state: Mutex<State>
 
     init(configuration: RPCClientConfiguration, eventLoop: any EventLoop, logger: Logger) {
         self.configuration = configuration
         self.eventLoop = eventLoop
+        self.executor = EventLoopExecutor(eventLoop: eventLoop)
         self.logger = logger
         self.state = Mutex(.idle(failures: 0))
     }
@@ -117,8 +124,10 @@ final class ClientConnection: Sendable {
         let loop = connection.channel.eventLoop
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RawResponse, any Error>) in
-                loop.execute {
+                if loop.inEventLoop {
                     handler.value.start(id: id, request: request, continuation: continuation)
+                } else {
+                    loop.execute { handler.value.start(id: id, request: request, continuation: continuation) }
                 }
             }
         } onCancel: {

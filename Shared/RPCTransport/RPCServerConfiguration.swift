@@ -23,13 +23,18 @@ public struct RPCServerConfiguration: Sendable {
     public var helloTimeout: TimeAmount
     /// On shutdown, how long in-flight calls may run before connections are closed.
     public var drainTimeout: TimeAmount
+    /// Run each call's handler task on the connection's event loop (no thread hop per
+    /// call). Handlers must then never block; WholeCare's do their blocking work (libpq,
+    /// scrypt) on dedicated thread pools.
+    public var runHandlersOnEventLoop: Bool
 
     public init(
         host: String = "127.0.0.1", port: Int, serverName: String = "wholecare",
         maxFrameSize: Int = RPCProtocol.defaultMaxFrameSize, maxConcurrentCallsPerConnection: Int = 1024,
         maxConnections: Int = 4096, idleTimeout: TimeAmount = .minutes(5), frameArrivalBudget: TimeAmount = .seconds(10),
-        helloTimeout: TimeAmount = .seconds(10), drainTimeout: TimeAmount = .seconds(10)
+        helloTimeout: TimeAmount = .seconds(10), drainTimeout: TimeAmount = .seconds(10), runHandlersOnEventLoop: Bool = true
     ) {
+        self.runHandlersOnEventLoop = runHandlersOnEventLoop
         self.host = host
         self.port = port
         self.serverName = serverName

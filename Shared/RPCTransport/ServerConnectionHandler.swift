@@ -17,6 +17,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private let peer: String
 
     private var context: ChannelHandlerContext?
+    private var executor: EventLoopExecutor?
     private var helloReceived = false
     private var helloTimer: Scheduled<Void>?
     private var calls: [UInt64: Task<Void, Never>] = [:]
@@ -27,6 +28,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private var inReadCycle = false
     private var flushScheduled = false
     private var unflushed = false
+    private var unflushedCount = 0
+    static let flushBatch = 16
 
     init(router: RPCRouter, configuration: RPCServerConfiguration, logger: Logger, peer: String) {
         self.router = router
@@ -37,6 +40,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if configuration.runHandlersOnEventLoop { executor = EventLoopExecutor(eventLoop: context.eventLoop) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -169,27 +173,31 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         let now = ContinuousClock.now
         let deadline = request.timeoutMicros == 0 ? nil : now + .microseconds(Int64(clamping: request.timeoutMicros))
         let metadata = Metadata(entries: request.metadata)
-        var callLogger = logger
-        callLogger[metadataKey: "method"] = .string(request.method)
-        if let trace = metadata[MetadataKey.traceID] { callLogger[metadataKey: "trace_id"] = .string(trace) }
+        // The context adds method and trace id to the logger only when something logs.
         let serverContext = ServerContext(
-            method: request.method, metadata: metadata, deadline: deadline, peer: peer, logger: callLogger)
+            method: request.method, metadata: metadata, deadline: deadline, peer: peer, logger: logger)
         let raw = RawRequest(method: request.method, metadata: metadata, payload: request.payload)
         let router = router
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        calls[id] = Task {
+        let body: @Sendable () async -> Void = {
             let result = await router.handle(raw, context: serverContext)
-            eventLoop.execute {
+            if eventLoop.inEventLoop {
                 loopBound.value.finish(id: id, result: result)
+            } else {
+                eventLoop.execute { loopBound.value.finish(id: id, result: result) }
             }
         }
+        calls[id] = executor.map { Task(executorPreference: $0, operation: body) } ?? Task(operation: body)
     }
 
     private func finish(id: UInt64, result: Result<RawResponse, RPCError>) {
         // A cancelled call was already removed: its result is dropped.
         guard calls.removeValue(forKey: id) != nil else { return }
         respond(id: id, result)
+        // Nothing else is running on this connection: there is nothing to batch with, so
+        // send now rather than a loop tick later (this is most of a lone call's latency).
+        if calls.isEmpty { flushIfNeeded() }
         resumeReadingIfPossible()
         closeIfDrained()
     }
@@ -220,8 +228,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             let buffer = try FrameWriter.write(frame, allocator: context.channel.allocator)
             context.write(wrapOutboundOut(buffer), promise: nil)
             unflushed = true
+            unflushedCount += 1
         } catch {
             logger.error("could not encode a frame")
+            return
+        }
+        // Flush in small batches so the client can start on the first responses while
+        // the rest are still being produced (pipelining), but never a syscall per frame.
+        if unflushedCount >= Self.flushBatch {
+            flushIfNeeded()
             return
         }
         if inReadCycle { return } // channelReadComplete flushes.
@@ -240,6 +255,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private func flushIfNeeded() {
         guard unflushed, let context else { return }
         unflushed = false
+        unflushedCount = 0
         context.flush()
     }
 

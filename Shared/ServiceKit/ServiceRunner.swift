@@ -3,6 +3,8 @@ import Logging
 import Metrics
 import Postgres
 import Prometheus
+import RPC
+import RPCTransport
 import ServiceLifecycle
 
 /// What every executable needs: configuration, logging, metrics, a database pool, the
@@ -47,6 +49,21 @@ public struct ServiceRunner: Sendable {
             configuration: PostgresConfiguration(
                 connectionString: url, maxConnections: size, acquireTimeout: timeout, applicationName: "wholecare-\(name)"),
             logger: dbLogger)
+    }
+
+    /// The service's RPC server on `BIND_HOST:<NAME>_RPC_PORT`, with logging and metrics
+    /// interceptors ahead of whatever the router already has (authentication).
+    public func makeRPCServer(router: RPCRouter) throws -> RPCServer {
+        var router = router
+        router.interceptors = [LoggingServerInterceptor(), MetricsServerInterceptor()] + router.interceptors
+        let configuration = RPCServerConfiguration(
+            host: bindHost, port: rpcPort, serverName: name,
+            maxFrameSize: try environment.int("RPC_MAX_FRAME_SIZE", default: RPCProtocol.defaultMaxFrameSize, range: 1024...(64 << 20)),
+            maxConcurrentCallsPerConnection: try environment.int("RPC_MAX_CONCURRENT_CALLS", default: 1024, range: 1...100_000),
+            maxConnections: try environment.int("RPC_MAX_CONNECTIONS", default: 4096, range: 1...1_000_000))
+        var rpcLogger = logger
+        rpcLogger[metadataKey: "component"] = "rpc"
+        return RPCServer(configuration: configuration, router: router, logger: rpcLogger)
     }
 
     /// Runs the given services plus the admin listener until SIGTERM/SIGINT, then shuts

@@ -1,5 +1,6 @@
 import Logging
 import Postgres
+import RPC
 import ServiceKit
 
 /// Wires the records service together: database pool, RPC server, admin listener.
@@ -10,7 +11,8 @@ public enum RecordsServiceApp {
         do {
             let runner = try ServiceRunner(name: descriptor.name, defaultRPCPort: descriptor.defaultPort)
             let database = DatabaseService(client: try runner.makeDatabase())
-            try await runner.run(services: [database], checks: [database.readinessCheck])
+            let rpc = try runner.makeRPCServer(router: RPCRouter())
+            try await runner.run(services: [database, rpc], checks: [database.readinessCheck])
         } catch {
             ServiceRunner.fail(error, service: descriptor.name)
         }

@@ -1,0 +1,473 @@
+import Foundation
+import Postgres
+
+/// Rows as the store returns them.
+public struct AccountRow: Sendable, Equatable {
+    public let id: UUID
+    public let kind: String
+    public let email: String
+    public let displayName: String
+    public let passwordHash: String
+    public let organisationID: UUID?
+    public let roles: [String]
+    public let createdAt: Date
+}
+
+public struct OrganisationRow: Sendable, Equatable {
+    public let id: UUID
+    public let name: String
+    public let kind: String
+    public let createdAt: Date
+}
+
+public struct ClientRow: Sendable {
+    public let id: UUID
+    public let clientID: String
+    public let secretHash: [UInt8]
+    public let kind: String
+    public let name: String
+    public let organisationID: UUID?
+    public let revoked: Bool
+}
+
+public struct RelationshipRow: Sendable, Equatable {
+    public let id: UUID
+    public let personID: UUID
+    public let professionalID: UUID
+    public let organisationID: UUID
+    public let role: String
+    public let startedAt: Date
+    public let endedAt: Date?
+    public let professionalName: String
+    public let personName: String
+}
+
+public struct ConsentRow: Sendable, Equatable {
+    public let id: UUID
+    public let personID: UUID
+    public let granteeProfessionalID: UUID?
+    public let granteeOrganisationID: UUID?
+    public let categories: [String]
+    public let grantedAt: Date
+    public let expiresAt: Date?
+    public let revokedAt: Date?
+    public let granteeName: String
+}
+
+public struct CarerGrantRow: Sendable, Equatable {
+    public let id: UUID
+    public let personID: UUID
+    public let carerID: UUID?
+    public let invitedEmail: String
+    public let scopes: [String]
+    public let createdAt: Date
+    public let acceptedAt: Date?
+    public let expiresAt: Date?
+    public let revokedAt: Date?
+    public let codeExpiresAt: Date
+    public let carerName: String?
+    public let personName: String
+}
+
+public struct AuthEventRow: Sendable {
+    public let id: Int64
+    public let event: String
+    public let detail: String
+    public let occurredAt: Date
+}
+
+/// Outcome of presenting a refresh token.
+public enum RefreshOutcome: Sendable, Equatable {
+    case valid(accountID: UUID, familyID: UUID)
+    /// A token that was already spent: its whole family has now been revoked.
+    case reused(accountID: UUID)
+    case invalid
+}
+
+/// The identity schema's SQL. Every value is a bind.
+public struct IdentityStore: Sendable {
+    public let db: PostgresClient
+
+    public init(db: PostgresClient) {
+        self.db = db
+    }
+
+    // MARK: Accounts
+
+    static let accountColumns = "id, kind, email, display_name, password_hash, organisation_id, roles, created_at"
+
+    static func account(_ row: PostgresRow) throws -> AccountRow {
+        AccountRow(
+            id: try row.decode("id"), kind: try row.decode("kind"), email: try row.decode("email"),
+            displayName: try row.decode("display_name"), passwordHash: try row.decode("password_hash"),
+            organisationID: try row.decode("organisation_id"), roles: try row.decode("roles"), createdAt: try row.decode("created_at"))
+    }
+
+    /// Inserts an account; nil if the e-mail is taken.
+    public func createAccount(kind: String, email: String, displayName: String, passwordHash: String,
+                              organisationID: UUID? = nil, roles: [String] = []) async throws -> AccountRow? {
+        do {
+            let rows = try await db.query("""
+                INSERT INTO accounts (id, kind, email, display_name, password_hash, organisation_id, roles)
+                VALUES (\(UUID()), \(kind), \(email), \(displayName), \(passwordHash), \(organisationID), \(roles)::text[])
+                RETURNING \(unsafeRaw: Self.accountColumns)
+                """)
+            return try Self.account(rows[0])
+        } catch let error as PostgresError where error.isUniqueViolation {
+            return nil
+        }
+    }
+
+    public func account(email: String) async throws -> AccountRow? {
+        try await db.query("SELECT \(unsafeRaw: Self.accountColumns) FROM accounts WHERE lower(email) = lower(\(email))")
+            .first.map(Self.account)
+    }
+
+    public func account(id: UUID) async throws -> AccountRow? {
+        try await db.query("SELECT \(unsafeRaw: Self.accountColumns) FROM accounts WHERE id = \(id)").first.map(Self.account)
+    }
+
+    public func updatePassword(accountID: UUID, hash: String) async throws {
+        try await db.query("UPDATE accounts SET password_hash = \(hash), password_changed_at = now() WHERE id = \(accountID)")
+    }
+
+    public func displayNames(_ ids: [UUID]) async throws -> [UUID: String] {
+        guard !ids.isEmpty else { return [:] }
+        var names: [UUID: String] = [:]
+        for row in try await db.query("SELECT id, display_name FROM accounts WHERE id = ANY(\(ids)::uuid[])") {
+            names[try row.decode("id")] = try row.decode("display_name")
+        }
+        for row in try await db.query("SELECT id, name FROM organisations WHERE id = ANY(\(ids)::uuid[])") {
+            names[try row.decode("id")] = try row.decode("name")
+        }
+        return names
+    }
+
+    // MARK: Throttling and events
+
+    public func throttle(emailHash: [UInt8]) async throws -> SignInThrottle? {
+        try await db.query("""
+            SELECT consecutive_failures, window_started_at, failures_in_window, next_attempt_at
+            FROM sign_in_throttle WHERE email_hash = \(PostgresBytes(emailHash))
+            """).first.map { row in
+            SignInThrottle(
+                consecutiveFailures: try row.decode("consecutive_failures"), windowStartedAt: try row.decode("window_started_at"),
+                failuresInWindow: try row.decode("failures_in_window"), nextAttemptAt: try row.decode("next_attempt_at"))
+        }
+    }
+
+    public func saveThrottle(emailHash: [UInt8], _ throttle: SignInThrottle) async throws {
+        try await db.query("""
+            INSERT INTO sign_in_throttle (email_hash, consecutive_failures, window_started_at, failures_in_window, next_attempt_at)
+            VALUES (\(PostgresBytes(emailHash)), \(throttle.consecutiveFailures), \(throttle.windowStartedAt),
+                    \(throttle.failuresInWindow), \(throttle.nextAttemptAt))
+            ON CONFLICT (email_hash) DO UPDATE SET consecutive_failures = EXCLUDED.consecutive_failures,
+                window_started_at = EXCLUDED.window_started_at, failures_in_window = EXCLUDED.failures_in_window,
+                next_attempt_at = EXCLUDED.next_attempt_at
+            """)
+    }
+
+    public func recordEvent(accountID: UUID, _ event: String, detail: String = "") async throws {
+        try await db.query("INSERT INTO auth_events (account_id, event, detail) VALUES (\(accountID), \(event), \(detail))")
+    }
+
+    public func events(accountID: UUID, limit: Int) async throws -> [AuthEventRow] {
+        try await db.query("""
+            SELECT id, event, detail, occurred_at FROM auth_events WHERE account_id = \(accountID)
+            ORDER BY occurred_at DESC, id DESC LIMIT \(limit)
+            """).map { row in
+            AuthEventRow(id: try row.decode("id"), event: try row.decode("event"), detail: try row.decode("detail"),
+                         occurredAt: try row.decode("occurred_at"))
+        }
+    }
+
+    // MARK: Refresh tokens
+
+    public func storeRefreshToken(accountID: UUID, familyID: UUID, hash: [UInt8], expiresAt: Date) async throws {
+        try await db.query("""
+            INSERT INTO refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+            VALUES (\(UUID()), \(accountID), \(familyID), \(PostgresBytes(hash)), \(expiresAt))
+            """)
+    }
+
+    /// Spends a refresh token. A second presentation of the same token revokes its family.
+    public func spendRefreshToken(hash: [UInt8], now: Date) async throws -> RefreshOutcome {
+        try await db.withTransaction { session in
+            guard let row = try await session.query("""
+                SELECT account_id, family_id, expires_at, spent_at, revoked_at FROM refresh_tokens
+                WHERE token_hash = \(PostgresBytes(hash)) FOR UPDATE
+                """).first else { return .invalid }
+            let account: UUID = try row.decode("account_id")
+            let family: UUID = try row.decode("family_id")
+            if try row.decode("revoked_at", as: Date?.self) != nil { return .invalid }
+            if try row.decode("spent_at", as: Date?.self) != nil {
+                try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
+                return .reused(accountID: account)
+            }
+            guard try row.decode("expires_at", as: Date.self) > now else { return .invalid }
+            try await session.query("UPDATE refresh_tokens SET spent_at = now() WHERE token_hash = \(PostgresBytes(hash))")
+            return .valid(accountID: account, familyID: family)
+        }
+    }
+
+    /// Revokes the family a (live) refresh token belongs to; returns its account.
+    public func revokeFamily(ofToken hash: [UInt8]) async throws -> UUID? {
+        try await db.withTransaction { session in
+            guard let row = try await session.query(
+                "SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first
+            else { return nil }
+            let family: UUID = try row.decode("family_id")
+            try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
+            return try row.decode("account_id")
+        }
+    }
+
+    public func revokeAllRefreshTokens(accountID: UUID) async throws {
+        try await db.query("UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = \(accountID) AND revoked_at IS NULL")
+    }
+
+    // MARK: Organisations and clients
+
+    public func createOrganisation(name: String, kind: String) async throws -> OrganisationRow? {
+        do {
+            let row = try await db.query("""
+                INSERT INTO organisations (id, name, kind) VALUES (\(UUID()), \(name), \(kind)) RETURNING id, name, kind, created_at
+                """)[0]
+            return try Self.organisation(row)
+        } catch let error as PostgresError where error.isUniqueViolation {
+            return nil
+        }
+    }
+
+    static func organisation(_ row: PostgresRow) throws -> OrganisationRow {
+        OrganisationRow(id: try row.decode("id"), name: try row.decode("name"), kind: try row.decode("kind"),
+                        createdAt: try row.decode("created_at"))
+    }
+
+    public func organisation(id: UUID) async throws -> OrganisationRow? {
+        try await db.query("SELECT id, name, kind, created_at FROM organisations WHERE id = \(id)").first.map(Self.organisation)
+    }
+
+    public func organisation(name: String) async throws -> OrganisationRow? {
+        try await db.query("SELECT id, name, kind, created_at FROM organisations WHERE lower(name) = lower(\(name))").first
+            .map(Self.organisation)
+    }
+
+    public func organisations() async throws -> [OrganisationRow] {
+        try await db.query("SELECT id, name, kind, created_at FROM organisations ORDER BY name").map(Self.organisation)
+    }
+
+    public func createClient(clientID: String, secretHash: [UInt8], kind: String, name: String, organisationID: UUID?) async throws {
+        try await db.query("""
+            INSERT INTO clients (id, client_id, secret_hash, kind, name, organisation_id)
+            VALUES (\(UUID()), \(clientID), \(PostgresBytes(secretHash)), \(kind), \(name), \(organisationID))
+            ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash, revoked_at = NULL
+            """)
+    }
+
+    public func client(clientID: String) async throws -> ClientRow? {
+        try await db.query("""
+            SELECT id, client_id, secret_hash, kind, name, organisation_id, revoked_at IS NOT NULL AS revoked
+            FROM clients WHERE client_id = \(clientID)
+            """).first.map { row in
+            ClientRow(id: try row.decode("id"), clientID: try row.decode("client_id"),
+                      secretHash: try row.decode("secret_hash", as: PostgresBytes.self).bytes, kind: try row.decode("kind"),
+                      name: try row.decode("name"), organisationID: try row.decode("organisation_id"), revoked: try row.decode("revoked"))
+        }
+    }
+
+    // MARK: Care relationships
+
+    static let relationshipSelect = """
+        SELECT r.id, r.person_id, r.professional_id, r.organisation_id, r.role, r.started_at, r.ended_at,
+               pro.display_name AS professional_name, person.display_name AS person_name
+        FROM care_relationships r
+        JOIN accounts pro ON pro.id = r.professional_id
+        JOIN accounts person ON person.id = r.person_id
+        """
+
+    static func relationship(_ row: PostgresRow) throws -> RelationshipRow {
+        RelationshipRow(
+            id: try row.decode("id"), personID: try row.decode("person_id"), professionalID: try row.decode("professional_id"),
+            organisationID: try row.decode("organisation_id"), role: try row.decode("role"), startedAt: try row.decode("started_at"),
+            endedAt: try row.decode("ended_at"), professionalName: try row.decode("professional_name"),
+            personName: try row.decode("person_name"))
+    }
+
+    public enum AssignOutcome: Sendable { case created(RelationshipRow), duplicate, coordinatorExists }
+
+    public func assignRelationship(person: UUID, professional: UUID, organisation: UUID, role: String, createdBy: UUID) async throws -> AssignOutcome {
+        do {
+            let id = UUID()
+            try await db.query("""
+                INSERT INTO care_relationships (id, person_id, professional_id, organisation_id, role, created_by)
+                VALUES (\(id), \(person), \(professional), \(organisation), \(role), \(createdBy))
+                """)
+            return .created(try await relationship(id: id)!)
+        } catch let error as PostgresError where error.isUniqueViolation {
+            return error.constraint == "care_relationships_one_coordinator" ? .coordinatorExists : .duplicate
+        }
+    }
+
+    public func relationship(id: UUID) async throws -> RelationshipRow? {
+        try await db.query("\(unsafeRaw: Self.relationshipSelect) WHERE r.id = \(id)").first.map(Self.relationship)
+    }
+
+    public func endRelationship(id: UUID) async throws -> RelationshipRow? {
+        try await db.query("UPDATE care_relationships SET ended_at = now() WHERE id = \(id) AND ended_at IS NULL")
+        return try await relationship(id: id)
+    }
+
+    public func caseload(professional: UUID) async throws -> [RelationshipRow] {
+        try await db.query("""
+            \(unsafeRaw: Self.relationshipSelect) WHERE r.professional_id = \(professional) AND r.ended_at IS NULL
+            ORDER BY person.display_name
+            """).map(Self.relationship)
+    }
+
+    public func careTeam(person: UUID) async throws -> [RelationshipRow] {
+        try await db.query("""
+            \(unsafeRaw: Self.relationshipSelect) WHERE r.person_id = \(person) AND r.ended_at IS NULL
+            ORDER BY r.role, pro.display_name
+            """).map(Self.relationship)
+    }
+
+    public func isCoordinator(professional: UUID, of person: UUID) async throws -> Bool {
+        try await db.query("""
+            SELECT 1 AS yes FROM care_relationships WHERE professional_id = \(professional) AND person_id = \(person)
+            AND role = 'care_coordinator' AND ended_at IS NULL
+            """).count > 0
+    }
+
+    // MARK: Consent
+
+    static let consentSelect = """
+        SELECT c.id, c.person_id, c.grantee_professional_id, c.grantee_organisation_id, c.categories, c.granted_at,
+               c.expires_at, c.revoked_at, COALESCE(a.display_name, o.name, '') AS grantee_name
+        FROM consents c
+        LEFT JOIN accounts a ON a.id = c.grantee_professional_id
+        LEFT JOIN organisations o ON o.id = c.grantee_organisation_id
+        """
+
+    static func consent(_ row: PostgresRow) throws -> ConsentRow {
+        ConsentRow(
+            id: try row.decode("id"), personID: try row.decode("person_id"),
+            granteeProfessionalID: try row.decode("grantee_professional_id"),
+            granteeOrganisationID: try row.decode("grantee_organisation_id"), categories: try row.decode("categories"),
+            grantedAt: try row.decode("granted_at"), expiresAt: try row.decode("expires_at"), revokedAt: try row.decode("revoked_at"),
+            granteeName: try row.decode("grantee_name"))
+    }
+
+    public func grantConsent(person: UUID, professional: UUID?, organisation: UUID?, categories: [String], expiresAt: Date?) async throws -> ConsentRow {
+        let id = UUID()
+        try await db.query("""
+            INSERT INTO consents (id, person_id, grantee_professional_id, grantee_organisation_id, categories, expires_at)
+            VALUES (\(id), \(person), \(professional), \(organisation), \(categories)::text[], \(expiresAt))
+            """)
+        return try await consent(id: id)!
+    }
+
+    public func consent(id: UUID) async throws -> ConsentRow? {
+        try await db.query("\(unsafeRaw: Self.consentSelect) WHERE c.id = \(id)").first.map(Self.consent)
+    }
+
+    public func revokeConsent(id: UUID) async throws -> ConsentRow? {
+        try await db.query("UPDATE consents SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL")
+        return try await consent(id: id)
+    }
+
+    public func consents(person: UUID) async throws -> [ConsentRow] {
+        try await db.query("\(unsafeRaw: Self.consentSelect) WHERE c.person_id = \(person) ORDER BY c.granted_at DESC")
+            .map(Self.consent)
+    }
+
+    // MARK: Carer grants
+
+    static let grantSelect = """
+        SELECT g.id, g.person_id, g.carer_id, g.invited_email, g.scopes, g.created_at, g.accepted_at, g.expires_at,
+               g.revoked_at, g.code_expires_at, carer.display_name AS carer_name, person.display_name AS person_name
+        FROM carer_grants g
+        JOIN accounts person ON person.id = g.person_id
+        LEFT JOIN accounts carer ON carer.id = g.carer_id
+        """
+
+    static func grant(_ row: PostgresRow) throws -> CarerGrantRow {
+        CarerGrantRow(
+            id: try row.decode("id"), personID: try row.decode("person_id"), carerID: try row.decode("carer_id"),
+            invitedEmail: try row.decode("invited_email"), scopes: try row.decode("scopes"), createdAt: try row.decode("created_at"),
+            acceptedAt: try row.decode("accepted_at"), expiresAt: try row.decode("expires_at"), revokedAt: try row.decode("revoked_at"),
+            codeExpiresAt: try row.decode("code_expires_at"), carerName: try row.decode("carer_name"),
+            personName: try row.decode("person_name"))
+    }
+
+    public func inviteCarer(person: UUID, email: String, codeHash: [UInt8], codeExpiresAt: Date, scopes: [String], expiresAt: Date?) async throws -> CarerGrantRow {
+        let id = UUID()
+        try await db.query("""
+            INSERT INTO carer_grants (id, person_id, invited_email, code_hash, code_expires_at, scopes, expires_at)
+            VALUES (\(id), \(person), \(email), \(PostgresBytes(codeHash)), \(codeExpiresAt), \(scopes)::text[], \(expiresAt))
+            """)
+        return try await grant(id: id)!
+    }
+
+    public func grant(id: UUID) async throws -> CarerGrantRow? {
+        try await db.query("\(unsafeRaw: Self.grantSelect) WHERE g.id = \(id)").first.map(Self.grant)
+    }
+
+    public func grant(codeHash: [UInt8]) async throws -> CarerGrantRow? {
+        try await db.query("\(unsafeRaw: Self.grantSelect) WHERE g.code_hash = \(PostgresBytes(codeHash))").first.map(Self.grant)
+    }
+
+    /// Accepts an open invitation; nil if it was accepted, revoked or expired meanwhile.
+    public func acceptGrant(id: UUID, carer: UUID) async throws -> CarerGrantRow? {
+        let updated = try await db.query("""
+            UPDATE carer_grants SET carer_id = \(carer), accepted_at = now()
+            WHERE id = \(id) AND carer_id IS NULL AND revoked_at IS NULL AND code_expires_at > now()
+            """).affectedRows
+        return updated == 1 ? try await grant(id: id) : nil
+    }
+
+    public func revokeGrant(id: UUID) async throws -> CarerGrantRow? {
+        try await db.query("UPDATE carer_grants SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL")
+        return try await grant(id: id)
+    }
+
+    public func grants(person: UUID) async throws -> [CarerGrantRow] {
+        try await db.query("\(unsafeRaw: Self.grantSelect) WHERE g.person_id = \(person) ORDER BY g.created_at DESC").map(Self.grant)
+    }
+
+    public func grants(carer: UUID) async throws -> [CarerGrantRow] {
+        try await db.query("\(unsafeRaw: Self.grantSelect) WHERE g.carer_id = \(carer) ORDER BY g.created_at DESC").map(Self.grant)
+    }
+
+    // MARK: Access facts
+
+    public struct Facts: Sendable, Equatable {
+        public var personExists: Bool
+        public var relationships: [String]
+        public var consentedCategories: [String]
+        public var carerScopes: [String]
+        public var organisationHasRelationship: Bool
+    }
+
+    /// Everything the policy needs about (subject, person), in one round trip.
+    public func facts(subject: UUID, organisation: UUID?, person: UUID) async throws -> Facts {
+        let row = try await db.query("""
+            SELECT
+              EXISTS (SELECT 1 FROM accounts WHERE id = \(person) AND kind IN ('service_user', 'carer')) AS person_exists,
+              ARRAY(SELECT role FROM care_relationships
+                    WHERE person_id = \(person) AND professional_id = \(subject) AND ended_at IS NULL) AS relationships,
+              ARRAY(SELECT DISTINCT unnest(categories) FROM consents
+                    WHERE person_id = \(person) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+                      AND (grantee_professional_id = \(subject) OR grantee_organisation_id = \(organisation))) AS consented,
+              ARRAY(SELECT DISTINCT unnest(scopes) FROM carer_grants
+                    WHERE person_id = \(person) AND carer_id = \(subject) AND revoked_at IS NULL
+                      AND (expires_at IS NULL OR expires_at > now())) AS carer_scopes,
+              EXISTS (SELECT 1 FROM care_relationships
+                      WHERE person_id = \(person) AND organisation_id = \(organisation) AND ended_at IS NULL) AS org_relationship
+            """)[0]
+        return Facts(
+            personExists: try row.decode("person_exists"), relationships: try row.decode("relationships"),
+            consentedCategories: try row.decode("consented"), carerScopes: try row.decode("carer_scopes"),
+            organisationHasRelationship: try row.decode("org_relationship"))
+    }
+}

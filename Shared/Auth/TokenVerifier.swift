@@ -1,0 +1,127 @@
+import Foundation
+import Synchronization
+import WholeCareCrypto
+
+/// Why a token was refused. Callers answer UNAUTHENTICATED without the detail.
+public enum TokenRejection: Error, Sendable, Equatable {
+    case malformed
+    case unsupportedAlgorithm
+    case unknownKey
+    case badSignature
+    case expired
+    case notYetValid
+    case wrongIssuer
+    case wrongAudience
+    case badClaims
+}
+
+/// Verifies access tokens locally with identity's public keys.
+///
+/// Keys are cached by key id. A token with an unknown `kid` triggers one fetch of the key
+/// set (at most one fetch per `refetchInterval`, so random key ids cannot turn into a
+/// flood of calls to identity). Only `alg: EdDSA` is accepted. Verified tokens are cached
+/// until they expire, so a caller pays for the signature check once per token.
+public final class TokenVerifier: Sendable {
+    public typealias KeyFetcher = @Sendable () async throws -> [String: Ed25519.PublicKey]
+
+    public let issuer: String
+    public let audience: String
+    /// Clock skew tolerated for `exp`, `nbf` and `iat`.
+    public let leeway: TimeInterval
+    private let fetchKeys: KeyFetcher
+    private let refetchInterval: Duration
+    private let state = Mutex<State>(State())
+    private let now: @Sendable () -> Date
+
+    private struct State {
+        var keys: [String: Ed25519.PublicKey] = [:]
+        var lastFetch: ContinuousClock.Instant?
+        var verified: [String: Principal] = [:]
+    }
+
+    public init(issuer: String = TokenIssuerDefaults.issuer, audience: String = TokenIssuerDefaults.audience,
+                leeway: TimeInterval = 30, refetchInterval: Duration = .seconds(10),
+                now: @escaping @Sendable () -> Date = { Date() }, fetchKeys: @escaping KeyFetcher) {
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self.refetchInterval = refetchInterval
+        self.fetchKeys = fetchKeys
+        self.now = now
+    }
+
+    /// Verifies a token and returns its principal, or throws `TokenRejection`.
+    public func verify(_ token: String) async throws -> Principal {
+        let cached = state.withLock { $0.verified[token] }
+        if let cached {
+            guard cached.expiresAt.timeIntervalSince(now()) > -leeway else { throw TokenRejection.expired }
+            return cached
+        }
+        guard let parts = JWT.parse(token) else { throw TokenRejection.malformed }
+        guard parts.header.alg == "EdDSA" else { throw TokenRejection.unsupportedAlgorithm }
+        guard let kid = parts.header.kid, !kid.isEmpty else { throw TokenRejection.unknownKey }
+        let key = try await key(for: kid)
+        guard key.isValidSignature(parts.signature, for: parts.signingInput) else { throw TokenRejection.badSignature }
+        guard let claims = try? JSONDecoder().decode(TokenClaims.self, from: Data(parts.claimsJSON)) else {
+            throw TokenRejection.badClaims
+        }
+        let principal = try check(claims, token: token)
+        state.withLock { state in
+            if state.verified.count > 20_000 {
+                // Cheap bound: drop the expired, and if still large, everything.
+                let nowDate = now()
+                state.verified = state.verified.filter { $0.value.expiresAt > nowDate }
+                if state.verified.count > 20_000 { state.verified.removeAll() }
+            }
+            state.verified[token] = principal
+        }
+        return principal
+    }
+
+    private func check(_ claims: TokenClaims, token: String) throws -> Principal {
+        let current = now().timeIntervalSince1970
+        guard claims.iss == issuer else { throw TokenRejection.wrongIssuer }
+        guard claims.aud == audience else { throw TokenRejection.wrongAudience }
+        guard Double(claims.exp) > current - leeway else { throw TokenRejection.expired }
+        guard Double(claims.nbf) <= current + leeway, Double(claims.iat) <= current + leeway else {
+            throw TokenRejection.notYetValid
+        }
+        guard let kind = Principal.Kind(rawValue: claims.kind), !claims.sub.isEmpty, !claims.jti.isEmpty else {
+            throw TokenRejection.badClaims
+        }
+        var organisation: UUID?
+        if let org = claims.org {
+            guard let parsed = UUID(uuidString: org) else { throw TokenRejection.badClaims }
+            organisation = parsed
+        }
+        return Principal(
+            subject: claims.sub, kind: kind, roles: Set(claims.roles), organisationID: organisation,
+            scopes: Set(claims.scopes), tokenID: claims.jti, expiresAt: Date(timeIntervalSince1970: TimeInterval(claims.exp)),
+            token: token)
+    }
+
+    private func key(for kid: String) async throws -> Ed25519.PublicKey {
+        if let key = state.withLock({ $0.keys[kid] }) { return key }
+        let mayFetch = state.withLock { state -> Bool in
+            if let last = state.lastFetch, ContinuousClock.now - last < refetchInterval { return false }
+            state.lastFetch = .now
+            return true
+        }
+        guard mayFetch else { throw TokenRejection.unknownKey }
+        let keys = try await fetchKeys()
+        state.withLock { $0.keys = keys }
+        guard let key = keys[kid] else { throw TokenRejection.unknownKey }
+        return key
+    }
+
+    /// Installs keys directly (identity itself, and tests).
+    public func install(keys: [String: Ed25519.PublicKey]) {
+        state.withLock { $0.keys = keys }
+    }
+}
+
+/// The issuer and audience every WholeCare token carries.
+public enum TokenIssuerDefaults {
+    public static let issuer = "wholecare-identity"
+    public static let audience = "wholecare"
+}

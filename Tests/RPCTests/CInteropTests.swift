@@ -1,0 +1,68 @@
+import Contracts
+import Foundation
+import RPC
+import Testing
+
+/// The C client (clients/c, protobuf-c) against a live Swift server: proves the wire
+/// format is plain protobuf that a third party can speak.
+@Suite("C client interoperability")
+struct CInteropTests {
+    static var clientPath: String {
+        if let path = ProcessInfo.processInfo.environment["WHOLECARE_C_CLIENT"] { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent("clients/c/build/wholecare-call").path
+    }
+
+    static func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let path = clientPath
+        return try await offPool {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = arguments
+            let out = Pipe(), err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
+            let stdout = out.fileHandleForReading.readDataToEndOfFile()
+            let stderr = err.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        }
+    }
+
+    @Test("the C client checks health, lists methods and echoes through a Swift server")
+    func healthAndEcho() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.clientPath), "build it with `make -C clients/c`")
+        let test = try await TestServer.start()
+        let port = String(test.port)
+        let health = try await Self.run(["127.0.0.1", port, "health"])
+        #expect(health.status == 0, "\(health.stderr)")
+        #expect(health.stdout == "SERVING server=test protocol=1\n")
+        let methods = try await Self.run(["127.0.0.1", port, "methods"])
+        #expect(methods.stdout.split(separator: "\n").contains("wholecare.diagnostics.v1.Echo/Echo"))
+        let echo = try await Self.run(["127.0.0.1", port, "echo", "hello from C — ünïcode"])
+        #expect(echo.status == 0)
+        #expect(echo.stdout == "hello from C — ünïcode\n")
+        await test.server.shutdown()
+    }
+
+    @Test("the C client's deadline reaches the server and comes back as DEADLINE_EXCEEDED")
+    func deadline() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.clientPath))
+        let test = try await TestServer.start()
+        let before = EchoService.cancellations.count
+        let result = try await Self.run(["127.0.0.1", String(test.port), "sleep", "5000", "--timeout", "200"])
+        #expect(result.status == Int32(RPCError.Code.deadlineExceeded.rawValue))
+        #expect(result.stderr.hasPrefix("DEADLINE_EXCEEDED"))
+        try await eventually { EchoService.cancellations.count > before }
+        await test.server.shutdown()
+    }
+
+    @Test("an unreachable server is UNAVAILABLE (14)")
+    func unreachable() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.clientPath))
+        let result = try await Self.run(["127.0.0.1", "1", "health"])
+        #expect(result.status == 14)
+        #expect(result.stderr.hasPrefix("UNAVAILABLE"))
+    }
+}
