@@ -49,11 +49,10 @@ db-stop: ## Stop the local PostgreSQL (data kept)
 	@$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster dev
 
 run: build db ## Start everything on the embedded PostgreSQL; Ctrl-C stops it all
-	@set -a; . $(DATA_DIR)/dev/env; set +a; $(WHOLECARE) seed
 	@# Ctrl-C reaches every process in the terminal's group; the shell survives it (trap)
 	@# so that, once `wholecare up` has stopped the services, it stops the database too.
 	@trap 'true' INT TERM; \
-	$(WHOLECARE) up --bin-dir $(BIN_DIR) --env-file $(DATA_DIR)/dev/env; status=$$?; \
+	$(WHOLECARE) up --seed --bin-dir $(BIN_DIR) --env-file $(DATA_DIR)/dev/env; status=$$?; \
 	$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster dev; exit $$status
 
 test: build ## Run every test against a throwaway PostgreSQL; exit code is the truth

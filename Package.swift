@@ -77,7 +77,7 @@ var targets: [Target] = [
     ),
     .target(
         name: "Auth",
-        dependencies: ["RPC", "WholeCareCrypto", logging],
+        dependencies: ["RPC", "RPCTransport", "Contracts", "ServiceKit", "WholeCareCrypto", logging],
         path: "Shared/Auth",
         swiftSettings: swiftSettings
     ),
@@ -139,7 +139,7 @@ for service in services {
 targets.append(.executableTarget(
     name: "wholecare",
     dependencies: [
-        "ServiceKit", "Postgres", "WholeCareCrypto",
+        "ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "RPCTransport", "Contracts", "Auth",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ] + services.filter(\.hasMigrations).map { .byName(name: $0.library) },
     path: "Services/Operator",
@@ -166,6 +166,18 @@ targets += [
         dependencies: ["RPC", "RPCTransport", "Contracts", "TestSupport", nioCore, nioPosix,
                        .product(name: "NIOTestUtils", package: "swift-nio")],
         path: "Tests/RPCTests",
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "AuthTests",
+        dependencies: ["Auth", "WholeCareCrypto"],
+        path: "Tests/AuthTests",
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "IdentityTests",
+        dependencies: ["IdentityService", "Auth", "Contracts", "RPC", "Postgres", "TestSupport", "WholeCareCrypto"],
+        path: "Tests/IdentityTests",
         swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -91,6 +91,7 @@ enum ExternalServer {
             lines.append("\(prefix)_DATABASE_URL=\(Bootstrapper.url(from: adminURL, user: service.appRole!, password: secrets[service.appRole!]!, database: cluster.database))")
             lines.append("\(prefix)_OWNER_DATABASE_URL=\(Bootstrapper.url(from: adminURL, user: service.ownerRole!, password: secrets[service.ownerRole!]!, database: cluster.database))")
         }
+        lines += cluster.applicationEnvironment(secrets: secrets)
         FileManager.default.createFile(
             atPath: cluster.envFile.path, contents: Data((lines.joined(separator: "\n") + "\n").utf8),
             attributes: [.posixPermissions: 0o600])

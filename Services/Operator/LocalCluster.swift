@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Postgres
 import ServiceKit
+import IdentityService
 import WholeCareCrypto
 
 /// A private PostgreSQL cluster under `.data/<name>/`, started from the machine's own
@@ -49,23 +50,52 @@ struct LocalCluster {
 
     // MARK: - Secrets
 
-    /// Passwords for the superuser and every service role, generated once per cluster.
+    /// Secrets generated once per cluster and kept in `secrets` (mode 600): passwords for
+    /// the superuser and every service role, identity's signing key, each service's client
+    /// secret, and the field-encryption key. Missing entries are added; existing ones kept.
     func loadOrCreateSecrets() throws -> [String: String] {
         let fm = FileManager.default
+        var values: [String: String] = [:]
         if let text = try? String(contentsOf: secretsFile, encoding: .utf8) {
-            var values: [String: String] = [:]
             for line in text.split(separator: "\n") {
                 let parts = line.split(separator: "=", maxSplits: 1)
                 if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
             }
-            if values[superuser] != nil, DatabaseBootstrap.roleNames.allSatisfy({ values[$0] != nil }) { return values }
         }
-        var values: [String: String] = [superuser: SecureRandom.token(byteCount: 18)]
-        for role in DatabaseBootstrap.roleNames { values[role] = SecureRandom.token(byteCount: 18) }
-        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-        let text = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n") + "\n"
-        fm.createFile(atPath: secretsFile.path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        let before = values
+        var wanted = [superuser] + DatabaseBootstrap.roleNames
+        wanted += ServiceCatalog.all.filter { $0.name != "identity" }.map { "service-secret.\($0.name)" }
+        for name in wanted where values[name] == nil { values[name] = SecureRandom.token(byteCount: name.hasPrefix("service") ? 32 : 18) }
+        if values["identity-signing-keys"] == nil {
+            values["identity-signing-keys"] = SigningKeyring.generateEntry(kid: "k\(Int(Date().timeIntervalSince1970))")
+        }
+        if values["field-encryption-keys"] == nil {
+            values["field-encryption-keys"] = "f\(Int(Date().timeIntervalSince1970)):" + Base64URL.encode(SecureRandom.bytes(32))
+        }
+        if values != before {
+            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+            let text = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n") + "\n"
+            fm.createFile(atPath: secretsFile.path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        }
         return values
+    }
+
+    /// The application settings (not database URLs) every process reads.
+    func applicationEnvironment(secrets: [String: String]) -> [String] {
+        var lines = [
+            "IDENTITY_SIGNING_KEYS=\(secrets["identity-signing-keys"]!)",
+            "FIELD_ENCRYPTION_KEYS=\(secrets["field-encryption-keys"]!)",
+        ]
+        let clients = ServiceCatalog.all.filter { $0.name != "identity" }
+        lines.append("IDENTITY_SERVICE_CLIENTS=" + clients.map { "svc-\($0.name):\(secrets["service-secret.\($0.name)"]!)" }.joined(separator: ","))
+        for service in clients {
+            lines.append("\(service.name.uppercased())_SERVICE_CLIENT_SECRET=\(secrets["service-secret.\(service.name)"]!)")
+        }
+        if name == "test" {
+            // Tests hash passwords with cheap scrypt costs; nothing else ever does.
+            lines.append("IDENTITY_PASSWORD_HASH_PROFILE=test")
+        }
+        return lines
     }
 
     func url(user: String, password: String, database: String? = nil) -> String {
@@ -167,6 +197,7 @@ struct LocalCluster {
             lines.append("\(prefix)_DATABASE_URL=\(url(user: service.appRole!, password: secrets[service.appRole!]!))")
             lines.append("\(prefix)_OWNER_DATABASE_URL=\(url(user: service.ownerRole!, password: secrets[service.ownerRole!]!))")
         }
+        lines += applicationEnvironment(secrets: secrets)
         FileManager.default.createFile(
             atPath: envFile.path, contents: Data((lines.joined(separator: "\n") + "\n").utf8),
             attributes: [.posixPermissions: 0o600])

@@ -1,8 +1,11 @@
+import IdentityService
 import Postgres
 
 /// Every service's migrations, in start-up order.
 enum SchemaRegistry {
     static func all() throws -> [(service: String, migrations: [Migration])] {
-        []
+        [
+            ("identity", try IdentityServiceApp.migrations()),
+        ]
     }
 }

@@ -1,11 +1,174 @@
 import ArgumentParser
+import Auth
+import Contracts
+import Foundation
+import Logging
+import RPC
+import RPCTransport
+import ServiceKit
 
-/// `wholecare seed`: demo data (filled in as each service lands).
+/// `wholecare seed`: idempotent demo data, loaded through the running services' RPC APIs.
 struct SeedCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "seed", abstract: "Load idempotent demo data into the running services.")
+        commandName: "seed",
+        abstract: "Load idempotent demo data into the running services and print the demo sign-ins.",
+        discussion: "Needs the services running (`make run` does this for you) and the settings from the env file.")
+
+    @Option(help: "Environment file written by `wholecare db start`.")
+    var envFile: String = ".data/dev/env"
 
     func run() async throws {
-        print("no demo data yet: the identity, records and ledger services add theirs as they land")
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge(try UpCommand.readEnvironmentFile(envFile)) { _, file in file }
+        let lines = try await DemoSeed(environment: environment, stateFile: URL(fileURLWithPath: envFile).deletingLastPathComponent()
+            .appendingPathComponent("demo")).run()
+        print(lines.joined(separator: "\n"))
+    }
+}
+
+/// The demo: a council with a care coordinator, a GP practice with a GP, a home-care
+/// agency with a provider-system client, a service user with a carer, care
+/// relationships and consent. Safe to run again: existing things are reused.
+struct DemoSeed {
+    let environment: [String: String]
+    /// Remembers ids and the provider client's secret (shown once by identity).
+    let stateFile: URL
+
+    static let password = "wholecare demo password"
+    static let adminEmail = "admin@wholecare.example"
+
+    func run() async throws -> [String] {
+        let env = EnvironmentConfiguration(environment)
+        _ = try await CreateAdminCommand.create(email: Self.adminEmail, name: "Demo administrator", password: Self.password, environment: env)
+        let address = env.string("IDENTITY_ADDRESS", default: "127.0.0.1:\(ServiceCatalog.identity.defaultPort)").split(separator: ":")
+        let transport = RPCClientTransport(configuration: RPCClientConfiguration(host: String(address[0]), port: Int(address[1]) ?? 7101))
+        defer { Task { await transport.close() } }
+        let api = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: transport))
+        var state = loadState()
+
+        func signIn(_ email: String) async throws -> String {
+            var request = Wholecare_Identity_V1_SignInRequest()
+            request.email = email
+            request.password = Self.password
+            return try await api.signIn(request).accessToken
+        }
+        func bearer(_ token: String) -> CallOptions { CallOptions(metadata: ["authorization": "Bearer " + token]) }
+        let admin = try await signIn(Self.adminEmail)
+
+        func organisation(_ name: String, _ kind: Wholecare_Identity_V1_OrganisationKind) async throws -> String {
+            var request = Wholecare_Identity_V1_CreateOrganisationRequest()
+            request.name = name
+            request.kind = kind
+            do {
+                return try await api.createOrganisation(request, options: bearer(admin)).id
+            } catch let error as RPCError where error.code == .alreadyExists {
+                return try await api.listOrganisations(.init(), options: bearer(admin)).organisations.first { $0.name == name }!.id
+            }
+        }
+        let council = try await organisation("Northshire Council", .council)
+        let surgery = try await organisation("Riverside Surgery", .gpPractice)
+        let agency = try await organisation("Sunrise Home Care", .homeCareAgency)
+
+        func professional(_ email: String, _ name: String, org: String, roles: [String]) async throws -> (id: String, token: String) {
+            var request = Wholecare_Identity_V1_CreateProfessionalRequest()
+            request.organisationID = org
+            request.email = email
+            request.displayName = name
+            request.roles = roles
+            request.initialPassword = Self.password
+            do {
+                _ = try await api.createProfessional(request, options: bearer(admin))
+            } catch let error as RPCError where error.code == .alreadyExists {}
+            let token = try await signIn(email)
+            return (try await api.whoAmI(.init(), options: bearer(token)).id, token)
+        }
+        let coordinator = try await professional("coordinator@northshire.example", "Chris Okafor (care coordinator)", org: council,
+                                                 roles: ["care_coordinator", "social_worker"])
+        _ = try await professional("finance@northshire.example", "Morgan Lee (council finance)", org: council, roles: ["finance"])
+        let gp = try await professional("gp@riverside.example", "Dr Priya Shah (GP)", org: surgery, roles: ["gp"])
+
+        func person(_ email: String, _ name: String, kind: Wholecare_Identity_V1_SubjectKind) async throws -> (id: String, token: String) {
+            var request = Wholecare_Identity_V1_RegisterRequest()
+            request.email = email
+            request.password = Self.password
+            request.displayName = name
+            request.kind = kind
+            do {
+                let session = try await api.register(request)
+                return (session.account.id, session.accessToken)
+            } catch let error as RPCError where error.code == .alreadyExists {
+                let token = try await signIn(email)
+                return (try await api.whoAmI(.init(), options: bearer(token)).id, token)
+            }
+        }
+        let pat = try await person("pat@example.org", "Pat Morgan", kind: .serviceUser)
+        let sam = try await person("sam@example.org", "Sam Morgan", kind: .carer)
+
+        // Care relationships (already-present ones are fine).
+        for (professionalID, role) in [(coordinator.id, Wholecare_Identity_V1_RelationshipRole.careCoordinator), (gp.id, .careTeamMember)] {
+            var request = Wholecare_Identity_V1_AssignCareRelationshipRequest()
+            request.personID = pat.id
+            request.professionalID = professionalID
+            request.role = role
+            do {
+                _ = try await api.assignCareRelationship(request, options: bearer(admin))
+            } catch let error as RPCError where error.code == .alreadyExists || error.code == .failedPrecondition {}
+        }
+        // Pat lets the home-care agency see and invoice the budget and add to the record.
+        if state["consent.agency"] == nil {
+            var consent = Wholecare_Identity_V1_GrantConsentRequest()
+            consent.granteeOrganisationID = agency
+            consent.categories = [.budget, .record]
+            state["consent.agency"] = try await api.grantConsent(consent, options: bearer(pat.token)).id
+        }
+        // Sam is Pat's carer for appointments, reminders and reading the record.
+        if state["carer.sam"] == nil {
+            var invite = Wholecare_Identity_V1_InviteCarerRequest()
+            invite.carerEmail = "sam@example.org"
+            invite.scopes = [(Wholecare_Identity_V1_DataCategory.appointments, true), (.reminders, true), (.record, false)].map {
+                var scope = Wholecare_Identity_V1_CarerScope()
+                scope.category = $0.0
+                scope.write = $0.1
+                return scope
+            }
+            let invitation = try await api.inviteCarer(invite, options: bearer(pat.token))
+            var accept = Wholecare_Identity_V1_AcceptCarerInvitationRequest()
+            accept.invitationCode = invitation.invitationCode
+            state["carer.sam"] = try await api.acceptCarerInvitation(accept, options: bearer(sam.token)).id
+        }
+        // A provider-system client for the agency; its secret is shown once, so keep it.
+        if state["provider.client_id"] == nil {
+            var request = Wholecare_Identity_V1_CreateProviderClientRequest()
+            request.organisationID = agency
+            request.name = "Sunrise rostering and invoicing"
+            let client = try await api.createProviderClient(request, options: bearer(admin))
+            state["provider.client_id"] = client.clientID
+            state["provider.client_secret"] = client.clientSecret
+        }
+        state["person.pat"] = pat.id
+        state["organisation.agency"] = agency
+        state["organisation.council"] = council
+        try saveState(state)
+
+        return [
+            "Demo sign-ins (password for all: \"\(Self.password)\"):",
+            "  service user      pat@example.org",
+            "  carer             sam@example.org",
+            "  care coordinator  coordinator@northshire.example",
+            "  council finance   finance@northshire.example",
+            "  GP                gp@riverside.example",
+            "  administrator     \(Self.adminEmail)",
+            "  provider system   client id \(state["provider.client_id"]!) (secret in \(stateFile.path))",
+        ]
+    }
+
+    func loadState() -> [String: String] {
+        (try? UpCommand.readEnvironmentFile(stateFile.path)) ?? [:]
+    }
+
+    func saveState(_ state: [String: String]) throws {
+        let text = "# Demo data ids and the provider client's secret (written by `wholecare seed`).\n"
+            + state.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n") + "\n"
+        FileManager.default.createFile(atPath: stateFile.path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
     }
 }

@@ -5,7 +5,7 @@ import ServiceKit
 /// `wholecare up`: start every executable of the suite with prefixed, coloured log lines,
 /// wait until each is ready, print where the gateway listens, and on Ctrl-C (or SIGTERM)
 /// stop them in reverse order. Deliberately small: no restarts, no scaling.
-struct UpCommand: ParsableCommand {
+struct UpCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up", abstract: "Run the whole suite in the foreground (what `make run` uses).")
 
@@ -15,8 +15,10 @@ struct UpCommand: ParsableCommand {
     var envFile: String = ".data/dev/env"
     @Option(help: "Seconds to wait for each service to become ready.")
     var readyTimeout: Int = 60
+    @Flag(help: "Load the demo data once everything is ready (what `make run` does).")
+    var seed = false
 
-    func run() throws {
+    func run() async throws {
         let fileEnv = try Self.readEnvironmentFile(envFile)
         let supervisor = Supervisor()
         Supervisor.installSignalHandlers(supervisor)
@@ -25,6 +27,7 @@ struct UpCommand: ParsableCommand {
         for (index, service) in ServiceCatalog.all.enumerated() {
             var env = ProcessInfo.processInfo.environment.merging(fileEnv) { _, file in file }
             if service.schema != nil { env["DATABASE_URL"] = fileEnv[service.name.uppercased() + "_DATABASE_URL"] }
+            if let secret = fileEnv[service.name.uppercased() + "_SERVICE_CLIENT_SECRET"] { env["SERVICE_CLIENT_SECRET"] = secret }
             env["LOG_FORMAT"] = env["LOG_FORMAT"] ?? "text"
             let executable = URL(fileURLWithPath: binDir).appendingPathComponent(service.name).path
             guard FileManager.default.isExecutableFile(atPath: executable) else {
@@ -42,10 +45,22 @@ struct UpCommand: ParsableCommand {
         }
         let gatewayPort = fileEnv["GATEWAY_RPC_PORT"] ?? ProcessInfo.processInfo.environment["GATEWAY_RPC_PORT"] ?? "8080"
         let elapsed = String(format: "%.1f", Date().timeIntervalSince(started))
+        var demo: [String] = []
+        if seed {
+            do {
+                var environment = ProcessInfo.processInfo.environment
+                environment.merge(fileEnv) { _, file in file }
+                demo = try await DemoSeed(environment: environment, stateFile: URL(fileURLWithPath: envFile).deletingLastPathComponent()
+                    .appendingPathComponent("demo")).run()
+            } catch {
+                FileHandle.standardError.write(Data("demo data could not be loaded: \(error)\n".utf8))
+            }
+        }
         FileHandle.standardOutput.write(Data("""
 
             WholeCare is running (ready in \(elapsed)s).
               Gateway:  http://127.0.0.1:\(gatewayPort)/
+            \(demo.map { "  " + $0 }.joined(separator: "\n"))
               Press Ctrl-C to stop everything.
 
 

@@ -5,6 +5,12 @@ import Foundation
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
     public let variable: String
     public let problem: String
+
+    public init(variable: String, problem: String) {
+        self.variable = variable
+        self.problem = problem
+    }
+
     public var description: String { "configuration error: \(variable) \(problem)" }
 }
 

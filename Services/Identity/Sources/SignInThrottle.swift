@@ -4,7 +4,8 @@ import Foundation
 /// accounts behave the same).
 ///
 /// - The first 4 consecutive failures cost nothing; from the 5th, the next attempt must
-///   wait 1 s, then 2 s, 4 s … up to 15 minutes (growing delays).
+///   wait 1 s, then 2 s, 4 s … up to 30 s (growing delays: an online guesser gets at most
+///   about two guesses a minute).
 /// - At most 100 failures per hour: the 100th locks the address until its hour-long
 ///   window ends. When the window passes, the real owner can sign in again.
 /// - A success resets the consecutive count (the hourly count stands).
@@ -17,7 +18,7 @@ public struct SignInThrottle: Sendable, Equatable {
     public static let window: TimeInterval = 3600
     public static let hourlyCeiling = 100
     public static let freeFailures = 4
-    public static let maximumDelay: TimeInterval = 15 * 60
+    public static let maximumDelay: TimeInterval = 30
 
     public init(consecutiveFailures: Int = 0, windowStartedAt: Date, failuresInWindow: Int = 0, nextAttemptAt: Date) {
         self.consecutiveFailures = consecutiveFailures

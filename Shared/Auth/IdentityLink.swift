@@ -1,0 +1,109 @@
+import Contracts
+import Foundation
+import Logging
+import RPC
+import RPCTransport
+import ServiceKit
+import WholeCareCrypto
+
+/// A WholeCare service's connection to identity: verifies tokens with identity's keys,
+/// decides access with identity's facts, and calls identity with the service's own
+/// credentials (adding the person's token when acting for them).
+public struct IdentityLink: Sendable {
+    /// Identity's API, authenticated as this service (plus `on-behalf-of` when serving a person).
+    public let identity: Wholecare_Identity_V1_Identity.Client
+    public let verifier: TokenVerifier
+    public let authorizer: Authorizer
+    public let credentials: ServiceCredentials
+    let transport: RPCClientTransport
+
+    /// Reads `IDENTITY_ADDRESS` (host:port, default 127.0.0.1:7101), `SERVICE_CLIENT_ID`
+    /// (default `svc-<service>`) and `SERVICE_CLIENT_SECRET` (required).
+    public static func fromEnvironment(_ environment: EnvironmentConfiguration, service: String, logger: Logger) throws -> IdentityLink {
+        let address = environment.string("IDENTITY_ADDRESS", default: "127.0.0.1:\(ServiceCatalog.identity.defaultPort)")
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
+            throw ConfigurationError(variable: "IDENTITY_ADDRESS", problem: "must be host:port")
+        }
+        let secret = try environment.require("SERVICE_CLIENT_SECRET")
+        let clientID = environment.string("SERVICE_CLIENT_ID", default: "svc-\(service)")
+        let factsTTL = try environment.duration("ACCESS_FACTS_TTL", default: .seconds(30))
+        guard factsTTL <= .seconds(60) else {
+            throw ConfigurationError(variable: "ACCESS_FACTS_TTL", problem: "must be at most 60s (revocations must take effect within a minute)")
+        }
+        return IdentityLink(host: String(parts[0]), port: port, clientID: clientID, secret: secret, factsTTL: factsTTL, logger: logger)
+    }
+
+    public init(host: String, port: Int, clientID: String, secret: String, factsTTL: Duration = .seconds(30), logger: Logger) {
+        let transport = RPCClientTransport(
+            configuration: RPCClientConfiguration(host: host, port: port, agent: "wholecare-\(clientID)"), logger: logger)
+        self.transport = transport
+        let anonymous = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: transport))
+        let credentials = ServiceCredentials {
+            var request = Wholecare_Identity_V1_SignInClientRequest()
+            request.clientID = clientID
+            request.clientSecret = secret
+            let response = try await anonymous.signInClient(request, options: CallOptions(timeout: .seconds(5)))
+            return (response.accessToken, Date().addingTimeInterval(TimeInterval(response.expiresInSeconds)))
+        }
+        self.credentials = credentials
+        let identity = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: transport, interceptors: [credentials]))
+        self.identity = identity
+        self.verifier = TokenVerifier {
+            let response = try await anonymous.getSigningKeys(Wholecare_Identity_V1_GetSigningKeysRequest(), options: CallOptions(timeout: .seconds(5)))
+            var keys: [String: Ed25519.PublicKey] = [:]
+            for key in response.keys { keys[key.kid] = try Ed25519.PublicKey(rawRepresentation: Array(key.publicKey)) }
+            return keys
+        }
+        self.authorizer = Authorizer(factsTTL: factsTTL) { principal, person in
+            guard let subject = principal.subjectID else { return .none }
+            var request = Wholecare_Identity_V1_GetAccessFactsRequest()
+            request.subjectID = subject.uuidString.lowercased()
+            request.subjectOrganisationID = principal.organisationID?.uuidString.lowercased() ?? ""
+            request.personID = person.uuidString.lowercased()
+            // The service asks for facts in its own name, not the person's.
+            let token = try await credentials.token()
+            let facts = try await anonymous.getAccessFacts(request, options: CallOptions(metadata: ["authorization": "Bearer " + token]))
+            return IdentityLink.policyFacts(facts)
+        }
+    }
+
+    static func policyFacts(_ facts: Wholecare_Identity_V1_AccessFacts) -> AccessFacts {
+        var scopes: [DataCategory: Bool] = [:]
+        for scope in facts.carerScopes {
+            guard let category = category(scope.category) else { continue }
+            scopes[category] = (scopes[category] ?? false) || scope.write
+        }
+        return AccessFacts(
+            personExists: facts.personExists,
+            relationships: Set(facts.relationships.compactMap { role -> AccessFacts.Relationship? in
+                switch role {
+                case .careCoordinator: return .careCoordinator
+                case .careTeamMember: return .careTeamMember
+                default: return nil
+                }
+            }),
+            consentedCategories: Set(facts.consentedCategories.compactMap(category)),
+            carerScopes: scopes, organisationHasRelationship: facts.organisationHasRelationship)
+    }
+
+    static func category(_ value: Wholecare_Identity_V1_DataCategory) -> DataCategory? {
+        switch value {
+        case .record: return .record
+        case .budget: return .budget
+        case .messages: return .messages
+        case .appointments: return .appointments
+        case .reminders: return .reminders
+        default: return nil
+        }
+    }
+
+    /// The server interceptor that authenticates callers of this service.
+    public func authInterceptor(publicMethods: Set<String> = []) -> AuthInterceptor {
+        AuthInterceptor(verifier: verifier, publicMethods: publicMethods)
+    }
+
+    public func close() async {
+        await transport.close()
+    }
+}
