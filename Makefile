@@ -17,7 +17,7 @@ WHOLECARE     = $(BIN_DIR)/wholecare
 APT_PACKAGES := pkg-config libpq-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
                 postgresql postgresql-contrib
 
-.PHONY: help deps build build-release run test db db-stop proto bench bench-rpc clean c-client
+.PHONY: help deps build build-release run test db db-stop proto bench bench-rpc bench-identity clean c-client
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,13 +66,17 @@ test: build ## Run every test against a throwaway PostgreSQL; exit code is the t
 proto: deps ## Regenerate the committed Swift code from proto/ (only needed after editing a .proto)
 	@proto/generate.sh
 
-bench: bench-rpc ## Run every benchmark (release builds) and print figures
+bench: bench-rpc bench-identity ## Run every benchmark (release builds) and print figures
 
 bench-rpc: deps ## RPC: WholeCare vs grpc-swift-2 vs bare NIO echo, and server memory (release)
 	@echo "bench-rpc: building the benchmark package in release mode (first time: ~15 minutes, it builds gRPC)"
 	@cd Tests/Benchmarks && $(SWIFT) build -c release >/dev/null
 	@cd Tests/Benchmarks && .build/release/rpc-bench compare 5
 	@cd Tests/Benchmarks && .build/release/rpc-bench memory 1000000
+
+bench-identity: db ## Identity: sign-in latency (OWASP scrypt) and token verification cost (release)
+	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
+	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench identity
 
 c-client: deps ## Build the C client library and example (clients/c/build)
 	@$(MAKE) --no-print-directory -s -C clients/c

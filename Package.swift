@@ -108,7 +108,7 @@ let services: [ServiceSpec] = [
           dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "Contracts", "Auth"], hasMigrations: true,
           resources: [.copy("CommonPasswords.txt")]),
     .init(directory: "Records", library: "RecordsService", executable: "records",
-          dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "Contracts"], hasMigrations: false),
+          dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "Contracts", "Auth"], hasMigrations: true),
     .init(directory: "Ledger", library: "LedgerService", executable: "ledger",
           dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts"], hasMigrations: false),
     .init(directory: "Engagement", library: "EngagementService", executable: "engagement",
@@ -200,7 +200,8 @@ let package = Package(
     products: services.map { .executable(name: $0.executable, targets: [$0.executable]) }
         + [.executable(name: "wholecare", targets: ["wholecare"]),
            // For the benchmark package (Tests/Benchmarks) and other Swift programs.
-           .library(name: "WholeCareRPC", targets: ["RPC", "RPCTransport", "Contracts"])],
+           .library(name: "WholeCareRPC", targets: ["RPC", "RPCTransport", "Contracts"]),
+           .library(name: "WholeCareServices", targets: ["Auth", "Postgres", "WholeCareCrypto", "ServiceKit", "IdentityService"])],
     dependencies: dependencies,
     targets: targets
 )

@@ -45,15 +45,20 @@ public enum Ed25519 {
 
     public struct PublicKey: Sendable, Equatable {
         public let rawRepresentation: [UInt8]
+        /// The parsed key, made once: parsing costs more than a verification.
+        private let parsed: ParsedKey
 
         public init(rawRepresentation: [UInt8]) throws {
             guard rawRepresentation.count == 32 else { throw CryptoError(.invalidKey, "an Ed25519 public key is 32 bytes") }
             self.rawRepresentation = rawRepresentation
+            self.parsed = try ParsedKey(raw: rawRepresentation)
         }
+
+        public static func == (lhs: PublicKey, rhs: PublicKey) -> Bool { lhs.rawRepresentation == rhs.rawRepresentation }
 
         public func isValidSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
             guard signature.count == 64 else { return false }
-            return (try? Ed25519.withKey(raw: rawRepresentation, isPrivate: false) { pkey -> Bool in
+            return ({ (pkey: OpaquePointer) -> Bool in
                 guard let context = EVP_MD_CTX_new() else { return false }
                 defer { EVP_MD_CTX_free(context) }
                 guard EVP_DigestVerifyInit(context, nil, nil, nil, pkey) == 1 else { return false }
@@ -63,8 +68,23 @@ public enum Ed25519 {
                     }
                 }
                 return ok == 1
-            }) ?? false
+            })(parsed.key)
         }
+    }
+
+    /// An `EVP_PKEY` for a public key, freed with its owner. libcrypto allows concurrent
+    /// verifications with one key.
+    final class ParsedKey: @unchecked Sendable {
+        let key: OpaquePointer
+
+        init(raw: [UInt8]) throws {
+            guard let key = raw.withUnsafeBufferPointer({ EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, $0.count) }) else {
+                throw CryptoError(.invalidKey, "libcrypto refused the Ed25519 key")
+            }
+            self.key = key
+        }
+
+        deinit { EVP_PKEY_free(key) }
     }
 
     static func withKey<T>(raw: [UInt8], isPrivate: Bool, _ body: (OpaquePointer) throws -> T) throws -> T {

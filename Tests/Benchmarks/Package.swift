@@ -36,5 +36,13 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        .executableTarget(
+            name: "service-bench",
+            dependencies: [
+                .product(name: "WholeCareRPC", package: rootIdentity),
+                .product(name: "WholeCareServices", package: rootIdentity),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
     ]
 )
