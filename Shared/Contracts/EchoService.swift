@@ -14,6 +14,7 @@ public struct EchoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
 
     public func sleep(request: Wholecare_Diagnostics_V1_SleepRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_SleepResponse {
         var response = Wholecare_Diagnostics_V1_SleepResponse()
+        EchoService.sleepsStarted.increment()
         do {
             try await Task.sleep(for: .milliseconds(Int(request.milliseconds)))
         } catch {
@@ -31,6 +32,8 @@ public struct EchoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
     /// How many Sleep calls were interrupted by cancellation (for tests that check a
     /// client's cancel or a deadline reached the server).
     public static let cancellations = Counter()
+    /// How many Sleep calls have started (so tests can wait until one is in flight).
+    public static let sleepsStarted = Counter()
 
     public final class Counter: @unchecked Sendable {
         private let lock = NSLock()

@@ -85,13 +85,14 @@ struct CallTests {
         let (client, transport) = test.client()
         let before = EchoService.cancellations.count
         var sleep = Wholecare_Diagnostics_V1_SleepRequest()
-        sleep.milliseconds = 5_000
+        sleep.milliseconds = 60_000
         let started = ContinuousClock.now
         let error = await #expect(throws: RPCError.self) {
             _ = try await client.sleep(sleep, options: CallOptions(timeout: .milliseconds(200)))
         }
         #expect(error?.code == .deadlineExceeded)
-        #expect(ContinuousClock.now - started < .seconds(2))
+        // The caller was not kept waiting for the server's minute-long sleep.
+        #expect(ContinuousClock.now - started < .seconds(30))
         try await eventually { EchoService.cancellations.count > before }
         await transport.close()
         await test.server.shutdown()
@@ -125,8 +126,9 @@ struct CallTests {
         _ = try await client.echo(echoRequest("connect first"))
         var sleep = Wholecare_Diagnostics_V1_SleepRequest()
         sleep.milliseconds = 500
+        let started = EchoService.sleepsStarted.count
         let inFlight = Task { try await client.sleep(sleep) }
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually { EchoService.sleepsStarted.count > started }  // the server is running it
         await test.server.shutdown()
         // The call that was running completed normally.
         let response = try await inFlight.value
@@ -198,7 +200,7 @@ struct CallTests {
             let downstream: Wholecare_Diagnostics_V1_Echo.Client
             func echo(request: Wholecare_Diagnostics_V1_EchoRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_EchoResponse {
                 var sleep = Wholecare_Diagnostics_V1_SleepRequest()
-                sleep.milliseconds = 5_000
+                sleep.milliseconds = 60_000
                 _ = try await downstream.sleep(sleep)  // inherits the caller's deadline
                 return Wholecare_Diagnostics_V1_EchoResponse()
             }
@@ -214,7 +216,7 @@ struct CallTests {
             _ = try await a.echo(echoRequest("x"), options: CallOptions(timeout: .milliseconds(300)))
         }
         #expect(error?.code == .deadlineExceeded)
-        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(ContinuousClock.now - started < .seconds(30))  // not the downstream minute
         // B's sleep was cancelled too, because the deadline travelled with the call.
         try await eventually { EchoService.cancellations.count > before }
         await bTransport.close()
