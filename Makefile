@@ -32,6 +32,12 @@ deps: ## Install missing system packages with apt-get (quiet and fast when all a
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@# Python test tools, each in its own virtual environment under .data/pytools (PyPI).
+	@if [ ! -x $(DATA_DIR)/pytools/fhir/bin/python ]; then \
+	  echo "deps: installing fhir.resources (FHIR R4 validator) into $(DATA_DIR)/pytools/fhir"; \
+	  python3 -m venv $(DATA_DIR)/pytools/fhir && \
+	  $(DATA_DIR)/pytools/fhir/bin/pip install -q --disable-pip-version-check "fhir.resources==5.1.1" "pydantic<2"; \
+	fi
 
 # One build command everywhere: mixing `--product X` builds with full builds makes
 # SwiftPM recompile shared dependencies each time it alternates.
@@ -58,7 +64,7 @@ run: build db ## Start everything on the embedded PostgreSQL; Ctrl-C stops it al
 test: build ## Run every test against a throwaway PostgreSQL; exit code is the truth
 	@$(WHOLECARE) db start --data-dir $(DATA_DIR) --cluster test --fresh
 	@set -a; . $(DATA_DIR)/test/env; set +a; \
-	export WHOLECARE_BIN_DIR="$(BIN_DIR)"; \
+	export WHOLECARE_BIN_DIR="$(BIN_DIR)" WHOLECARE_FHIR_PYTHON="$(CURDIR)/$(DATA_DIR)/pytools/fhir/bin/python"; \
 	$(SWIFT) test --skip-build; status=$$?; \
 	$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster test --remove >/dev/null; \
 	exit $$status

@@ -152,7 +152,13 @@ targets += [
     .target(
         name: "TestSupport",
         dependencies: ["Postgres", logging],
-        path: "Tests/Test Utilities",
+        path: "Tests/Test Utilities/Database",
+        swiftSettings: swiftSettings
+    ),
+    .target(
+        name: "ServiceTestSupport",
+        dependencies: ["TestSupport", "IdentityService", "Auth", "Contracts", "RPC", "Postgres", "WholeCareCrypto"],
+        path: "Tests/Test Utilities/Services",
         swiftSettings: swiftSettings
     ),
     .testTarget(
@@ -176,8 +182,15 @@ targets += [
     ),
     .testTarget(
         name: "IdentityTests",
-        dependencies: ["IdentityService", "Auth", "Contracts", "RPC", "Postgres", "TestSupport", "WholeCareCrypto"],
+        dependencies: ["IdentityService", "Auth", "Contracts", "RPC", "Postgres", "TestSupport", "ServiceTestSupport", "WholeCareCrypto"],
         path: "Tests/IdentityTests",
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "RecordsTests",
+        dependencies: ["RecordsService", "IdentityService", "Auth", "Contracts", "RPC", "Postgres", "TestSupport",
+                       "ServiceTestSupport", "WholeCareCrypto"],
+        path: "Tests/RecordsTests",
         swiftSettings: swiftSettings
     ),
     .testTarget(

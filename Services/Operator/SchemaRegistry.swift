@@ -1,4 +1,5 @@
 import IdentityService
+import RecordsService
 import Postgres
 
 /// Every service's migrations, in start-up order.
@@ -6,6 +7,7 @@ enum SchemaRegistry {
     static func all() throws -> [(service: String, migrations: [Migration])] {
         [
             ("identity", try IdentityServiceApp.migrations()),
+            ("records", try RecordsServiceApp.migrations()),
         ]
     }
 }

@@ -4,18 +4,48 @@ import Logging
 import RPC
 import RPCTransport
 import ServiceKit
+import Synchronization
 import WholeCareCrypto
 
 /// A WholeCare service's connection to identity: verifies tokens with identity's keys,
 /// decides access with identity's facts, and calls identity with the service's own
 /// credentials (adding the person's token when acting for them).
 public struct IdentityLink: Sendable {
+    /// Display names of accounts and organisations, cached for five minutes.
+    public func displayNames(_ ids: [UUID]) async throws -> [UUID: String] {
+        let now = ContinuousClock.now
+        var result: [UUID: String] = [:]
+        var missing: [UUID] = []
+        names.withLock { cache in
+            for id in Set(ids) {
+                if let hit = cache[id], now - hit.at < .seconds(300) { result[id] = hit.name } else { missing.append(id) }
+            }
+        }
+        guard !missing.isEmpty else { return result }
+        var request = Wholecare_Identity_V1_GetDisplayNamesRequest()
+        request.accountIds = missing.map { $0.uuidString.lowercased() }
+        // Asked in the service's own name (display names are not personal data categories).
+        let token = try await credentials.token()
+        let response = try await anonymousIdentity.getDisplayNames(request, options: CallOptions(metadata: ["authorization": "Bearer " + token]))
+        names.withLock { cache in
+            if cache.count > 20_000 { cache.removeAll() }
+            for (key, name) in response.names {
+                guard let id = UUID(uuidString: key) else { continue }
+                cache[id] = (name, now)
+                result[id] = name
+            }
+        }
+        return result
+    }
+
     /// Identity's API, authenticated as this service (plus `on-behalf-of` when serving a person).
     public let identity: Wholecare_Identity_V1_Identity.Client
     public let verifier: TokenVerifier
     public let authorizer: Authorizer
     public let credentials: ServiceCredentials
-    let transport: RPCClientTransport
+    var transport: RPCClientTransport?
+    let anonymousIdentity: Wholecare_Identity_V1_Identity.Client
+    private let names = NameCache()
 
     /// Reads `IDENTITY_ADDRESS` (host:port, default 127.0.0.1:7101), `SERVICE_CLIENT_ID`
     /// (default `svc-<service>`) and `SERVICE_CLIENT_SECRET` (required).
@@ -37,8 +67,15 @@ public struct IdentityLink: Sendable {
     public init(host: String, port: Int, clientID: String, secret: String, factsTTL: Duration = .seconds(30), logger: Logger) {
         let transport = RPCClientTransport(
             configuration: RPCClientConfiguration(host: host, port: port, agent: "wholecare-\(clientID)"), logger: logger)
+        self.init(channel: transport, clientID: clientID, secret: secret, factsTTL: factsTTL)
         self.transport = transport
-        let anonymous = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: transport))
+    }
+
+    /// Over any channel (an in-process identity in tests).
+    public init(channel: any RPCChannel, clientID: String, secret: String, factsTTL: Duration = .seconds(30)) {
+        self.transport = nil
+        let anonymous = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: channel))
+        self.anonymousIdentity = anonymous
         let credentials = ServiceCredentials {
             var request = Wholecare_Identity_V1_SignInClientRequest()
             request.clientID = clientID
@@ -47,7 +84,7 @@ public struct IdentityLink: Sendable {
             return (response.accessToken, Date().addingTimeInterval(TimeInterval(response.expiresInSeconds)))
         }
         self.credentials = credentials
-        let identity = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: transport, interceptors: [credentials]))
+        let identity = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: channel, interceptors: [credentials]))
         self.identity = identity
         self.verifier = TokenVerifier {
             let response = try await anonymous.getSigningKeys(Wholecare_Identity_V1_GetSigningKeysRequest(), options: CallOptions(timeout: .seconds(5)))
@@ -104,6 +141,14 @@ public struct IdentityLink: Sendable {
     }
 
     public func close() async {
-        await transport.close()
+        await transport?.close()
+    }
+}
+
+/// A lock-protected name cache shared by copies of an `IdentityLink`.
+final class NameCache: Sendable {
+    private let state = Mutex<[UUID: (name: String, at: ContinuousClock.Instant)]>([:])
+    func withLock<T>(_ body: (inout [UUID: (name: String, at: ContinuousClock.Instant)]) -> T) -> T {
+        state.withLock { body(&$0) }
     }
 }

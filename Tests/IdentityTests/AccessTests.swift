@@ -1,3 +1,4 @@
+import ServiceTestSupport
 import Auth
 import Contracts
 import Foundation

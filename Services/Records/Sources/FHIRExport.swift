@@ -186,8 +186,21 @@ public enum FHIRExport {
             return nil
         }
         resource["id"] = id
-        if let notes = notes(entry) { resource["note"] = notes }
+        if entry.kind == "encounter" {
+            // R4's Encounter has no `note`: the summary travels as its narrative.
+            let text = [entry.text, entry.errorReason.map { "Entered in error: " + $0 }].compactMap { $0 }.joined(separator: "\n")
+            if !text.isEmpty {
+                resource["text"] = ["status": "additional", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">\(xhtmlEscaped(text))</div>"]
+            }
+        } else if let notes = notes(entry) {
+            resource["note"] = notes
+        }
         return resource
+    }
+
+    static func xhtmlEscaped(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\n", with: "<br/>")
     }
 
     static func codeable(_ system: String, _ code: String) -> [String: Any] {

@@ -8,25 +8,27 @@ import TestSupport
 import WholeCareCrypto
 
 /// A controllable clock for throttling and expiry tests.
-final class TestClock: @unchecked Sendable {
+public final class TestClock: @unchecked Sendable {
     private let lock = NSLock()
     private var offset: TimeInterval = 0
-    func advance(_ seconds: TimeInterval) { lock.withLock { offset += seconds } }
-    var now: Date { lock.withLock { Date().addingTimeInterval(offset) } }
+    public func advance(_ seconds: TimeInterval) { lock.withLock { offset += seconds } }
+    public var now: Date { lock.withLock { Date().addingTimeInterval(offset) } }
 }
 
 /// The identity service in-process over a fresh, migrated schema of the real test
 /// database: every RPC goes through the router, the auth interceptor and the store.
-struct IdentityHarness {
-    let api: Wholecare_Identity_V1_Identity.Client
-    let store: IdentityStore
-    let keyring: SigningKeyring
-    let clock: TestClock
-    let db: PostgresClient
+public struct IdentityHarness: Sendable {
+    public let api: Wholecare_Identity_V1_Identity.Client
+    /// The in-process channel to identity (for other services' `IdentityLink`s).
+    public let channel: InProcessChannel
+    public let store: IdentityStore
+    public let keyring: SigningKeyring
+    public let clock: TestClock
+    public let db: PostgresClient
 
-    static let password = "plausible kettle harvest lantern"
+    public static let password = "plausible kettle harvest lantern"
 
-    static func with<T: Sendable>(_ body: (IdentityHarness) async throws -> T) async throws -> T {
+    public static func with<T: Sendable>(_ body: (IdentityHarness) async throws -> T) async throws -> T {
         try await TestDatabase.withFreshSchema(maxConnections: 6) { db, schema in
             try await Migrator(schema: schema, migrations: try IdentityServiceApp.migrations()).migrate(using: db)
             let store = IdentityStore(db: db)
@@ -37,16 +39,17 @@ struct IdentityHarness {
                 store: store, hashing: hashing, passwordPolicy: try PasswordPolicy.bundled(),
                 issuer: TokenIssuer(keyring: keyring), now: { clock.now })
             let router = IdentityServiceApp.router(service: service, keyring: keyring)
-            let api = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: InProcessChannel(router: router), retryPolicy: .none))
-            let result = try await body(IdentityHarness(api: api, store: store, keyring: keyring, clock: clock, db: db))
+            let channel = InProcessChannel(router: router)
+            let api = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: channel, retryPolicy: .none))
+            let result = try await body(IdentityHarness(api: api, channel: channel, store: store, keyring: keyring, clock: clock, db: db))
             await hashing.shutdown()
             return result
         }
     }
 
-    static func bearer(_ token: String) -> CallOptions { CallOptions(metadata: ["authorization": "Bearer " + token]) }
+    public static func bearer(_ token: String) -> CallOptions { CallOptions(metadata: ["authorization": "Bearer " + token]) }
 
-    func register(_ email: String, name: String = "Test Person", kind: Wholecare_Identity_V1_SubjectKind = .serviceUser) async throws -> Wholecare_Identity_V1_SignInResponse {
+    public func register(_ email: String, name: String = "Test Person", kind: Wholecare_Identity_V1_SubjectKind = .serviceUser) async throws -> Wholecare_Identity_V1_SignInResponse {
         var request = Wholecare_Identity_V1_RegisterRequest()
         request.email = email
         request.password = Self.password
@@ -55,7 +58,7 @@ struct IdentityHarness {
         return try await api.register(request)
     }
 
-    func signIn(_ email: String, password: String = IdentityHarness.password) async throws -> Wholecare_Identity_V1_SignInResponse {
+    public func signIn(_ email: String, password: String = IdentityHarness.password) async throws -> Wholecare_Identity_V1_SignInResponse {
         var request = Wholecare_Identity_V1_SignInRequest()
         request.email = email
         request.password = password
@@ -63,21 +66,21 @@ struct IdentityHarness {
     }
 
     /// A platform administrator created directly in the store (as `wholecare create-admin` does).
-    func admin() async throws -> String {
+    public func admin() async throws -> String {
         let hash = try PasswordHasher(parameters: .testOnly).hash(Self.password)
         _ = try await store.createAccount(kind: "administrator", email: "admin@wholecare.test", displayName: "Admin",
                                           passwordHash: hash, roles: ["platform_admin"])
         return try await signIn("admin@wholecare.test").accessToken
     }
 
-    func organisation(_ name: String, admin token: String, kind: Wholecare_Identity_V1_OrganisationKind = .council) async throws -> String {
+    public func organisation(_ name: String, admin token: String, kind: Wholecare_Identity_V1_OrganisationKind = .council) async throws -> String {
         var request = Wholecare_Identity_V1_CreateOrganisationRequest()
         request.name = name
         request.kind = kind
         return try await api.createOrganisation(request, options: Self.bearer(token)).id
     }
 
-    func professional(_ email: String, org: String, roles: [String], admin token: String) async throws -> (id: String, token: String) {
+    public func professional(_ email: String, org: String, roles: [String], admin token: String) async throws -> (id: String, token: String) {
         var request = Wholecare_Identity_V1_CreateProfessionalRequest()
         request.organisationID = org
         request.email = email

@@ -1,0 +1,320 @@
+import Auth
+import Contracts
+import Foundation
+import Logging
+import RPC
+
+/// The records RPCs: authorization on every call, the access log on every access by
+/// someone other than the person, translation to the store and the rules.
+public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
+    let store: RecordsStore
+    let identity: IdentityLink
+    let now: @Sendable () -> Date
+
+    public init(store: RecordsStore, identity: IdentityLink, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.identity = identity
+        self.now = now
+    }
+
+    // MARK: - Authorization and the access log
+
+    /// Decides, logs (unless the person is looking at their own record), and throws
+    /// PERMISSION_DENIED when refused.
+    @discardableResult
+    func authorize(_ context: ServerContext, person: UUID, _ action: PersonAction, part: String, purpose: String) async throws -> Principal {
+        let principal = try context.principal()
+        let purpose = String(purpose.trimmingCharacters(in: .whitespacesAndNewlines).prefix(200))
+        let decision = try await identity.authorizer.decide(principal, action, person: person)
+        let isSelf = principal.subjectID == person && principal.isPerson
+        if !isSelf {
+            let accessAction: String
+            switch action {
+            case .read: accessAction = "read"
+            default: accessAction = "write"
+            }
+            let basis: String
+            switch decision {
+            case .allow(let b): basis = b.rawValue
+            case .deny(let reason): basis = "denied: " + reason
+            }
+            try await store.logAccess(
+                person: person, accessorID: principal.subject, accessorKind: principal.kind.rawValue,
+                organisation: principal.organisationID, action: accessAction, part: part, basis: basis, purpose: purpose,
+                allowed: decision.isAllowed)
+        }
+        if case .deny(let reason) = decision {
+            throw RPCError(code: .permissionDenied, message: "not allowed to \(action) of this person: \(reason)")
+        }
+        return principal
+    }
+
+    /// How the writer appears on what they write.
+    func source(for principal: Principal, person: UUID) async throws -> EntrySource {
+        guard let subject = principal.subjectID else { throw RPCError(code: .permissionDenied, message: "services cannot write records") }
+        var ids = [subject]
+        if let organisation = principal.organisationID { ids.append(organisation) }
+        let names = try await identity.displayNames(ids)
+        let name = names[subject] ?? "Unknown"
+        switch principal.kind {
+        case .serviceUser, .carer:
+            let display = subject == person ? name : "\(name) (carer)"
+            return EntrySource(kind: "self", organisationID: nil, authorID: subject, display: display)
+        case .professional:
+            let organisation = principal.organisationID.flatMap { names[$0] }
+            return EntrySource(kind: "professional", organisationID: principal.organisationID, authorID: subject,
+                               display: organisation.map { "\(name), \($0)" } ?? name)
+        case .providerSystem:
+            let organisation = principal.organisationID.flatMap { names[$0] } ?? "Provider system"
+            return EntrySource(kind: "organisation", organisationID: principal.organisationID, authorID: subject, display: organisation)
+        case .administrator, .service:
+            throw RPCError(code: .permissionDenied, message: "\(principal.kind.rawValue)s cannot write records")
+        }
+    }
+
+    var today: CalendarDate { CalendarDate(now()) }
+
+    // MARK: - Entries
+
+    public func addEntry(request: Wholecare_Records_V1_AddEntryRequest, context: ServerContext) async throws -> Wholecare_Records_V1_Entry {
+        let person = try Validate.uuid(request.personID, field: "person_id")
+        guard request.hasEntry else { throw RPCError.invalidArgument(field: "entry", "is required") }
+        let entry = try RecordsProto.newEntry(request.entry, today: today)
+        let principal = try await authorize(context, person: person, .write(.record), part: "entry:\(entry.kind)", purpose: request.purpose)
+        let stored = try await store.addEntry(person: person, entry: entry, source: try await source(for: principal, person: person))
+        return RecordsProto.entry(stored, viewer: principal)
+    }
+
+    public func amendEntry(request: Wholecare_Records_V1_AmendEntryRequest, context: ServerContext) async throws -> Wholecare_Records_V1_Entry {
+        let id = try Validate.uuid(request.entryID, field: "entry_id")
+        guard request.hasEntry else { throw RPCError.invalidArgument(field: "entry", "is required") }
+        let replacement = try RecordsProto.newEntry(request.entry, today: today)
+        guard let existing = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
+        guard replacement.kind == existing.kind else {
+            throw RPCError.invalidArgument(field: "entry.kind", "an amendment keeps the entry's kind")
+        }
+        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)", purpose: request.purpose)
+        guard EntryRules.mayRevise(status: existing.status, sourceKind: existing.sourceKind, authorID: existing.authorID,
+                                   sourceOrganisation: existing.sourceOrganisationID, principal: principal) else {
+            throw RPCError(code: .permissionDenied, message: "only the entry's author (or their organisation) may amend its current version")
+        }
+        switch try await store.amend(id: id, with: replacement, source: try await source(for: principal, person: existing.personID)) {
+        case .revised(let entry): return RecordsProto.entry(entry, viewer: principal)
+        case .notCurrent: throw RPCError(code: .aborted, message: "the entry was changed meanwhile; amend its current version")
+        }
+    }
+
+    public func markEnteredInError(request: Wholecare_Records_V1_MarkEnteredInErrorRequest, context: ServerContext) async throws -> Wholecare_Records_V1_Entry {
+        let id = try Validate.uuid(request.entryID, field: "entry_id")
+        let reason = try Validate.text(request.reason, field: "reason", max: 2000, multiline: true)
+        guard let existing = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
+        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)", purpose: request.purpose)
+        guard EntryRules.mayRevise(status: existing.status, sourceKind: existing.sourceKind, authorID: existing.authorID,
+                                   sourceOrganisation: existing.sourceOrganisationID, principal: principal) else {
+            throw RPCError(code: .permissionDenied, message: "only the entry's author (or their organisation) may mark it entered in error")
+        }
+        switch try await store.markEnteredInError(id: id, reason: reason) {
+        case .revised(let entry): return RecordsProto.entry(entry, viewer: principal)
+        case .notCurrent: throw RPCError(code: .failedPrecondition, message: "only the current version of an entry can be marked in error")
+        }
+    }
+
+    public func getEntry(request: Wholecare_Records_V1_GetEntryRequest, context: ServerContext) async throws -> Wholecare_Records_V1_Entry {
+        let id = try Validate.uuid(request.entryID, field: "entry_id")
+        guard let entry = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
+        let principal = try await authorize(context, person: entry.personID, .read(.record), part: "entry", purpose: request.purpose)
+        let progress = entry.kind == "goal" ? try await store.latestProgress(goalLineages: [entry.lineageID])[entry.lineageID] : nil
+        return RecordsProto.entry(entry, progress: progress, viewer: principal)
+    }
+
+    public func getEntryHistory(request: Wholecare_Records_V1_GetEntryHistoryRequest, context: ServerContext) async throws -> Wholecare_Records_V1_GetEntryHistoryResponse {
+        let id = try Validate.uuid(request.entryID, field: "entry_id")
+        guard let entry = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
+        let principal = try await authorize(context, person: entry.personID, .read(.record), part: "entry_history", purpose: request.purpose)
+        var response = Wholecare_Records_V1_GetEntryHistoryResponse()
+        response.versions = try await store.history(lineage: entry.lineageID).map { RecordsProto.entry($0, viewer: principal) }
+        return response
+    }
+
+    public func listEntries(request: Wholecare_Records_V1_ListEntriesRequest, context: ServerContext) async throws -> Wholecare_Records_V1_ListEntriesResponse {
+        let person = try Validate.uuid(request.personID, field: "person_id")
+        var filter = RecordsStore.EntryFilter()
+        filter.kinds = try request.kinds.map { kind in
+            guard let name = RecordsProto.kindNames[kind] else { throw RPCError.invalidArgument(field: "kinds", "unknown kind") }
+            return name
+        }
+        filter.statuses = try request.statuses.map { status in
+            guard let name = RecordsProto.statusNames[status] else { throw RPCError.invalidArgument(field: "statuses", "unknown status") }
+            return name
+        }
+        if request.source != .unspecified {
+            guard let name = RecordsProto.sourceNames[request.source] else { throw RPCError.invalidArgument(field: "source", "unknown source") }
+            filter.sourceKind = name
+        }
+        if !request.effectiveFrom.isEmpty { filter.from = try Validate.calendarDate(request.effectiveFrom, field: "effective_from") }
+        if !request.effectiveTo.isEmpty { filter.to = try Validate.calendarDate(request.effectiveTo, field: "effective_to") }
+        guard request.pageSize <= 200 else { throw RPCError.invalidArgument(field: "page_size", "must be at most 200") }
+        filter.limit = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        filter.cursor = request.cursor.isEmpty ? nil : request.cursor
+        let principal = try await authorize(context, person: person, .read(.record), part: "entries", purpose: request.purpose)
+        let page = try await store.entries(person: person, filter: filter)
+        let goals = page.entries.filter { $0.kind == "goal" }.map(\.lineageID)
+        let progress = try await store.latestProgress(goalLineages: goals)
+        var response = Wholecare_Records_V1_ListEntriesResponse()
+        response.entries = page.entries.map { RecordsProto.entry($0, progress: progress[$0.lineageID], viewer: principal) }
+        response.nextCursor = page.next ?? ""
+        return response
+    }
+
+    // MARK: - Summary, details, goals, medications
+
+    public func getSummary(request: Wholecare_Records_V1_GetSummaryRequest, context: ServerContext) async throws -> Wholecare_Records_V1_Summary {
+        let person = try Validate.uuid(request.personID, field: "person_id")
+        let principal = try await authorize(context, person: person, .read(.record), part: "summary", purpose: request.purpose)
+        async let details = store.currentDetails(person: person)
+        async let entries = store.summaryEntries(person: person, latest: 10)
+        async let team = careTeam(person: person)
+        let (active, latest) = try await entries
+        let goals = active.filter { $0.kind == "goal" }
+        let progress = try await store.latestProgress(goalLineages: goals.map(\.lineageID))
+        var summary = Wholecare_Records_V1_Summary()
+        summary.personID = person.uuidString.lowercased()
+        summary.details = RecordsProto.details(try await details, person: person, viewer: principal)
+        summary.activeConditions = active.filter { $0.kind == "condition" }.map { RecordsProto.entry($0, viewer: principal) }
+        summary.currentMedications = active.filter { $0.kind == "medication" }
+            .sorted { ($0.nextRefillOn ?? CalendarDate(year: 2200, month: 1, day: 1)!) < ($1.nextRefillOn ?? CalendarDate(year: 2200, month: 1, day: 1)!) }
+            .map { RecordsProto.entry($0, viewer: principal) }
+        summary.allergies = active.filter { $0.kind == "allergy" }.map { RecordsProto.entry($0, viewer: principal) }
+        summary.goals = goals.map { RecordsProto.entry($0, progress: progress[$0.lineageID], viewer: principal) }
+        summary.latestEntries = latest.map { RecordsProto.entry($0, viewer: principal) }
+        summary.careTeam = try await team
+        return summary
+    }
+
+    /// The care team from identity, asked on the caller's behalf. Someone allowed to read
+    /// the record but not the care team (a provider system) gets a summary without it.
+    func careTeam(person: UUID) async throws -> [Wholecare_Records_V1_CareTeamMember] {
+        var request = Wholecare_Identity_V1_ListCareTeamRequest()
+        request.personID = person.uuidString.lowercased()
+        do {
+            return try await identity.identity.listCareTeam(request).members.map { member in
+                var out = Wholecare_Records_V1_CareTeamMember()
+                out.professionalID = member.professionalID
+                out.name = member.professionalName
+                out.role = member.role == .careCoordinator ? "care coordinator" : "care team member"
+                out.organisationID = member.organisationID
+                return out
+            }
+        } catch let error as RPCError where error.code == .permissionDenied {
+            return []
+        }
+    }
+
+    public func getDetails(request: Wholecare_Records_V1_GetDetailsRequest, context: ServerContext) async throws -> Wholecare_Records_V1_PersonDetails {
+        let person = try Validate.uuid(request.personID, field: "person_id")
+        let principal = try await authorize(context, person: person, .read(.record), part: "details", purpose: request.purpose)
+        return RecordsProto.details(try await store.currentDetails(person: person), person: person, viewer: principal)
+    }
+
+    public func updateDetails(request: Wholecare_Records_V1_UpdateDetailsRequest, context: ServerContext) async throws -> Wholecare_Records_V1_PersonDetails {
+        let person = try Validate.uuid(request.personID, field: "person_id")
+        guard request.hasDetails else { throw RPCError.invalidArgument(field: "details", "is required") }
+        let document = try RecordsProto.document(request.details)
+        guard request.expectedVersion >= 0 else { throw RPCError.invalidArgument(field: "expected_version", "must not be negative") }
+        let principal = try await authorize(context, person: person, .write(.record), part: "details", purpose: request.purpose)
+        guard let saved = try await store.saveDetails(person: person, document: document, expectedVersion: Int(request.expectedVersion),
+                                                      source: try await source(for: principal, person: person)) else {
+            throw RPCError(code: .aborted, message: "the details were changed meanwhile; reload them and apply your change again")
+        }
+        return RecordsProto.details(saved, person: person, viewer: principal)
+    }
+
+    public func listDetailsVersions(request: Wholecare_Records_V1_ListDetailsVersionsRequest, context: ServerContext) async throws -> Wholecare_Records_V1_ListDetailsVersionsResponse {
+        let person = try Validate.uuid(request.personID, field: "person_id")
+        let principal = try await authorize(context, person: person, .read(.record), part: "details_history", purpose: request.purpose)
+        var response = Wholecare_Records_V1_ListDetailsVersionsResponse()
+        response.versions = try await store.detailsVersions(person: person).map { RecordsProto.details($0, person: person, viewer: principal) }
+        return response
+    }
+
+    public func addGoalProgress(request: Wholecare_Records_V1_AddGoalProgressRequest, context: ServerContext) async throws -> Wholecare_Records_V1_GoalProgress {
+        let id = try Validate.uuid(request.goalEntryID, field: "goal_entry_id")
+        guard request.percent <= 100 else { throw RPCError.invalidArgument(field: "percent", "must be between 0 and 100") }
+        let note = try Validate.text(request.note, field: "note", max: 5000, allowEmpty: true, multiline: true)
+        guard let goal = try await store.entry(id: id), goal.kind == "goal" else { throw RPCError(code: .notFound, message: "no such goal") }
+        guard goal.status != "superseded", goal.status != "entered_in_error" else {
+            throw RPCError(code: .failedPrecondition, message: "record progress against the goal's current version")
+        }
+        let principal = try await authorize(context, person: goal.personID, .write(.record), part: "goal_progress", purpose: request.purpose)
+        let row = try await store.addGoalProgress(goalLineage: goal.lineageID, person: goal.personID, percent: Int(request.percent),
+                                                  note: note.isEmpty ? nil : note, source: try await source(for: principal, person: goal.personID))
+        return RecordsProto.goalProgress(row, goal: goal.id, viewer: principal)
+    }
+
+    public func listMedications(request: Wholecare_Records_V1_ListMedicationsRequest, context: ServerContext) async throws -> Wholecare_Records_V1_ListMedicationsResponse {
+        let person = try Validate.uuid(request.personID, field: "person_id")
+        let principal = try await authorize(context, person: person, .read(.record), part: "medications", purpose: request.purpose)
+        var response = Wholecare_Records_V1_ListMedicationsResponse()
+        response.medications = try await store.medications(person: person).map { RecordsProto.entry($0, viewer: principal) }
+        return response
+    }
+
+    // MARK: - Access log and FHIR
+
+    public func listAccessLog(request: Wholecare_Records_V1_ListAccessLogRequest, context: ServerContext) async throws -> Wholecare_Records_V1_ListAccessLogResponse {
+        let person = try Validate.uuid(request.personID, field: "person_id")
+        let principal = try context.principal()
+        guard principal.subjectID == person, principal.isPerson else {
+            throw RPCError(code: .permissionDenied, message: "only the person sees who looked at their record")
+        }
+        guard request.pageSize <= 200 else { throw RPCError.invalidArgument(field: "page_size", "must be at most 200") }
+        let limit = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        var before: Int64?
+        if !request.cursor.isEmpty {
+            guard let value = Int64(request.cursor), value > 0 else { throw RPCError.invalidArgument(field: "cursor", "is not a cursor this service issued") }
+            before = value
+        }
+        let rows = try await store.accessLog(person: person, limit: limit + 1, before: before)
+        let page = Array(rows.prefix(limit))
+        let ids = page.compactMap { UUID(uuidString: $0.accessorID) } + page.compactMap(\.organisationID)
+        let names = (try? await identity.displayNames(ids)) ?? [:]
+        var response = Wholecare_Records_V1_ListAccessLogResponse()
+        response.entries = page.map { row in
+            var entry = Wholecare_Records_V1_AccessLogEntry()
+            entry.id = String(row.id)
+            entry.at = Timestamp.format(row.at)
+            entry.accessorID = row.accessorID
+            entry.accessorName = UUID(uuidString: row.accessorID).flatMap { names[$0] } ?? row.accessorID
+            entry.accessorKind = row.accessorKind
+            entry.organisationID = row.organisationID?.uuidString.lowercased() ?? ""
+            entry.organisationName = row.organisationID.flatMap { names[$0] } ?? ""
+            entry.action = row.action
+            entry.part = row.part
+            entry.basis = row.basis
+            entry.purpose = row.purpose
+            entry.allowed = row.allowed
+            return entry
+        }
+        if rows.count > limit, let last = page.last { response.nextCursor = String(last.id) }
+        return response
+    }
+
+    public func exportFhir(request: Wholecare_Records_V1_ExportFhirRequest, context: ServerContext) async throws -> Wholecare_Records_V1_ExportFhirResponse {
+        let person = try Validate.uuid(request.personID, field: "person_id")
+        try await authorize(context, person: person, .read(.record), part: "fhir_export", purpose: request.purpose)
+        let details = try await store.currentDetails(person: person)
+        let entries = try await store.allCurrentEntries(person: person)
+        let goals = entries.filter { $0.kind == "goal" }.map(\.lineageID)
+        let progress = try await store.latestProgress(goalLineages: goals)
+        let withProgress = entries.map { entry -> RecordEntry in
+            guard entry.kind == "goal", let latest = progress[entry.lineageID] else { return entry }
+            var copy = entry
+            copy.details["latest_percent"] = .number(Double(latest.percent))
+            return copy
+        }
+        let name = (try? await identity.displayNames([person]))?[person] ?? details?.document.preferredName ?? "Unknown"
+        var response = Wholecare_Records_V1_ExportFhirResponse()
+        response.bundleJson = try FHIRExport.bundle(personID: person, personName: name, details: details?.document, entries: withProgress, now: now())
+        return response
+    }
+}

@@ -1,0 +1,310 @@
+import Foundation
+import Postgres
+import RPC
+import WholeCareCrypto
+
+/// Who is writing, as stored on an entry.
+public struct EntrySource: Sendable, Equatable {
+    public var kind: String               // professional | organisation | self
+    public var organisationID: UUID?
+    public var authorID: UUID
+    public var display: String
+}
+
+/// Keyset position for entry pages: (effective date, recorded at, id), newest first.
+struct EntryCursor: Codable {
+    var d: String
+    var r: Double
+    var i: String
+}
+
+/// The records schema's SQL, with field encryption. Every value is a bind.
+public struct RecordsStore: Sendable {
+    public let db: PostgresClient
+    public let cipher: FieldCipher
+
+    public init(db: PostgresClient, cipher: FieldCipher) {
+        self.db = db
+        self.cipher = cipher
+    }
+
+    static let entryColumns = """
+        id, lineage_id, version, person_id, kind, status, source_kind, source_organisation_id, author_id, author_display,
+        effective_start, effective_end, effective_date::text AS effective_date, code_system, code, code_display, text_sealed,
+        details::text AS details, next_refill_on::text AS next_refill_on, supersedes_id, superseded_by_id,
+        error_reason_sealed, recorded_at
+        """
+
+    static func aad(_ id: UUID, _ column: String) -> [UInt8] { Array("records.entries:\(id.uuidString.lowercased()):\(column)".utf8) }
+
+    func entry(_ row: PostgresRow) throws -> RecordEntry {
+        let id: UUID = try row.decode("id")
+        let sealedText = try row.decode("text_sealed", as: PostgresBytes?.self)
+        let sealedReason = try row.decode("error_reason_sealed", as: PostgresBytes?.self)
+        let detailsJSON: String = try row.decode("details")
+        let details = (try? JSONDecoder().decode([String: JSONValue].self, from: Data(detailsJSON.utf8))) ?? [:]
+        return RecordEntry(
+            id: id, lineageID: try row.decode("lineage_id"), version: try row.decode("version"), personID: try row.decode("person_id"),
+            kind: try row.decode("kind"), status: try row.decode("status"), sourceKind: try row.decode("source_kind"),
+            sourceOrganisationID: try row.decode("source_organisation_id"), authorID: try row.decode("author_id"),
+            authorDisplay: try row.decode("author_display"), effectiveStart: try row.decode("effective_start"),
+            effectiveEnd: try row.decode("effective_end"), effectiveDate: CalendarDate(try row.decode("effective_date", as: String.self))!,
+            codeSystem: try row.decode("code_system"), code: try row.decode("code"), codeDisplay: try row.decode("code_display"),
+            text: try sealedText.map { try cipher.openString($0.bytes, associatedData: Self.aad(id, "text")) },
+            details: details, nextRefillOn: try row.decode("next_refill_on", as: String?.self).flatMap(CalendarDate.init),
+            supersedesID: try row.decode("supersedes_id"), supersededByID: try row.decode("superseded_by_id"),
+            errorReason: try sealedReason.map { try cipher.openString($0.bytes, associatedData: Self.aad(id, "reason")) },
+            recordedAt: try row.decode("recorded_at"))
+    }
+
+    private func insertQuery(id: UUID, lineage: UUID, version: Int, person: UUID, entry: NewEntry, source: EntrySource,
+                             supersedes: UUID?) throws -> PostgresQuery {
+        let sealed = try entry.text.map { PostgresBytes(try cipher.seal($0, associatedData: Self.aad(id, "text"))) }
+        let details = String(decoding: try JSONEncoder().encode(entry.details), as: UTF8.self)
+        return """
+            INSERT INTO entries (id, lineage_id, version, person_id, kind, status, source_kind, source_organisation_id, author_id,
+                author_display, effective_start, effective_end, effective_date, code_system, code, code_display, text_sealed, details,
+                next_refill_on, supersedes_id, key_id)
+            VALUES (\(id), \(lineage), \(version), \(person), \(entry.kind), \(entry.status), \(source.kind), \(source.organisationID),
+                \(source.authorID), \(source.display), \(entry.effectiveStart), \(entry.effectiveEnd), \(entry.effectiveDate.description)::date,
+                \(entry.codeSystem), \(entry.code), \(entry.codeDisplay), \(sealed), \(details)::jsonb,
+                \(entry.nextRefillOn?.description)::date, \(supersedes), \(cipher.currentKeyID))
+            RETURNING \(unsafeRaw: Self.entryColumns)
+            """
+    }
+
+    public func addEntry(person: UUID, entry: NewEntry, source: EntrySource) async throws -> RecordEntry {
+        let id = UUID()
+        let query = try insertQuery(id: id, lineage: id, version: 1, person: person, entry: entry, source: source, supersedes: nil)
+        return try self.entry(try await db.query(query)[0])
+    }
+
+    public func entry(id: UUID) async throws -> RecordEntry? {
+        try await db.query("SELECT \(unsafeRaw: Self.entryColumns) FROM entries WHERE id = \(id)").first.map(entry)
+    }
+
+    public enum ReviseOutcome: Sendable { case revised(RecordEntry), notCurrent }
+
+    /// Replaces the current version `id` with a new one in the same lineage. Refuses if
+    /// `id` is no longer current (someone amended it meanwhile).
+    public func amend(id: UUID, with entry: NewEntry, source: EntrySource) async throws -> ReviseOutcome {
+        let store = self
+        return try await db.withTransaction { session in
+            guard let row = try await session.query("""
+                SELECT lineage_id, version, person_id, status FROM entries WHERE id = \(id) FOR UPDATE
+                """).first else { return .notCurrent }
+            let status: String = try row.decode("status")
+            guard status != "superseded", status != "entered_in_error" else { return .notCurrent }
+            let newID = UUID()
+            let inserted = try await session.query(try store.insertQuery(
+                id: newID, lineage: try row.decode("lineage_id"), version: try row.decode("version", as: Int.self) + 1,
+                person: try row.decode("person_id"), entry: entry, source: source, supersedes: id))
+            try await session.query("UPDATE entries SET status = 'superseded', superseded_by_id = \(newID) WHERE id = \(id)")
+            return .revised(try store.entry(inserted[0]))
+        }
+    }
+
+    public func markEnteredInError(id: UUID, reason: String) async throws -> ReviseOutcome {
+        let sealed = PostgresBytes(try cipher.seal(reason, associatedData: Self.aad(id, "reason")))
+        let rows = try await db.query("""
+            UPDATE entries SET status = 'entered_in_error', error_reason_sealed = \(sealed), next_refill_on = NULL
+            WHERE id = \(id) AND status NOT IN ('superseded', 'entered_in_error')
+            RETURNING \(unsafeRaw: Self.entryColumns)
+            """)
+        return try rows.first.map { .revised(try entry($0)) } ?? .notCurrent
+    }
+
+    public func history(lineage: UUID) async throws -> [RecordEntry] {
+        try await db.query("SELECT \(unsafeRaw: Self.entryColumns) FROM entries WHERE lineage_id = \(lineage) ORDER BY version DESC")
+            .map(entry)
+    }
+
+    public struct EntryFilter: Sendable {
+        public var kinds: [String] = []
+        public var statuses: [String] = []
+        public var sourceKind: String?
+        public var from: CalendarDate?
+        public var to: CalendarDate?
+        public var limit: Int = 50
+        public var cursor: String?
+        public init() {}
+    }
+
+    /// A page of entries, newest first, and the cursor for the next page.
+    public func entries(person: UUID, filter: EntryFilter) async throws -> (entries: [RecordEntry], next: String?) {
+        var query: PostgresQuery = "SELECT \(unsafeRaw: Self.entryColumns) FROM entries WHERE person_id = \(person)"
+        if filter.statuses.isEmpty {
+            query.append(" AND status <> 'superseded'")
+        } else {
+            query.append(" AND status = ANY(\(filter.statuses)::text[])")
+        }
+        if !filter.kinds.isEmpty { query.append(" AND kind = ANY(\(filter.kinds)::text[])") }
+        if let source = filter.sourceKind { query.append(" AND source_kind = \(source)") }
+        if let from = filter.from { query.append(" AND effective_date >= \(from.description)::date") }
+        if let to = filter.to { query.append(" AND effective_date <= \(to.description)::date") }
+        if let text = filter.cursor {
+            guard let bytes = Base64URL.decode(text), let cursor = try? JSONDecoder().decode(EntryCursor.self, from: Data(bytes)),
+                  let date = CalendarDate(cursor.d), let id = UUID(uuidString: cursor.i)
+            else { throw RPCError.invalidArgument(field: "cursor", "is not a cursor this service issued") }
+            query.append("""
+                 AND (effective_date, recorded_at, id) < (\(date.description)::date, to_timestamp(\(cursor.r)), \(id))
+                """)
+        }
+        query.append(" ORDER BY effective_date DESC, recorded_at DESC, id DESC LIMIT \(filter.limit + 1)")
+        var rows = try await db.query(query).map(entry)
+        var next: String?
+        if rows.count > filter.limit {
+            rows.removeLast()
+            let last = rows[rows.count - 1]
+            let cursor = EntryCursor(d: last.effectiveDate.description, r: last.recordedAt.timeIntervalSince1970, i: last.id.uuidString)
+            next = Base64URL.encode(Array(try JSONEncoder().encode(cursor)))
+        }
+        return (rows, next)
+    }
+
+    /// What a summary needs in one round trip: every active condition, medication,
+    /// allergy and goal, plus the latest entries of any kind.
+    public func summaryEntries(person: UUID, latest: Int) async throws -> (active: [RecordEntry], latest: [RecordEntry]) {
+        let active = try await db.query("""
+            SELECT \(unsafeRaw: Self.entryColumns) FROM entries
+            WHERE person_id = \(person) AND status = 'active' AND kind IN ('condition', 'medication', 'allergy', 'goal')
+            ORDER BY effective_date DESC, recorded_at DESC
+            """).map(entry)
+        let recent = try await db.query("""
+            SELECT \(unsafeRaw: Self.entryColumns) FROM entries
+            WHERE person_id = \(person) AND status <> 'superseded'
+            ORDER BY effective_date DESC, recorded_at DESC, id DESC LIMIT \(latest)
+            """).map(entry)
+        return (active, recent)
+    }
+
+    public func medications(person: UUID) async throws -> [RecordEntry] {
+        try await db.query("""
+            SELECT \(unsafeRaw: Self.entryColumns) FROM entries
+            WHERE person_id = \(person) AND kind = 'medication' AND status = 'active'
+            ORDER BY next_refill_on NULLS LAST, effective_date DESC
+            """).map(entry)
+    }
+
+    /// Every current entry (for the FHIR export).
+    public func allCurrentEntries(person: UUID) async throws -> [RecordEntry] {
+        try await db.query("""
+            SELECT \(unsafeRaw: Self.entryColumns) FROM entries WHERE person_id = \(person) AND status <> 'superseded'
+            ORDER BY effective_date, recorded_at
+            """).map(entry)
+    }
+
+    // MARK: Goal progress
+
+    public func addGoalProgress(goalLineage: UUID, person: UUID, percent: Int, note: String?, source: EntrySource) async throws -> GoalProgressRow {
+        let id = UUID()
+        let sealed = try note.map { PostgresBytes(try cipher.seal($0, associatedData: Array("records.goal_progress:\(id.uuidString.lowercased())".utf8))) }
+        let row = try await db.query("""
+            INSERT INTO goal_progress (id, goal_lineage_id, person_id, percent, note_sealed, key_id, source_kind, author_id, author_display)
+            VALUES (\(id), \(goalLineage), \(person), \(percent), \(sealed), \(cipher.currentKeyID), \(source.kind), \(source.authorID), \(source.display))
+            RETURNING id, goal_lineage_id, percent, note_sealed, source_kind, author_id, author_display, recorded_at
+            """)[0]
+        return try progress(row)
+    }
+
+    func progress(_ row: PostgresRow) throws -> GoalProgressRow {
+        let id: UUID = try row.decode("id")
+        let sealed = try row.decode("note_sealed", as: PostgresBytes?.self)
+        return GoalProgressRow(
+            id: id, goalLineageID: try row.decode("goal_lineage_id"), percent: try row.decode("percent"),
+            note: try sealed.map { try cipher.openString($0.bytes, associatedData: Array("records.goal_progress:\(id.uuidString.lowercased())".utf8)) },
+            sourceKind: try row.decode("source_kind"), authorID: try row.decode("author_id"),
+            authorDisplay: try row.decode("author_display"), recordedAt: try row.decode("recorded_at"))
+    }
+
+    /// The latest progress for each of the given goals.
+    public func latestProgress(goalLineages: [UUID]) async throws -> [UUID: GoalProgressRow] {
+        guard !goalLineages.isEmpty else { return [:] }
+        var out: [UUID: GoalProgressRow] = [:]
+        for row in try await db.query("""
+            SELECT DISTINCT ON (goal_lineage_id) id, goal_lineage_id, percent, note_sealed, source_kind, author_id, author_display, recorded_at
+            FROM goal_progress WHERE goal_lineage_id = ANY(\(goalLineages)::uuid[])
+            ORDER BY goal_lineage_id, recorded_at DESC
+            """) {
+            let progress = try progress(row)
+            out[progress.goalLineageID] = progress
+        }
+        return out
+    }
+
+    // MARK: Personal details
+
+    static func detailsAAD(_ person: UUID, _ version: Int) -> [UInt8] {
+        Array("records.person_details:\(person.uuidString.lowercased()):\(version)".utf8)
+    }
+
+    func details(_ row: PostgresRow) throws -> DetailsVersion {
+        let person: UUID = try row.decode("person_id")
+        let version: Int = try row.decode("version")
+        let sealed = try row.decode("sealed", as: PostgresBytes.self)
+        let document = try JSONDecoder().decode(DetailsDocument.self, from: Data(try cipher.open(sealed.bytes, associatedData: Self.detailsAAD(person, version))))
+        return DetailsVersion(personID: person, version: version, document: document, sourceKind: try row.decode("source_kind"),
+                              updatedByID: try row.decode("updated_by_id"), updatedByDisplay: try row.decode("updated_by_display"),
+                              updatedAt: try row.decode("updated_at"))
+    }
+
+    public func currentDetails(person: UUID) async throws -> DetailsVersion? {
+        try await db.query("""
+            SELECT person_id, version, sealed, source_kind, updated_by_id, updated_by_display, updated_at FROM person_details
+            WHERE person_id = \(person) ORDER BY version DESC LIMIT 1
+            """).first.map(details)
+    }
+
+    public func detailsVersions(person: UUID) async throws -> [DetailsVersion] {
+        try await db.query("""
+            SELECT person_id, version, sealed, source_kind, updated_by_id, updated_by_display, updated_at FROM person_details
+            WHERE person_id = \(person) ORDER BY version DESC
+            """).map(details)
+    }
+
+    /// Stores a new version; nil if `expectedVersion` is not the latest (a concurrent change).
+    public func saveDetails(person: UUID, document: DetailsDocument, expectedVersion: Int, source: EntrySource) async throws -> DetailsVersion? {
+        let version = expectedVersion + 1
+        let sealed = PostgresBytes(try cipher.seal(Array(try JSONEncoder().encode(document)), associatedData: Self.detailsAAD(person, version)))
+        return try await db.withTransaction { session in
+            let latest = try await session.query(
+                "SELECT COALESCE(max(version), 0) AS v FROM person_details WHERE person_id = \(person)")[0].decode("v", as: Int.self)
+            guard latest == expectedVersion else { return nil }
+            do {
+                let row = try await session.query("""
+                    INSERT INTO person_details (person_id, version, sealed, key_id, source_kind, updated_by_id, updated_by_display)
+                    VALUES (\(person), \(version), \(sealed), \(cipher.currentKeyID), \(source.kind), \(source.authorID), \(source.display))
+                    RETURNING person_id, version, sealed, source_kind, updated_by_id, updated_by_display, updated_at
+                    """)[0]
+                return try self.details(row)
+            } catch let error as PostgresError where error.isUniqueViolation {
+                return nil
+            }
+        }
+    }
+
+    // MARK: Access log
+
+    public func logAccess(person: UUID, accessorID: String, accessorKind: String, organisation: UUID?, action: String,
+                          part: String, basis: String, purpose: String, allowed: Bool) async throws {
+        try await db.query("""
+            INSERT INTO access_log (person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed)
+            VALUES (\(person), \(accessorID), \(accessorKind), \(organisation), \(action), \(part), \(basis), \(purpose), \(allowed))
+            """)
+    }
+
+    public func accessLog(person: UUID, limit: Int, before: Int64?) async throws -> [AccessLogRow] {
+        var query: PostgresQuery = """
+            SELECT id, person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed, at
+            FROM access_log WHERE person_id = \(person)
+            """
+        if let before { query.append(" AND id < \(before)") }
+        query.append(" ORDER BY id DESC LIMIT \(limit)")
+        return try await db.query(query).map { row in
+            AccessLogRow(id: try row.decode("id"), personID: try row.decode("person_id"), accessorID: try row.decode("accessor_id"),
+                         accessorKind: try row.decode("accessor_kind"), organisationID: try row.decode("organisation_id"),
+                         action: try row.decode("action"), part: try row.decode("part"), basis: try row.decode("basis"),
+                         purpose: try row.decode("purpose"), allowed: try row.decode("allowed"), at: try row.decode("at"))
+        }
+    }
+}
