@@ -9,12 +9,14 @@ struct PoolTests {
     func exhaustionWaitsThenTimesOut() async throws {
         let db = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 1, acquireTimeout: .milliseconds(300))
         // Hold the only connection for a while.
+        let holding = PayloadBox()
         let holder = Task {
             try await db.withConnection { session in
-                try await session.query("SELECT pg_sleep(1.2)")
+                holding.append("got it")
+                try await session.query("SELECT pg_sleep(1.5)")
             }
         }
-        try await Task.sleep(for: .milliseconds(150))
+        while holding.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
         let started = ContinuousClock.now
         let error = await #expect(throws: PostgresError.self) { try await db.query("SELECT 1 AS one") }
         let waited = ContinuousClock.now - started
