@@ -36,7 +36,10 @@ struct UpCommand: AsyncParsableCommand {
             }
             try supervisor.start(
                 name: service.name, executable: executable, environment: env, colour: colours[index % colours.count])
-            let adminPort = Int(env["\(service.name.uppercased())_ADMIN_PORT"] ?? "") ?? service.defaultAdminPort
+            // The same rule the services use: <NAME>_ADMIN_PORT, else <NAME>_RPC_PORT + 1000.
+            let prefix = service.name.uppercased()
+            let adminPort = Int(env["\(prefix)_ADMIN_PORT"] ?? "")
+                ?? Int(env["\(prefix)_RPC_PORT"] ?? "").map { $0 + 1000 } ?? service.defaultAdminPort
             guard supervisor.waitUntilReady(name: service.name, port: adminPort, timeout: TimeInterval(readyTimeout)) else {
                 FileHandle.standardError.write(Data("\(service.name) did not become ready within \(readyTimeout)s; stopping\n".utf8))
                 supervisor.stopAll()

@@ -6,9 +6,10 @@
 ///   nothing else.
 ///
 /// No role is superuser, can create roles or databases, or has `BYPASSRLS`; `PUBLIC` loses
-/// its default rights on the database so a role cannot even connect unless granted. Run
-/// it as a superuser (or a role with `CREATEROLE` that owns the database). It is
+/// its default rights on the database so a role cannot even connect unless granted. It is
 /// idempotent: re-running updates passwords and re-applies grants.
+/// Run it as a superuser: on PostgreSQL 15 a role with only `CREATEROLE` may not alter
+/// the attributes (`NOSUPERUSER …`) the script sets.
 public struct DatabaseBootstrap: Sendable {
     public let database: String
     /// Password per role name.
