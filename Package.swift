@@ -110,7 +110,7 @@ let services: [ServiceSpec] = [
     .init(directory: "Records", library: "RecordsService", executable: "records",
           dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "Contracts", "Auth"], hasMigrations: true),
     .init(directory: "Ledger", library: "LedgerService", executable: "ledger",
-          dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts"], hasMigrations: false),
+          dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts", "Auth", "WholeCareCrypto", lifecycle], hasMigrations: true),
     .init(directory: "Engagement", library: "EngagementService", executable: "engagement",
           dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts"], hasMigrations: false),
     .init(directory: "Directory", library: "DirectoryService", executable: "directory",
@@ -191,6 +191,13 @@ targets += [
         dependencies: ["RecordsService", "IdentityService", "Auth", "Contracts", "RPC", "Postgres", "TestSupport",
                        "ServiceTestSupport", "WholeCareCrypto"],
         path: "Tests/RecordsTests",
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "LedgerTests",
+        dependencies: ["LedgerService", "IdentityService", "Auth", "Contracts", "RPC", "Postgres", "TestSupport",
+                       "ServiceTestSupport", "WholeCareCrypto"],
+        path: "Tests/LedgerTests",
         swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -1,4 +1,5 @@
 import IdentityService
+import LedgerService
 import RecordsService
 import Postgres
 
@@ -8,6 +9,7 @@ enum SchemaRegistry {
         [
             ("identity", try IdentityServiceApp.migrations()),
             ("records", try RecordsServiceApp.migrations()),
+            ("ledger", try LedgerServiceApp.migrations()),
         ]
     }
 }
