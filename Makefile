@@ -17,7 +17,7 @@ WHOLECARE     = $(BIN_DIR)/wholecare
 APT_PACKAGES := pkg-config libpq-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
                 postgresql postgresql-contrib
 
-.PHONY: help deps build build-release run test db db-stop proto bench bench-rpc bench-identity clean c-client
+.PHONY: help deps build build-release run test db db-stop proto bench bench-rpc bench-identity bench-ledger bench-records clean c-client
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,7 +72,7 @@ test: build ## Run every test against a throwaway PostgreSQL; exit code is the t
 proto: deps ## Regenerate the committed Swift code from proto/ (only needed after editing a .proto)
 	@proto/generate.sh
 
-bench: bench-rpc bench-identity ## Run every benchmark (release builds) and print figures
+bench: bench-rpc bench-identity bench-ledger bench-records ## Run every benchmark (release builds) and print figures
 
 bench-rpc: deps ## RPC: WholeCare vs grpc-swift-2 vs bare NIO echo, and server memory (release)
 	@echo "bench-rpc: building the benchmark package in release mode (first time: ~15 minutes, it builds gRPC)"
@@ -83,6 +83,14 @@ bench-rpc: deps ## RPC: WholeCare vs grpc-swift-2 vs bare NIO echo, and server m
 bench-identity: db ## Identity: sign-in latency (OWASP scrypt) and token verification cost (release)
 	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
 	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench identity
+
+bench-ledger: db ## Ledger: postings/s through RPC at 1 and 8 clients, batch invoices/s, next to pgbench TPC-B
+	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
+	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench ledger
+
+bench-records: db ## Records: summary latency for a person with 500 entries
+	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
+	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench records
 
 c-client: deps ## Build the C client library and example (clients/c/build)
 	@$(MAKE) --no-print-directory -s -C clients/c

@@ -208,7 +208,7 @@ targets += [
     ),
     .testTarget(
         name: "ServiceKitTests",
-        dependencies: ["ServiceKit", "TestSupport"],
+        dependencies: ["ServiceKit", "TestSupport", "RPC"],
         path: "Tests/ServiceKitTests",
         swiftSettings: swiftSettings
     ),
@@ -221,7 +221,8 @@ let package = Package(
         + [.executable(name: "wholecare", targets: ["wholecare"]),
            // For the benchmark package (Tests/Benchmarks) and other Swift programs.
            .library(name: "WholeCareRPC", targets: ["RPC", "RPCTransport", "Contracts"]),
-           .library(name: "WholeCareServices", targets: ["Auth", "Postgres", "WholeCareCrypto", "ServiceKit", "IdentityService"])],
+           .library(name: "WholeCareServices", targets: ["Auth", "Postgres", "WholeCareCrypto", "ServiceKit", "IdentityService",
+                                                         "RecordsService", "LedgerService"])],
     dependencies: dependencies,
     targets: targets
 )

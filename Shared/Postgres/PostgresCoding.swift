@@ -101,7 +101,22 @@ extension Bool: PostgresEncodable, PostgresDecodable {
 
 extension UUID: PostgresEncodable, PostgresDecodable {
     public static var postgresType: PostgresType { .uuid }
-    public var postgresBind: PostgresBind { PostgresBind(text: uuidString.lowercased(), type: .uuid) }
+    public var postgresBind: PostgresBind { PostgresBind(text: hexText, type: .uuid) }
+
+    /// Lower-case hyphenated text without Foundation's `sprintf` path.
+    var hexText: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(36)
+        withUnsafeBytes(of: uuid) { bytes in
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { out.append(UInt8(ascii: "-")) }
+                out.append(digits[Int(byte >> 4)])
+                out.append(digits[Int(byte & 0x0f)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
     public static var postgresExpectation: String { "UUID" }
     public static func decode(postgresText text: Substring) -> UUID? { UUID(uuidString: String(text)) }
 }
@@ -241,11 +256,22 @@ enum PostgresTimestamp {
 extension Array: PostgresEncodable where Element: PostgresArrayElement {
     public static var postgresType: PostgresType { Element.postgresArrayType }
     public var postgresBind: PostgresBind {
-        let items = map { element -> String in
-            let text = element.postgresArrayText
-            return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        // Built byte by byte: every element is quoted, and only `\` and `"` need escaping.
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        bytes.reserveCapacity(count * 40 + 2)
+        for (index, element) in enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(UInt8(ascii: "\""))
+            for byte in element.postgresArrayText.utf8 {
+                if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { bytes.append(UInt8(ascii: "\\")) }
+                bytes.append(byte)
+            }
+            bytes.append(UInt8(ascii: "\""))
         }
-        return PostgresBind(text: "{" + items.joined(separator: ",") + "}", type: Element.postgresArrayType)
+        bytes.append(UInt8(ascii: "}"))
+        var bind = PostgresBind(text: "", type: Element.postgresArrayType)
+        bind.bytes = bytes
+        return bind
     }
 }
 
@@ -281,7 +307,7 @@ extension Int64: PostgresArrayElement {
 
 extension UUID: PostgresArrayElement {
     public static var postgresArrayType: PostgresType { .uuidArray }
-    public var postgresArrayText: String { uuidString.lowercased() }
+    public var postgresArrayText: String { hexText }
 }
 
 enum PostgresArrayLiteral {

@@ -257,7 +257,7 @@ struct LedgerTests {
             // An unbalanced transaction cannot be committed, even written by hand.
             let unbalanced = await #expect(throws: PostgresError.self) {
                 try await h.db.withTransaction { s in
-                    try await s.query("INSERT INTO postings (transaction_id, account_id, amount) VALUES (\(UUID(uuidString: invoice.id)!), \(UUID(uuidString: budget)!), 1)")
+                    try await s.query("INSERT INTO postings (transaction_id, line, account_id, amount) VALUES (\(UUID(uuidString: invoice.id)!), 99, \(UUID(uuidString: budget)!), 1)")
                 }
             }
             #expect(unbalanced?.sqlState == "23514")

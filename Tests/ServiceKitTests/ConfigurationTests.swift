@@ -72,3 +72,43 @@ struct BootstrapTests {
         #expect(throws: ConfigurationError.self) { try DatabaseBootstrap(database: "wholecare", passwords: passwords).script() }
     }
 }
+
+import Foundation
+import RPC
+
+@Suite("Calendar dates")
+struct CalendarDateTests {
+    @Test("parsing refuses impossible dates and keeps leap years right", arguments: [
+        ("2024-02-29", true), ("2023-02-29", false), ("2100-02-29", false), ("2000-02-29", true), ("2026-04-31", false),
+        ("2026-13-01", false), ("2026-1-01", false), ("26-01-01", false), ("2026-12-31", true),
+    ])
+    func parsing(text: String, valid: Bool) {
+        #expect((CalendarDate(text) != nil) == valid)
+        if valid { #expect(CalendarDate(text)?.description == text) }
+    }
+
+    @Test("day arithmetic round-trips through the epoch and agrees with Foundation")
+    func arithmetic() {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        var day = CalendarDate("1899-12-25")!
+        for _ in 0..<400 {
+            let next = day.adding(days: 97)
+            #expect(day.days(until: next) == 97)
+            let c = calendar.dateComponents([.year, .month, .day], from: next.date)
+            #expect(c.year == next.year && c.month == next.month && c.day == next.day)
+            #expect(CalendarDate(next.date) == next)
+            day = next
+        }
+        #expect(CalendarDate("2026-11-01")!.adding(days: 28).description == "2026-11-29")
+    }
+
+    @Test("UUID helpers: lower-case text matches Foundation's, random ids are version 4")
+    func uuids() {
+        for _ in 0..<100 {
+            let id = UUID.random()
+            #expect(id.lowercasedString == id.uuidString.lowercased())
+            #expect(Array(id.lowercasedString)[14] == "4")
+        }
+    }
+}

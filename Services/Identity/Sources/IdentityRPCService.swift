@@ -109,7 +109,7 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         }
         guard !client.revoked, constantTimeEquals(presented, client.secretHash) else { throw refused }
         let kind: Principal.Kind = client.kind == "service" ? .service : .providerSystem
-        let subject = kind == .service ? client.clientID : client.id.uuidString.lowercased()
+        let subject = kind == .service ? client.clientID : client.id.lowercasedString
         let scopes = kind == .service ? ["service:" + client.name] : ["provider"]
         let access = try issuer.accessToken(subject: subject, kind: kind, roles: [], organisation: client.organisationID, scopes: scopes, now: now())
         var response = Wholecare_Identity_V1_SignInResponse()
@@ -120,7 +120,7 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         account.id = subject
         account.kind = kind == .service ? .service : .providerSystem
         account.displayName = client.name
-        account.organisationID = client.organisationID?.uuidString.lowercased() ?? ""
+        account.organisationID = client.organisationID?.lowercasedString ?? ""
         response.account = account
         return response
     }
@@ -144,7 +144,7 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
     public func signOut(request: Wholecare_Identity_V1_SignOutRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_SignOutResponse {
         let principal = try context.principal()
         if !request.refreshToken.isEmpty, let owner = try await store.revokeFamily(ofToken: TokenIssuer.hash(request.refreshToken)) {
-            guard owner.uuidString.lowercased() == principal.subject.lowercased() else {
+            guard owner.lowercasedString == principal.subject.lowercased() else {
                 throw RPCError(code: .permissionDenied, message: "that refresh token belongs to someone else")
             }
         }
@@ -179,7 +179,7 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         var account = Wholecare_Identity_V1_Account()
         account.id = principal.subject
         account.kind = Self.protoKind(principal.kind)
-        account.organisationID = principal.organisationID?.uuidString.lowercased() ?? ""
+        account.organisationID = principal.organisationID?.lowercasedString ?? ""
         return account
     }
 
@@ -205,7 +205,7 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         let kind = Self.principalKind(account.kind)
         let current = now()
         let access = try issuer.accessToken(
-            subject: account.id.uuidString.lowercased(), kind: kind, roles: account.roles, organisation: account.organisationID,
+            subject: account.id.lowercasedString, kind: kind, roles: account.roles, organisation: account.organisationID,
             scopes: [], now: current)
         let refresh = issuer.newRefreshToken()
         try await store.storeRefreshToken(
@@ -298,7 +298,7 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         var response = Wholecare_Identity_V1_CreateProviderClientResponse()
         response.clientID = clientID
         response.clientSecret = secret
-        response.organisationID = organisation.uuidString.lowercased()
+        response.organisationID = organisation.lowercasedString
         return response
     }
 
@@ -368,10 +368,10 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         var response = Wholecare_Identity_V1_ListCaseloadResponse()
         response.people = try await store.caseload(professional: professional).map { row in
             var entry = Wholecare_Identity_V1_CaseloadEntry()
-            entry.personID = row.personID.uuidString.lowercased()
+            entry.personID = row.personID.lowercasedString
             entry.displayName = row.personName
             entry.role = row.role == "care_coordinator" ? .careCoordinator : .careTeamMember
-            entry.relationshipID = row.id.uuidString.lowercased()
+            entry.relationshipID = row.id.lowercasedString
             return entry
         }
         return response
@@ -557,7 +557,7 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         guard request.accountIds.count <= 500 else { throw RPCError.invalidArgument(field: "account_ids", "at most 500") }
         let ids = try request.accountIds.map { try Validate.uuid($0, field: "account_ids") }
         var response = Wholecare_Identity_V1_GetDisplayNamesResponse()
-        for (id, name) in try await store.displayNames(ids) { response.names[id.uuidString.lowercased()] = name }
+        for (id, name) in try await store.displayNames(ids) { response.names[id.lowercasedString] = name }
         return response
     }
 
@@ -665,19 +665,19 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
 
     static func proto(_ row: AccountRow) -> Wholecare_Identity_V1_Account {
         var account = Wholecare_Identity_V1_Account()
-        account.id = row.id.uuidString.lowercased()
+        account.id = row.id.lowercasedString
         account.kind = protoKind(principalKind(row.kind))
         account.email = row.email
         account.displayName = row.displayName
         account.roles = row.roles
-        account.organisationID = row.organisationID?.uuidString.lowercased() ?? ""
+        account.organisationID = row.organisationID?.lowercasedString ?? ""
         account.createdAt = Timestamp.format(row.createdAt)
         return account
     }
 
     static func proto(_ row: OrganisationRow) -> Wholecare_Identity_V1_Organisation {
         var organisation = Wholecare_Identity_V1_Organisation()
-        organisation.id = row.id.uuidString.lowercased()
+        organisation.id = row.id.lowercasedString
         organisation.name = row.name
         organisation.kind = Wholecare_Identity_V1_OrganisationKind.allCases.first { organisationKind($0) == row.kind } ?? .other
         organisation.createdAt = Timestamp.format(row.createdAt)
@@ -686,10 +686,10 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
 
     static func proto(_ row: RelationshipRow) -> Wholecare_Identity_V1_CareRelationship {
         var relationship = Wholecare_Identity_V1_CareRelationship()
-        relationship.id = row.id.uuidString.lowercased()
-        relationship.personID = row.personID.uuidString.lowercased()
-        relationship.professionalID = row.professionalID.uuidString.lowercased()
-        relationship.organisationID = row.organisationID.uuidString.lowercased()
+        relationship.id = row.id.lowercasedString
+        relationship.personID = row.personID.lowercasedString
+        relationship.professionalID = row.professionalID.lowercasedString
+        relationship.organisationID = row.organisationID.lowercasedString
         relationship.role = row.role == "care_coordinator" ? .careCoordinator : .careTeamMember
         relationship.startedAt = Timestamp.format(row.startedAt)
         relationship.endedAt = row.endedAt.map(Timestamp.format) ?? ""
@@ -699,10 +699,10 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
 
     static func proto(_ row: ConsentRow) -> Wholecare_Identity_V1_Consent {
         var consent = Wholecare_Identity_V1_Consent()
-        consent.id = row.id.uuidString.lowercased()
-        consent.personID = row.personID.uuidString.lowercased()
-        consent.granteeProfessionalID = row.granteeProfessionalID?.uuidString.lowercased() ?? ""
-        consent.granteeOrganisationID = row.granteeOrganisationID?.uuidString.lowercased() ?? ""
+        consent.id = row.id.lowercasedString
+        consent.personID = row.personID.lowercasedString
+        consent.granteeProfessionalID = row.granteeProfessionalID?.lowercasedString ?? ""
+        consent.granteeOrganisationID = row.granteeOrganisationID?.lowercasedString ?? ""
         consent.categories = row.categories.compactMap { DataCategory(rawValue: $0).map(protoCategory) }
         consent.grantedAt = Timestamp.format(row.grantedAt)
         consent.expiresAt = row.expiresAt.map(Timestamp.format) ?? ""
@@ -713,9 +713,9 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
 
     static func proto(_ row: CarerGrantRow) -> Wholecare_Identity_V1_CarerGrant {
         var grant = Wholecare_Identity_V1_CarerGrant()
-        grant.id = row.id.uuidString.lowercased()
-        grant.personID = row.personID.uuidString.lowercased()
-        grant.carerID = row.carerID?.uuidString.lowercased() ?? ""
+        grant.id = row.id.lowercasedString
+        grant.personID = row.personID.lowercasedString
+        grant.carerID = row.carerID?.lowercasedString ?? ""
         grant.scopes = row.scopes.compactMap { text in
             let parts = text.split(separator: ":")
             guard parts.count == 2, let category = DataCategory(rawValue: String(parts[0])) else { return nil }

@@ -62,7 +62,7 @@ public struct TokenIssuer: Sendable {
         let claims = TokenClaims(
             iss: issuer, aud: audience, sub: subject, exp: expires, iat: issued, nbf: issued,
             jti: Base64URL.encode(SecureRandom.bytes(16)), kind: kind.rawValue, roles: roles.sorted(),
-            org: organisation?.uuidString.lowercased(), scopes: scopes.sorted())
+            org: organisation?.lowercasedString, scopes: scopes.sorted())
         let token = try JWT.sign(claims, key: keyring.current.key, kid: keyring.current.kid)
         return (token, Date(timeIntervalSince1970: TimeInterval(expires)))
     }

@@ -101,10 +101,11 @@ extension LedgerStore {
                     AS x(id, kind, budget_id, person_id, amount, memo, invoice_reference, provider, service_start, service_end, eligible,
                          council_rate, daily_living, toward_cap, daily_living_excluded, above_rate, key, created_by)
                 """)
-            let postings = accepted.flatMap { item in item.plan.postings.map { (item.transaction.id, $0) } }
+            let postings = accepted.flatMap { item in item.plan.postings.enumerated().map { (item.transaction.id, Int64($0.offset + 1), $0.element) } }
             try await session.query("""
-                INSERT INTO postings (transaction_id, account_id, amount)
-                SELECT * FROM unnest(\(postings.map(\.0))::uuid[], \(postings.map(\.1.account))::uuid[], \(postings.map(\.1.amount))::int8[])
+                INSERT INTO postings (transaction_id, line, account_id, amount)
+                SELECT * FROM unnest(\(postings.map(\.0))::uuid[], \(postings.map(\.1))::int8[]::int2[], \(postings.map(\.2.account))::uuid[],
+                                     \(postings.map(\.2.amount))::int8[])
                 """)
             var totals: [UUID: BudgetDelta] = [:]
             for item in accepted {

@@ -80,8 +80,11 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         throw last ?? RPCError(code: .permissionDenied, message: "not allowed")
     }
 
-    func finish(_ outcome: PostOutcome, replayedOK: Bool = true) async throws -> Wholecare_Ledger_V1_Transaction {
+    func finish(_ outcome: PostOutcome, posted t: NewTransaction? = nil, plan: LedgerRules.Plan? = nil) async throws -> Wholecare_Ledger_V1_Transaction {
         switch outcome {
+        case .posted(let id) where t != nil && plan != nil && t!.id == id:
+            // Just written: answer from what was written, without reading it back.
+            return LedgerProto.transaction(t!, plan: plan!, createdAt: now())
         case .posted(let id), .replayed(let id):
             guard let row = try await store.transaction(id) else { throw RPCError(code: .internal, message: "internal error") }
             return LedgerProto.transaction(row)
@@ -142,8 +145,9 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         try await require(principal, .allocateBudget(funder: info.funderOrganisationID), info)
         var t = NewTransaction(kind: "allocation", budget: info, amount: amount, createdBy: Self.scope(principal), idempotencyKey: key)
         t.memo = memo
-        return try await finish(try await store.post(t, plan: LedgerRules.allocation(info.accounts, amount: amount), scope: Self.scope(principal),
-                                                     requestHash: try Self.requestHash(request.withoutKey, method: "Allocate")))
+        let plan = LedgerRules.allocation(info.accounts, amount: amount)
+        return try await finish(try await store.post(t, plan: plan, scope: Self.scope(principal),
+                                                     requestHash: try Self.requestHash(request.withoutKey, method: "Allocate")), posted: t, plan: plan)
     }
 
     public func topUp(request: Wholecare_Ledger_V1_TopUpRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_Transaction {
@@ -212,7 +216,8 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         let key = try idempotencyKey(request.idempotencyKey, context)
         let (t, plan) = try await prepareInvoice(request, principal: principal, key: key)
         return try await finish(try await store.post(t, plan: plan, scope: Self.scope(principal),
-                                                     requestHash: try Self.requestHash(request.withoutKey, method: "PostInvoice")))
+                                                     requestHash: try Self.requestHash(request.withoutKey, method: "PostInvoice")),
+                                posted: t, plan: plan)
     }
 
     public func postInvoiceBatch(request: Wholecare_Ledger_V1_PostInvoiceBatchRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_PostInvoiceBatchResponse {
@@ -246,20 +251,25 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
             }
         }
         let outcomes = try await store.postBatch(items, scope: Self.scope(principal))
-        let ids = outcomes.values.compactMap { outcome -> UUID? in
-            switch outcome {
-            case .posted(let id), .replayed(let id): return id
-            default: return nil
-            }
+        // Fresh postings are answered from what was written; only replays are read back.
+        let replayedIDs = outcomes.values.compactMap { outcome -> UUID? in
+            if case .replayed(let id) = outcome { return id } else { return nil }
         }
-        let rows = try await store.transactions(ids: ids)
+        let rows = try await store.transactions(ids: replayedIDs)
+        let written = Dictionary(uniqueKeysWithValues: items.map { ($0.index, $0) })
+        let postedAt = now()
         var response = Wholecare_Ledger_V1_PostInvoiceBatchResponse()
         for (index, outcome) in outcomes {
             switch outcome {
-            case .posted(let id), .replayed(let id):
+            case .posted:
+                results[index].status = 0
+                if let item = written[index] {
+                    results[index].transaction = LedgerProto.transaction(item.transaction, plan: item.plan, createdAt: postedAt)
+                }
+            case .replayed(let id):
                 results[index].status = 0
                 if let row = rows[id] { results[index].transaction = LedgerProto.transaction(row) }
-                if case .replayed = outcome { results[index].replayed = true }
+                results[index].replayed = true
             case .keyReused:
                 results[index].status = UInt32(RPCError.Code.alreadyExists.rawValue)
                 results[index].message = "this idempotency key was already used with a different request"
@@ -482,7 +492,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
                                          policies: meterPolicies)
         let current = policies.last { $0.from <= today } ?? policies[0]
         var account = Wholecare_Ledger_V1_CareAccount()
-        account.personID = person.uuidString.lowercased()
+        account.personID = person.lowercasedString
         account.policy = LedgerProto.policy(current)
         account.capPence = current.cap
         account.accruedPence = min(reading.accrued, current.cap)
@@ -524,7 +534,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         let (account, _, _) = try await careAccount(person: person)
         let previous = try await store.statements(person: person).first
         var statement = Wholecare_Ledger_V1_CareStatement()
-        statement.personID = person.uuidString.lowercased()
+        statement.personID = person.lowercasedString
         statement.kind = kind
         statement.capPence = account.capPence
         statement.accruedPence = account.accruedPence
@@ -541,7 +551,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
             statement.adjustmentsSinceLastPence = try await adjustments(person: person, since: nil)
         }
         let (id, issued) = try await store.storeStatement(person: person, kind: kind, body: try statement.jsonString())
-        statement.id = id.uuidString.lowercased()
+        statement.id = id.lowercasedString
         statement.issuedAt = Timestamp.format(issued)
         return statement
     }
@@ -561,7 +571,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         var response = Wholecare_Ledger_V1_ListCareStatementsResponse()
         response.statements = try await store.statements(person: person).compactMap { stored in
             guard var statement = try? Wholecare_Ledger_V1_CareStatement(jsonString: stored.body) else { return nil }
-            statement.id = stored.id.uuidString.lowercased()
+            statement.id = stored.id.lowercasedString
             statement.issuedAt = Timestamp.format(stored.issuedAt)
             statement.kind = stored.kind
             return statement

@@ -14,7 +14,7 @@ public struct BudgetInfo: Sendable, Equatable {
 
 /// A transaction about to be written.
 public struct NewTransaction: Sendable {
-    public var id = UUID()
+    public var id = UUID.random()
     public var kind: String
     public var budget: BudgetInfo
     public var amount: Int64
@@ -79,7 +79,7 @@ public struct LedgerStore: Sendable {
         let key = "\(kind):\(organisation)"
         if let hit = cache.account(key) { return hit }
         try await db.query("""
-            INSERT INTO accounts (id, kind, organisation_id, name) VALUES (\(UUID()), \(kind), \(organisation), \(kind + " " + organisation.uuidString.lowercased()))
+            INSERT INTO accounts (id, kind, organisation_id, name) VALUES (\(UUID()), \(kind), \(organisation), \(kind + " " + organisation.lowercasedString))
             ON CONFLICT (kind, organisation_id) WHERE kind IN ('funder', 'provider') DO NOTHING
             """)
         let id = try await db.query("SELECT id FROM accounts WHERE kind = \(kind) AND organisation_id = \(organisation)")[0].decode("id", as: UUID.self)
@@ -253,9 +253,10 @@ public struct LedgerStore: Sendable {
                 RETURNING id
             ),
             p AS (
-                INSERT INTO postings (transaction_id, account_id, amount)
-                SELECT t.id, x.account, x.amount FROM t, unnest(\(plan.postings.map(\.account))::uuid[], \(plan.postings.map(\.amount))::int8[])
-                    AS x(account, amount)
+                INSERT INTO postings (transaction_id, line, account_id, amount)
+                SELECT t.id, x.line, x.account, x.amount
+                FROM t, unnest(\(plan.postings.map(\.account))::uuid[], \(plan.postings.map(\.amount))::int8[]) WITH ORDINALITY
+                    AS x(account, amount, line)
                 RETURNING 1
             ),
             ca AS (
@@ -322,7 +323,7 @@ public struct LedgerStore: Sendable {
                t.eligible_toward_cap, t.daily_living_excluded, t.above_council_rate, t.reverses_id, t.commitment_id, t.idempotency_key,
                t.created_by, t.created_at, r.id AS reversed_by_id,
                ARRAY(SELECT p.account_id::text || '|' || a.kind || '|' || p.amount::text || '|' || a.name
-                     FROM postings p JOIN accounts a ON a.id = p.account_id WHERE p.transaction_id = t.id ORDER BY p.id) AS postings
+                     FROM postings p JOIN accounts a ON a.id = p.account_id WHERE p.transaction_id = t.id ORDER BY p.line) AS postings
         FROM transactions t LEFT JOIN transactions r ON r.reverses_id = t.id
         """
 

@@ -7,16 +7,16 @@ import RPC
 /// that status, as FHIR expects. Notes and document references have no resource here.
 public enum FHIRExport {
     public static func bundle(personID: UUID, personName: String, details: DetailsDocument?, entries: [RecordEntry], now: Date) throws -> String {
-        let patientRef = "urn:uuid:" + personID.uuidString.lowercased()
+        let patientRef = "urn:uuid:" + personID.lowercasedString
         var resources: [(String, [String: Any])] = [(patientRef, patient(personID: personID, name: personName, details: details))]
         for entry in entries where entry.status != "superseded" {
             if let resource = resource(for: entry, patient: patientRef) {
-                resources.append(("urn:uuid:" + entry.id.uuidString.lowercased(), resource))
+                resources.append(("urn:uuid:" + entry.id.lowercasedString, resource))
             }
         }
         let bundle: [String: Any] = [
             "resourceType": "Bundle",
-            "id": UUID().uuidString.lowercased(),
+            "id": UUID().lowercasedString,
             "type": "collection",
             "timestamp": Timestamp.format(now),
             "entry": resources.map { ["fullUrl": $0.0, "resource": $0.1] },
@@ -28,7 +28,7 @@ public enum FHIRExport {
     static func patient(personID: UUID, name: String, details: DetailsDocument?) -> [String: Any] {
         var patient: [String: Any] = [
             "resourceType": "Patient",
-            "id": personID.uuidString.lowercased(),
+            "id": personID.lowercasedString,
             "active": true,
         ]
         var names: [[String: Any]] = [["use": "official", "text": name]]
@@ -86,7 +86,7 @@ public enum FHIRExport {
     }
 
     static func resource(for entry: RecordEntry, patient: String) -> [String: Any]? {
-        let id = entry.id.uuidString.lowercased()
+        let id = entry.id.lowercasedString
         let subject = ["reference": patient]
         let inError = entry.status == "entered_in_error"
         let (instant, period) = timing(entry)

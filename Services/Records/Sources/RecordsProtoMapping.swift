@@ -59,8 +59,8 @@ enum RecordsProto {
 
     static func entry(_ e: RecordEntry, progress: GoalProgressRow? = nil, viewer: Principal? = nil) -> Wholecare_Records_V1_Entry {
         var out = Wholecare_Records_V1_Entry()
-        out.id = e.id.uuidString.lowercased()
-        out.personID = e.personID.uuidString.lowercased()
+        out.id = e.id.lowercasedString
+        out.personID = e.personID.lowercasedString
         out.kind = kind(e.kind)
         out.status = status(e.status)
         out.source = source(kind: e.sourceKind, organisation: e.sourceOrganisationID, author: e.authorID, display: e.authorDisplay, viewer: viewer)
@@ -74,10 +74,10 @@ enum RecordsProto {
             out.code = code
         }
         out.text = e.text ?? ""
-        out.lineageID = e.lineageID.uuidString.lowercased()
+        out.lineageID = e.lineageID.lowercasedString
         out.version = Int32(e.version)
-        out.supersedesID = e.supersedesID?.uuidString.lowercased() ?? ""
-        out.supersededByID = e.supersededByID?.uuidString.lowercased() ?? ""
+        out.supersedesID = e.supersedesID?.lowercasedString ?? ""
+        out.supersededByID = e.supersededByID?.lowercasedString ?? ""
         out.enteredInErrorReason = e.errorReason ?? ""
         out.recordedAt = Timestamp.format(e.recordedAt)
         switch e.kind {
@@ -131,8 +131,8 @@ enum RecordsProto {
     static func source(kind: String, organisation: UUID?, author: UUID, display: String, viewer: Principal?) -> Wholecare_Records_V1_Source {
         var source = Wholecare_Records_V1_Source()
         source.kind = sourceKind(kind)
-        source.organisationID = organisation?.uuidString.lowercased() ?? ""
-        source.authorID = author.uuidString.lowercased()
+        source.organisationID = organisation?.lowercasedString ?? ""
+        source.authorID = author.lowercasedString
         if kind == "self" {
             source.display = viewer?.subjectID == author ? "Added by you" : "Added by \(display) (self-entered)"
         } else {
@@ -143,8 +143,8 @@ enum RecordsProto {
 
     static func goalProgress(_ p: GoalProgressRow, goal: UUID, viewer: Principal?) -> Wholecare_Records_V1_GoalProgress {
         var out = Wholecare_Records_V1_GoalProgress()
-        out.id = p.id.uuidString.lowercased()
-        out.goalEntryID = goal.uuidString.lowercased()
+        out.id = p.id.lowercasedString
+        out.goalEntryID = goal.lowercasedString
         out.recordedAt = Timestamp.format(p.recordedAt)
         out.source = source(kind: p.sourceKind, organisation: nil, author: p.authorID, display: p.authorDisplay, viewer: viewer)
         out.percent = UInt32(p.percent)
@@ -154,7 +154,7 @@ enum RecordsProto {
 
     static func details(_ d: DetailsVersion?, person: UUID, viewer: Principal?) -> Wholecare_Records_V1_PersonDetails {
         var out = Wholecare_Records_V1_PersonDetails()
-        out.personID = person.uuidString.lowercased()
+        out.personID = person.lowercasedString
         guard let d else { return out }
         out.preferredName = d.document.preferredName
         out.address = d.document.address

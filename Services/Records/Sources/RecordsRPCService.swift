@@ -178,7 +178,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         let goals = active.filter { $0.kind == "goal" }
         let progress = try await store.latestProgress(goalLineages: goals.map(\.lineageID))
         var summary = Wholecare_Records_V1_Summary()
-        summary.personID = person.uuidString.lowercased()
+        summary.personID = person.lowercasedString
         summary.details = RecordsProto.details(try await details, person: person, viewer: principal)
         summary.activeConditions = active.filter { $0.kind == "condition" }.map { RecordsProto.entry($0, viewer: principal) }
         summary.currentMedications = active.filter { $0.kind == "medication" }
@@ -195,7 +195,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     /// the record but not the care team (a provider system) gets a summary without it.
     func careTeam(person: UUID) async throws -> [Wholecare_Records_V1_CareTeamMember] {
         var request = Wholecare_Identity_V1_ListCareTeamRequest()
-        request.personID = person.uuidString.lowercased()
+        request.personID = person.lowercasedString
         do {
             return try await identity.identity.listCareTeam(request).members.map { member in
                 var out = Wholecare_Records_V1_CareTeamMember()
@@ -286,7 +286,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
             entry.accessorID = row.accessorID
             entry.accessorName = UUID(uuidString: row.accessorID).flatMap { names[$0] } ?? row.accessorID
             entry.accessorKind = row.accessorKind
-            entry.organisationID = row.organisationID?.uuidString.lowercased() ?? ""
+            entry.organisationID = row.organisationID?.lowercasedString ?? ""
             entry.organisationName = row.organisationID.flatMap { names[$0] } ?? ""
             entry.action = row.action
             entry.part = row.part

@@ -39,7 +39,7 @@ CREATE INDEX budgets_person ON budgets (person_id);
 
 CREATE TABLE transactions (
     id                        uuid PRIMARY KEY,
-    seq                       bigserial UNIQUE,
+    seq                       bigserial,
     kind                      text NOT NULL CHECK (kind IN ('allocation', 'top_up', 'purchase', 'refund', 'transfer', 'commitment',
                                                            'settlement', 'release', 'reversal')),
     budget_id                 uuid NOT NULL REFERENCES budgets (id),
@@ -57,39 +57,47 @@ CREATE TABLE transactions (
     eligible_toward_cap       bigint NOT NULL DEFAULT 0,
     daily_living_excluded     bigint NOT NULL DEFAULT 0,
     above_council_rate        bigint NOT NULL DEFAULT 0,
-    reverses_id               uuid UNIQUE REFERENCES transactions (id),
+    reverses_id               uuid REFERENCES transactions (id),
     commitment_id             uuid,
     idempotency_key           text NOT NULL,
     created_by                text NOT NULL,
     created_at                timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX transactions_budget ON transactions (budget_id, seq DESC);
+-- At most one reversal per transaction (partial: most rows reverse nothing).
+CREATE UNIQUE INDEX transactions_reverses ON transactions (reverses_id) WHERE reverses_id IS NOT NULL;
 CREATE INDEX transactions_person_care ON transactions (person_id, service_start, seq) WHERE eligible_toward_cap <> 0 OR daily_living_excluded <> 0;
 
 CREATE TABLE postings (
-    id              bigserial PRIMARY KEY,
     transaction_id  uuid NOT NULL REFERENCES transactions (id),
+    line            smallint NOT NULL,
     account_id      uuid NOT NULL REFERENCES accounts (id),
-    amount          bigint NOT NULL CHECK (amount <> 0)
+    amount          bigint NOT NULL CHECK (amount <> 0),
+    PRIMARY KEY (transaction_id, line)
 );
-CREATE INDEX postings_transaction ON postings (transaction_id);
 CREATE INDEX postings_account ON postings (account_id);
 
--- Double entry, enforced by the database at commit: every transaction's postings sum to
--- zero and it has at least two of them.
+-- Double entry, enforced by the database: after every statement that adds postings,
+-- each transaction they belong to must sum to zero and have at least two postings. (The
+-- service writes all of a transaction's postings in one statement.) One check per
+-- statement, over the transition table, however many rows it inserted.
 CREATE FUNCTION postings_balance() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    total bigint;
-    n integer;
+    bad uuid;
 BEGIN
-    SELECT COALESCE(sum(amount), 0), count(*) INTO total, n FROM postings WHERE transaction_id = NEW.transaction_id;
-    IF total <> 0 OR n < 2 THEN
-        RAISE EXCEPTION 'transaction % is unbalanced', NEW.transaction_id USING ERRCODE = 'check_violation';
+    -- LATERAL keeps this an index lookup per transaction, however large postings grows.
+    SELECT n.transaction_id INTO bad
+    FROM (SELECT DISTINCT transaction_id FROM new_postings) n
+    CROSS JOIN LATERAL (SELECT sum(p.amount) AS total, count(*) AS lines FROM postings p WHERE p.transaction_id = n.transaction_id) s
+    WHERE s.total <> 0 OR s.lines < 2
+    LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'transaction % is unbalanced', bad USING ERRCODE = 'check_violation';
     END IF;
     RETURN NULL;
 END $$;
-CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT ON postings DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION postings_balance();
+CREATE TRIGGER postings_balanced AFTER INSERT ON postings REFERENCING NEW TABLE AS new_postings
+    FOR EACH STATEMENT EXECUTE FUNCTION postings_balance();
 
 -- History is never edited: no updates or deletes of transactions or postings.
 CREATE FUNCTION ledger_immutable() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -111,6 +111,8 @@ func identityBench() async throws {
 
 switch CommandLine.arguments.dropFirst().first {
 case "identity": try await identityBench()
+case "ledger": try await ledgerBench(seconds: 10)
+case "records": try await recordsBench()
 case "tokens":
     let key = Ed25519.PrivateKey()
     let issuer = TokenIssuer(keyring: try SigningKeyring(keys: [("bench", key)]))
@@ -126,6 +128,6 @@ case "tokens":
     }.value
     print(perCall, "µs per first-sight verification")
 default:
-    print("usage: service-bench identity")
+    print("usage: service-bench identity|ledger|records|tokens")
     exit(2)
 }

@@ -1,0 +1,367 @@
+import Auth
+import Contracts
+import Foundation
+import IdentityService
+import LedgerService
+import Logging
+import Postgres
+import RecordsService
+import RPC
+import RPCTransport
+import WholeCareCrypto
+
+/// Identity and ledger (and records) as real RPC servers on loopback, over throwaway
+/// schemas of the local PostgreSQL, with demo people, for service benchmarks.
+struct BenchSuite {
+    let identityPort: Int
+    let ledgerPort: Int
+    let recordsPort: Int
+    let adminURL: String
+    let provider: String
+    let coordinator: String
+    let person: String
+    let personID: String
+    let agency: String
+    let council: String
+    let morePeople: @Sendable (Int) async throws -> [String]
+    let cleanup: @Sendable () async -> Void
+
+    static func start() async throws -> BenchSuite {
+        guard let url = ProcessInfo.processInfo.environment["WHOLECARE_ADMIN_DATABASE_URL"] else {
+            print("set WHOLECARE_ADMIN_DATABASE_URL (source .data/dev/env)")
+            exit(2)
+        }
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        let schemas = ["bench_identity_\(suffix)", "bench_ledger_\(suffix)", "bench_records_\(suffix)"]
+        let admin = PostgresClient(configuration: PostgresConfiguration(connectionString: url, maxConnections: 1))
+        for schema in schemas { try await admin.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA \(schema)")) }
+        func pool(_ schema: String) -> PostgresClient {
+            PostgresClient(configuration: PostgresConfiguration(connectionString: url, maxConnections: 8, searchPath: schema))
+        }
+        let identityDB = pool(schemas[0]), ledgerDB = pool(schemas[1]), recordsDB = pool(schemas[2])
+        try await Migrator(schema: schemas[0], migrations: try IdentityServiceApp.migrations()).migrate(using: identityDB)
+        try await Migrator(schema: schemas[1], migrations: try LedgerServiceApp.migrations()).migrate(using: ledgerDB)
+        try await Migrator(schema: schemas[2], migrations: try RecordsServiceApp.migrations()).migrate(using: recordsDB)
+        var logger = Logger(label: "bench")
+        logger.logLevel = .warning
+
+        // Identity (cheap password hashing: sign-ins are set-up here, not what is measured).
+        let keyring = try SigningKeyring(parsing: SigningKeyring.generateEntry(kid: "bench"))
+        let identityStore = IdentityStore(db: identityDB)
+        let hashing = PasswordHashingPool(hasher: PasswordHasher(parameters: .testOnly), threads: 1)
+        let identityService = IdentityRPCService(store: identityStore, hashing: hashing, passwordPolicy: try PasswordPolicy.bundled(),
+                                                 issuer: TokenIssuer(keyring: keyring))
+        let identityServer = RPCServer(configuration: RPCServerConfiguration(port: 0, serverName: "identity"),
+                                       router: IdentityServiceApp.router(service: identityService, keyring: keyring), logger: logger)
+        let identityPort = try await identityServer.start()
+        var secrets: [String: String] = [:]
+        for name in ["ledger", "records"] {
+            let secret = SecureRandom.token(byteCount: 32)
+            secrets[name] = secret
+            try await identityStore.createClient(clientID: "svc-\(name)", secretHash: Digest.sha256(secret), kind: "service",
+                                                 name: name, organisationID: nil)
+        }
+        func link(_ name: String) -> IdentityLink {
+            IdentityLink(host: "127.0.0.1", port: identityPort, clientID: "svc-\(name)", secret: secrets[name]!, logger: logger)
+        }
+        let ledgerLink = link("ledger"), recordsLink = link("records")
+        var ledgerRouter = RPCRouter()
+        ledgerRouter.register(LedgerRPCService(store: LedgerStore(db: ledgerDB), authorizer: ledgerLink.authorizer))
+        ledgerRouter.interceptors = [ledgerLink.authInterceptor()]
+        let ledgerServer = RPCServer(configuration: RPCServerConfiguration(port: 0, serverName: "ledger"), router: ledgerRouter, logger: logger)
+        let ledgerPort = try await ledgerServer.start()
+        var recordsRouter = RPCRouter()
+        let cipher = try FieldCipher(keys: ["bench": SecureRandom.bytes(32)], currentKeyID: "bench")
+        recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink))
+        recordsRouter.interceptors = [recordsLink.authInterceptor()]
+        let recordsServer = RPCServer(configuration: RPCServerConfiguration(port: 0, serverName: "records"), router: recordsRouter, logger: logger)
+        let recordsPort = try await recordsServer.start()
+
+        // People: an administrator, a council with a coordinator, an agency with a system.
+        let transport = RPCClientTransport(configuration: RPCClientConfiguration(host: "127.0.0.1", port: identityPort))
+        let api = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: transport))
+        let password = "benchmark phrase that is long"
+        _ = try await identityStore.createAccount(kind: "administrator", email: "admin@bench.test", displayName: "Admin",
+                                                  passwordHash: try PasswordHasher(parameters: .testOnly).hash(password), roles: ["platform_admin"])
+        @Sendable func bearer(_ token: String) -> CallOptions { CallOptions(metadata: ["authorization": "Bearer " + token]) }
+        func signIn(_ email: String) async throws -> String {
+            var r = Wholecare_Identity_V1_SignInRequest()
+            r.email = email
+            r.password = password
+            return try await api.signIn(r).accessToken
+        }
+        let adminToken = try await signIn("admin@bench.test")
+        func org(_ name: String, _ kind: Wholecare_Identity_V1_OrganisationKind) async throws -> String {
+            var r = Wholecare_Identity_V1_CreateOrganisationRequest()
+            r.name = name
+            r.kind = kind
+            return try await api.createOrganisation(r, options: bearer(adminToken)).id
+        }
+        let council = try await org("Bench Council", .council), agency = try await org("Bench Care", .homeCareAgency)
+        var pro = Wholecare_Identity_V1_CreateProfessionalRequest()
+        pro.organisationID = council
+        pro.email = "cc@bench.test"
+        pro.displayName = "Coordinator"
+        pro.roles = ["care_coordinator"]
+        pro.initialPassword = password
+        let coordinatorID = try await api.createProfessional(pro, options: bearer(adminToken)).id
+        let coordinator = try await signIn("cc@bench.test")
+        var register = Wholecare_Identity_V1_RegisterRequest()
+        register.email = "person@bench.test"
+        register.password = password
+        register.displayName = "Bench Person"
+        let person = try await api.register(register)
+        var assign = Wholecare_Identity_V1_AssignCareRelationshipRequest()
+        assign.personID = person.account.id
+        assign.professionalID = coordinatorID
+        assign.role = .careCoordinator
+        _ = try await api.assignCareRelationship(assign, options: bearer(adminToken))
+        var consent = Wholecare_Identity_V1_GrantConsentRequest()
+        consent.granteeOrganisationID = agency
+        consent.categories = [.budget, .record]
+        _ = try await api.grantConsent(consent, options: bearer(person.accessToken))
+        var client = Wholecare_Identity_V1_CreateProviderClientRequest()
+        client.organisationID = agency
+        client.name = "bench"
+        let credentials = try await api.createProviderClient(client, options: bearer(adminToken))
+        var clientSignIn = Wholecare_Identity_V1_SignInClientRequest()
+        clientSignIn.clientID = credentials.clientID
+        clientSignIn.clientSecret = credentials.clientSecret
+        let provider = try await api.signInClient(clientSignIn).accessToken
+        // More people under the same coordinator, each consenting to the agency.
+        let morePeople: @Sendable (Int) async throws -> [String] = { count in
+            var ids: [String] = []
+            for n in 0..<count {
+                var r = Wholecare_Identity_V1_RegisterRequest()
+                r.email = "person\(n)@bench.test"
+                r.password = password
+                r.displayName = "Bench person \(n)"
+                let session = try await api.register(r)
+                var a = Wholecare_Identity_V1_AssignCareRelationshipRequest()
+                a.personID = session.account.id
+                a.professionalID = coordinatorID
+                a.role = .careCoordinator
+                _ = try await api.assignCareRelationship(a, options: bearer(adminToken))
+                var c = Wholecare_Identity_V1_GrantConsentRequest()
+                c.granteeOrganisationID = agency
+                c.categories = [.budget]
+                _ = try await api.grantConsent(c, options: bearer(session.accessToken))
+                ids.append(session.account.id)
+            }
+            return ids
+        }
+
+        return BenchSuite(
+            identityPort: identityPort, ledgerPort: ledgerPort, recordsPort: recordsPort, adminURL: url, provider: provider,
+            coordinator: coordinator, person: person.accessToken, personID: person.account.id, agency: agency, council: council,
+            morePeople: morePeople,
+            cleanup: {
+                await transport.close()
+                await recordsServer.shutdown()
+                await ledgerServer.shutdown()
+                await identityServer.shutdown()
+                await hashing.shutdown()
+                for db in [identityDB, ledgerDB, recordsDB] { await db.shutdown() }
+                for schema in schemas { _ = try? await admin.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE")) }
+                await admin.shutdown()
+            })
+    }
+}
+
+func rate(_ count: Int, _ nanos: UInt64) -> Double { Double(count) / (Double(nanos) / 1e9) }
+
+/// pgbench TPC-B (`-M prepared`) on the same server, in a scratch database.
+func pgbench(adminURL: String, clients: Int, seconds: Int) throws -> Double {
+    let bin = "/usr/lib/postgresql/15/bin/pgbench"
+    guard var components = URLComponents(string: adminURL) else { return 0 }
+    components.path = "/pgbench_wholecare"
+    let url = components.string!
+    let output = try spawnUnmasked(bin, ["-M", "prepared", "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds), "-n", url])
+    let line = output.split(separator: "\n").first { $0.hasPrefix("tps =") } ?? ""
+    return Double(line.split(separator: " ").dropFirst(2).first ?? "") ?? 0
+}
+
+func preparePgbench(adminURL: String) async throws {
+    let admin = PostgresClient(configuration: PostgresConfiguration(connectionString: adminURL, maxConnections: 1))
+    let exists = try await admin.query("SELECT 1 AS x FROM pg_database WHERE datname = 'pgbench_wholecare'").count == 1
+    if !exists { try await admin.withConnection { try await $0.run(unsafeSQL: "CREATE DATABASE pgbench_wholecare") } }
+    await admin.shutdown()
+    guard var components = URLComponents(string: adminURL) else { return }
+    components.path = "/pgbench_wholecare"
+    _ = try spawnUnmasked("/usr/lib/postgresql/15/bin/pgbench", ["-i", "-s", "10", "-q", components.string!])
+}
+
+/// Runs a program with an empty signal mask and returns its output. Swift's threads block
+/// most signals and a spawned child inherits that mask: pgbench's `-T` timer (SIGALRM)
+/// would then never fire.
+func spawnUnmasked(_ program: String, _ arguments: [String]) throws -> String {
+    let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("spawn-\(UUID().uuidString)").path
+    defer { unlink(outputPath) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    posix_spawnattr_setsigmask(&attributes, &empty)
+    var defaults = sigset_t()
+    sigfillset(&defaults)
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var argv = ([program] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, program, &actions, &attributes, &argv, environ) == 0 else { return "" }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+}
+
+func ledgerBench(seconds: Int) async throws {
+    let suite = try await BenchSuite.start()
+    let transport = RPCClientTransport(configuration: RPCClientConfiguration(host: "127.0.0.1", port: suite.ledgerPort, connections: 2))
+    let ledger = Wholecare_Ledger_V1_Ledger.Client(RPCClient(channel: transport))
+    func bearer(_ token: String) -> CallOptions { CallOptions(metadata: ["authorization": "Bearer " + token]) }
+    // 64 budgets of 16 people, well funded, as a provider's caseload would be.
+    let people = try await suite.morePeople(16)
+    var budgets: [String] = []
+    for i in 0..<64 {
+        var create = Wholecare_Ledger_V1_CreateBudgetRequest()
+        create.personID = people[i % people.count]
+        create.funderOrganisationID = suite.council
+        create.name = "Bench budget \(i)"
+        let b = try await ledger.createBudget(create, options: bearer(suite.coordinator))
+        var allocate = Wholecare_Ledger_V1_AllocateRequest()
+        allocate.budgetID = b.id
+        allocate.amountPence = 9_000_000_000
+        allocate.idempotencyKey = "alloc-\(i)"
+        _ = try await ledger.allocate(allocate, options: bearer(suite.coordinator))
+        budgets.append(b.id)
+    }
+    let ids = budgets
+    let provider = suite.provider, agency = suite.agency
+    func invoice(_ n: Int, _ worker: Int) -> Wholecare_Ledger_V1_PostInvoiceRequest {
+        var r = Wholecare_Ledger_V1_PostInvoiceRequest()
+        r.budgetID = ids[(n * 7 + worker * 13) % ids.count]
+        r.providerOrganisationID = agency
+        r.amountPence = Int64(1_000 + n % 500)
+        r.invoiceReference = "B-\(worker)-\(n)"
+        r.serviceStart = "2026-11-02"
+        r.care.eligible = true
+        r.care.councilRatePence = 1_200
+        r.idempotencyKey = "w\(worker)-\(n)-\(UUID().uuidString.prefix(8))"
+        return r
+    }
+    func singles(clients: Int) async throws -> Double {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds) * 1_000_000_000
+        let start = DispatchTime.now().uptimeNanoseconds
+        let count = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<clients {
+                group.addTask {
+                    var n = 0
+                    while DispatchTime.now().uptimeNanoseconds < deadline {
+                        _ = try await ledger.postInvoice(invoice(n, worker), options: bearer(provider))
+                        n += 1
+                    }
+                    return n
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        return rate(count, DispatchTime.now().uptimeNanoseconds - start)
+    }
+    let onlyBatch = ProcessInfo.processInfo.environment["BENCH_ONLY"] == "batch"
+    if !onlyBatch { _ = try await Task.detached { try await singles(clients: 8) }.value }  // warm-up (connections, caches, plans)
+    let one = onlyBatch ? 0 : try await Task.detached { try await singles(clients: 1) }.value
+    let eight = onlyBatch ? 0 : try await Task.detached { try await singles(clients: 8) }.value
+    let batchRate = try await Task.detached { () -> Double in
+        var total = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        for b in 0..<10 {
+            var batch = Wholecare_Ledger_V1_PostInvoiceBatchRequest()
+            batch.invoices = (0..<1000).map { invoice($0, 1000 + b) }
+            let response = try await ledger.postInvoiceBatch(batch, options: CallOptions(timeout: .seconds(60), metadata: ["authorization": "Bearer " + provider]))
+            total += Int(response.posted)
+        }
+        return rate(total, DispatchTime.now().uptimeNanoseconds - start)
+    }.value
+    await transport.close()
+    await suite.cleanup()
+    if onlyBatch {
+        print("batch: \(Int(batchRate)) invoices/s")
+        return
+    }
+    try await preparePgbench(adminURL: suite.adminURL)
+    let tpcb1 = try pgbench(adminURL: suite.adminURL, clients: 1, seconds: seconds)
+    let tpcb8 = try pgbench(adminURL: suite.adminURL, clients: 8, seconds: seconds)
+    print("| measure | 1 client | 8 clients |")
+    print("|---|---:|---:|")
+    print("| pgbench TPC-B, -M prepared (transactions/s) | \(Int(tpcb1)) | \(Int(tpcb8)) |")
+    print("| PostInvoice through the RPC layer (postings/s) | \(Int(one)) | \(Int(eight)) |")
+    print("| PostInvoiceBatch, 1,000 invoices per call (invoices/s) | \(Int(batchRate)) | |")
+    print("")
+    print("- single postings at 8 clients ÷ TPC-B at 8: **\(String(format: "%.0f", eight / tpcb8 * 100))%** (target ≥ 70%)")
+    print("- batch ÷ TPC-B at 8: **\(String(format: "%.1f", batchRate / tpcb8))×** (target ≥ 5×)")
+}
+
+func recordsBench() async throws {
+    let suite = try await BenchSuite.start()
+    let transport = RPCClientTransport(configuration: RPCClientConfiguration(host: "127.0.0.1", port: suite.recordsPort))
+    let records = Wholecare_Records_V1_Records.Client(RPCClient(channel: transport))
+    func bearer(_ token: String) -> CallOptions { CallOptions(metadata: ["authorization": "Bearer " + token]) }
+    // 500 entries of every kind, as a coordinator would build them up over years.
+    let kinds: [Wholecare_Records_V1_EntryKind] = [.note, .encounter, .observation, .condition, .medication, .allergy, .carePlan, .goal]
+    for n in 0..<500 {
+        var input = Wholecare_Records_V1_EntryInput()
+        input.kind = kinds[n % kinds.count]
+        let day = CalendarDate(year: 2020, month: 1, day: 1)!.adding(days: n * 4)
+        input.effectiveStart = day.description
+        input.text = "Entry \(n): visited, discussed how things are going, reviewed the plan and agreed next steps."
+        switch input.kind {
+        case .observation:
+            input.observation.value.value = 70 + Double(n % 10)
+            input.observation.value.unit = "kg"
+        case .medication:
+            input.medication.name = "Medicine \(n)"
+            input.medication.dosesPerDay = 2
+            input.medication.quantitySupplied = 56
+            input.medication.suppliedOn = day.description
+        case .allergy:
+            input.allergy.substance = "Substance \(n)"
+        case .goal:
+            input.goal.target = "Goal \(n)"
+        default:
+            break
+        }
+        var request = Wholecare_Records_V1_AddEntryRequest()
+        request.personID = suite.personID
+        request.entry = input
+        _ = try await records.addEntry(request, options: bearer(suite.coordinator))
+    }
+    var summary = Wholecare_Records_V1_GetSummaryRequest()
+    summary.personID = suite.personID
+    let fixed = summary
+    let (asPerson, asCoordinator) = try await Task.detached { () -> ([Double], [Double]) in
+        for _ in 0..<20 { _ = try await records.getSummary(fixed, options: bearer(suite.person)) }
+        var person: [Double] = [], coordinator: [Double] = []
+        for _ in 0..<300 {
+            var t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try await records.getSummary(fixed, options: bearer(suite.person))
+            person.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try await records.getSummary(fixed, options: bearer(suite.coordinator))
+            coordinator.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        return (person, coordinator)
+    }.value
+    await transport.close()
+    await suite.cleanup()
+    print("| GetSummary, 500 entries, over TCP | p50 | p99 |")
+    print("|---|---:|---:|")
+    print("| the person reading their own summary | \(String(format: "%.2f", percentile(asPerson, 0.5))) ms | \(String(format: "%.2f", percentile(asPerson, 0.99))) ms |")
+    print("| their care coordinator (access-logged) | \(String(format: "%.2f", percentile(asCoordinator, 0.5))) ms | \(String(format: "%.2f", percentile(asCoordinator, 0.99))) ms |")
+}
