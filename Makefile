@@ -17,7 +17,7 @@ WHOLECARE     = $(BIN_DIR)/wholecare
 APT_PACKAGES := pkg-config libpq-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
                 postgresql postgresql-contrib
 
-.PHONY: help deps build build-release run test db db-stop proto bench bench-rpc bench-identity bench-ledger bench-records clean c-client
+.PHONY: openapi help deps build build-release run test db db-stop proto bench bench-rpc bench-identity bench-ledger bench-records clean c-client
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,10 @@ test: build ## Run every test against a throwaway PostgreSQL; exit code is the t
 
 proto: deps ## Regenerate the committed Swift code from proto/ (only needed after editing a .proto)
 	@proto/generate.sh
+	@python3 Services/Gateway/OpenAPI/build.py
+
+openapi: ## Rebuild the gateway's OpenAPI document from its paths and the proto schemas
+	@python3 Services/Gateway/OpenAPI/build.py
 
 bench: bench-rpc bench-identity bench-ledger bench-records ## Run every benchmark (release builds) and print figures
 

@@ -116,7 +116,8 @@ let services: [ServiceSpec] = [
     .init(directory: "Directory", library: "DirectoryService", executable: "directory",
           dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts"], hasMigrations: false),
     .init(directory: "Gateway", library: "GatewayService", executable: "gateway",
-          dependencies: ["ServiceKit", hummingbird], hasMigrations: false),
+          dependencies: ["ServiceKit", hummingbird, "RPC", "RPCTransport", "Contracts", "Auth", "WholeCareCrypto", protobuf],
+          hasMigrations: false, resources: [.copy("openapi.json")]),
 ]
 
 for service in services {
@@ -157,7 +158,8 @@ targets += [
     ),
     .target(
         name: "ServiceTestSupport",
-        dependencies: ["TestSupport", "IdentityService", "Auth", "Contracts", "RPC", "Postgres", "WholeCareCrypto"],
+        dependencies: ["TestSupport", "IdentityService", "RecordsService", "LedgerService", "Auth", "Contracts", "RPC", "Postgres",
+                       "WholeCareCrypto"],
         path: "Tests/Test Utilities/Services",
         swiftSettings: swiftSettings
     ),
@@ -198,6 +200,13 @@ targets += [
         dependencies: ["LedgerService", "IdentityService", "Auth", "Contracts", "RPC", "Postgres", "TestSupport",
                        "ServiceTestSupport", "WholeCareCrypto"],
         path: "Tests/LedgerTests",
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
+        name: "GatewayTests",
+        dependencies: ["GatewayService", "ServiceTestSupport", "TestSupport", "Contracts", "RPC", "Auth", hummingbird,
+                       .product(name: "HummingbirdTesting", package: "hummingbird")],
+        path: "Tests/GatewayTests",
         swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -25,4 +25,8 @@ generate Shared/RPC/Generated ImportRPC=false proto/wholecare/health/v1/health.p
 generate Shared/RPCTransport/Generated ImportRPC=true proto/wholecare/rpc/v1/frame.proto
 generate Shared/Contracts/Generated ImportRPC=true $(find proto/wholecare -name '*.proto' \
   ! -path '*/rpc/v1/*' ! -path '*/health/v1/*' | sort)
+# OpenAPI schemas of every message, for the gateway's OpenAPI document.
+protoc -I proto --plugin=protoc-gen-wholecare-rpc="$BIN/protoc-gen-wholecare-rpc" \
+  --wholecare-rpc_out=OpenAPISchemas=proto-schemas.json:Services/Gateway/OpenAPI \
+  $(find proto/wholecare -name '*.proto' ! -path '*/rpc/v1/*' | sort)
 echo "proto: generated $(find Shared -path '*/Generated/*' -name '*.swift' | wc -l) files"

@@ -16,12 +16,26 @@ struct WholeCareRPCGenerator: CodeGenerator {
     ) throws {
         var visibility = "public"
         var importRPC = true
+        var openAPI: String?
         for (key, value) in parameter.parsedPairs {
             switch key {
             case "Visibility": visibility = value.lowercased()
             case "ImportRPC": importRPC = value != "false"
+            case "OpenAPISchemas": openAPI = value
             default: throw GenerationError.unknownParameter(key)
             }
+        }
+        if let openAPI {
+            // One JSON file of OpenAPI 3.1 schemas for every message and enum, in the
+            // proto3 JSON mapping the gateway uses (original field names, int64 as numbers).
+            var schemas: [String: Any] = [:]
+            for file in files {
+                for message in file.messages { OpenAPISchemas.add(message, to: &schemas) }
+                for e in file.enums { schemas[OpenAPISchemas.name(e.fullName)] = OpenAPISchemas.enumSchema(e) }
+            }
+            let data = try JSONSerialization.data(withJSONObject: schemas, options: [.prettyPrinted, .sortedKeys])
+            try generatorOutputs.add(fileName: openAPI, contents: String(decoding: data, as: UTF8.self) + "\n")
+            return
         }
         for file in files where !file.services.isEmpty {
             let namer = SwiftProtobufNamer(currentFile: file, protoFileToModuleMappings: ProtoFileToModuleMappings())
@@ -167,6 +181,58 @@ struct WholeCareRPCGenerator: CodeGenerator {
         let result = String(chars[0..<lowerCount]).lowercased() + String(chars[lowerCount...])
         let reserved: Set<String> = ["import", "class", "default", "func", "init", "self", "protocol", "return", "where"]
         return reserved.contains(result) ? "`\(result)`" : result
+    }
+}
+
+/// Proto messages as OpenAPI schemas.
+enum OpenAPISchemas {
+    /// `wholecare.records.v1.Entry` → `records.Entry`.
+    static func name(_ fullName: String) -> String {
+        let parts = fullName.split(separator: ".")
+        guard parts.count >= 4, parts[0] == "wholecare" else { return fullName }
+        return ([String(parts[1])] + parts.dropFirst(3).map(String.init)).joined(separator: ".")
+    }
+
+    static func enumSchema(_ e: EnumDescriptor) -> [String: Any] {
+        ["type": "string", "enum": e.values.map(\.name)]
+    }
+
+    static func add(_ message: Descriptor, to schemas: inout [String: Any]) {
+        for e in message.enums { schemas[name(e.fullName)] = enumSchema(e) }
+        for nested in message.messages where !nested.isMapEntry { add(nested, to: &schemas) }
+        var properties: [String: Any] = [:]
+        for field in message.fields {
+            var schema: [String: Any]
+            if field.isMap, let (_, value) = field.messageType.mapKeyAndValue {
+                schema = ["type": "object", "additionalProperties": scalar(value)]
+            } else if field.isRepeated {
+                schema = ["type": "array", "items": scalar(field)]
+            } else {
+                schema = scalar(field)
+            }
+            properties[field.name] = schema
+        }
+        var out: [String: Any] = ["type": "object", "properties": properties, "additionalProperties": false]
+        let comments = message.protoSourceComments().trimmingCharacters(in: .whitespacesAndNewlines)
+        if !comments.isEmpty {
+            out["description"] = comments.split(separator: "\n").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "/ ")) }.joined(separator: " ")
+        }
+        schemas[name(message.fullName)] = out
+    }
+
+    static func scalar(_ field: FieldDescriptor) -> [String: Any] {
+        switch field.type {
+        case .string: return ["type": "string"]
+        case .bool: return ["type": "boolean"]
+        case .bytes: return ["type": "string", "format": "byte"]
+        case .int32, .sint32, .sfixed32: return ["type": "integer", "format": "int32"]
+        case .uint32, .fixed32: return ["type": "integer", "format": "int32", "minimum": 0]
+        case .int64, .sint64, .sfixed64: return ["type": "integer", "format": "int64"]
+        case .uint64, .fixed64: return ["type": "integer", "format": "int64", "minimum": 0]
+        case .double, .float: return ["type": "number"]
+        case .enum: return ["$ref": "#/components/schemas/" + name(field.enumType.fullName)]
+        case .message, .group: return ["$ref": "#/components/schemas/" + name(field.messageType.fullName)]
+        }
     }
 }
 

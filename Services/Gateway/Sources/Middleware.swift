@@ -1,0 +1,104 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import RPC
+
+/// Request id in and out, access logging without personal data, security headers, CORS,
+/// and every error turned into problem+json. One middleware, so that even errors raised
+/// by routing (404, 405, body too large) get the same treatment.
+struct GatewayMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let settings: GatewaySettings
+    let logger: Logger
+
+    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        var context = context
+        let incoming = request.headers[.xRequestID] ?? ""
+        context.requestID = Self.isSafeID(incoming) ? incoming : UUID.random().lowercasedString
+        let started = ContinuousClock.now
+        let origin = request.headers[.origin]
+        var response: Response
+        if request.method == .options, origin != nil {
+            response = preflight(request, origin: origin!)
+        } else {
+            do {
+                response = try await next(request, context)
+            } catch let problem as Problem {
+                response = problem.response(requestID: context.requestID)
+            } catch let error as RPCError {
+                response = Problem(error).response(requestID: context.requestID)
+            } catch let error as HTTPError {
+                response = Self.problem(for: error).response(requestID: context.requestID)
+            } catch {
+                logger.error("unhandled error", metadata: ["request_id": "\(context.requestID)", "error": "\(type(of: error))"])
+                response = Problem(status: .internalServerError, type: "internal", title: "Internal Server Error",
+                                   detail: "something went wrong on our side").response(requestID: context.requestID)
+            }
+        }
+        response.headers[.xRequestID] = context.requestID
+        Self.addSecurityHeaders(&response.headers)
+        if let origin, settings.allowedOrigins.contains(origin) {
+            response.headers[.accessControlAllowOrigin] = origin
+            response.headers[.accessControlAllowCredentials] = "true"
+            response.headers[.vary] = "Origin"
+            response.headers[.accessControlExposeHeaders] = "X-Request-Id, Retry-After"
+        }
+        let elapsed = ContinuousClock.now - started
+        // The path without its query string (which may carry identifiers); no bodies.
+        logger.info("http", metadata: [
+            "request_id": "\(context.requestID)", "method": "\(request.method)", "path": "\(request.uri.path)",
+            "status": "\(response.status.code)",
+            "ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+        ])
+        return response
+    }
+
+    func preflight(_ request: Request, origin: String) -> Response {
+        guard settings.allowedOrigins.contains(origin) else {
+            return Response(status: .forbidden)
+        }
+        var headers: HTTPFields = [:]
+        headers[.accessControlAllowMethods] = "GET, POST, PUT, DELETE"
+        headers[.accessControlAllowHeaders] = "Authorization, Content-Type, Idempotency-Key, X-CSRF-Token, X-Request-Id"
+        headers[.accessControlMaxAge] = "600"
+        return Response(status: .noContent, headers: headers)
+    }
+
+    static func isSafeID(_ text: String) -> Bool {
+        !text.isEmpty && text.count <= 64 && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+    }
+
+    static func addSecurityHeaders(_ headers: inout HTTPFields) {
+        headers[.contentSecurityPolicy] = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        headers[.xContentTypeOptions] = "nosniff"
+        headers[.referrerPolicy] = "no-referrer"
+        headers[.xFrameOptions] = "DENY"
+        headers[.cacheControl] = headers[.cacheControl] ?? "no-store"
+        headers[.strictTransportSecurity] = "max-age=31536000"
+    }
+
+    static func problem(for error: HTTPError) -> Problem {
+        switch error.status {
+        case .notFound: return Problem(status: .notFound, type: "not-found", title: "Not Found", detail: "no such resource")
+        case .methodNotAllowed:
+            return Problem(status: .methodNotAllowed, type: "method-not-allowed", title: "Method Not Allowed",
+                           detail: "this resource does not support that method")
+        case .contentTooLarge:
+            return Problem(status: .contentTooLarge, type: "body-too-large", title: "Content Too Large", detail: "the request body is too large")
+        default:
+            return Problem(status: error.status, type: "http-\(error.status.code)", title: error.status.reasonPhrase,
+                           detail: error.status.reasonPhrase)
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let xRequestID = HTTPField.Name("X-Request-Id")!
+    static let xCSRFToken = HTTPField.Name("X-CSRF-Token")!
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    static let xFrameOptions = HTTPField.Name("X-Frame-Options")!
+    static let referrerPolicy = HTTPField.Name("Referrer-Policy")!
+    static let xContentTypeOptions = HTTPField.Name("X-Content-Type-Options")!
+}
