@@ -15,9 +15,20 @@ WHOLECARE     = $(BIN_DIR)/wholecare
 
 # System packages a fresh Debian machine of this kind lacks (see docs/operations.md).
 APT_PACKAGES := pkg-config libpq-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
-                postgresql postgresql-contrib
+                postgresql postgresql-contrib python3 python3-venv wrk
 
 .PHONY: openapi help deps build build-release run test db db-stop proto bench bench-rpc bench-identity bench-ledger bench-records clean c-client
+
+# $(call pytool,name,requirements): a pinned virtual environment at $(DATA_DIR)/pytools/name.
+define pytool
+marker="$(DATA_DIR)/pytools/$(1)/.installed"; want="$(2)"; \
+if [ ! -f "$$marker" ] || [ "$$(cat "$$marker")" != "$$want" ]; then \
+  echo "deps: installing $$want into $(DATA_DIR)/pytools/$(1)"; \
+  rm -rf "$(DATA_DIR)/pytools/$(1)" && python3 -m venv "$(DATA_DIR)/pytools/$(1)" && \
+  "$(DATA_DIR)/pytools/$(1)/bin/pip" install -q --disable-pip-version-check $$want && \
+  echo "$$want" > "$$marker"; \
+fi
+endef
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,12 +43,10 @@ deps: ## Install missing system packages with apt-get (quiet and fast when all a
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@# Python test tools, each in its own virtual environment under .data/pytools (PyPI).
-	@if [ ! -x $(DATA_DIR)/pytools/fhir/bin/python ]; then \
-	  echo "deps: installing fhir.resources (FHIR R4 validator) into $(DATA_DIR)/pytools/fhir"; \
-	  python3 -m venv $(DATA_DIR)/pytools/fhir && \
-	  $(DATA_DIR)/pytools/fhir/bin/pip install -q --disable-pip-version-check "fhir.resources==5.1.1" "pydantic<2"; \
-	fi
+	@# Python test tools, each in its own virtual environment under .data/pytools (PyPI),
+	@# pinned; a marker file records a finished install so a broken one is redone.
+	@$(call pytool,fhir,fhir.resources==5.1.1 pydantic<2)
+	@$(call pytool,schemathesis,schemathesis==4.32.5)
 
 # One build command everywhere: mixing `--product X` builds with full builds makes
 # SwiftPM recompile shared dependencies each time it alternates.
@@ -64,7 +73,8 @@ run: build db ## Start everything on the embedded PostgreSQL; Ctrl-C stops it al
 test: build ## Run every test against a throwaway PostgreSQL; exit code is the truth
 	@$(WHOLECARE) db start --data-dir $(DATA_DIR) --cluster test --fresh
 	@set -a; . $(DATA_DIR)/test/env; set +a; \
-	export WHOLECARE_BIN_DIR="$(BIN_DIR)" WHOLECARE_FHIR_PYTHON="$(CURDIR)/$(DATA_DIR)/pytools/fhir/bin/python"; \
+	export WHOLECARE_BIN_DIR="$(BIN_DIR)" WHOLECARE_FHIR_PYTHON="$(CURDIR)/$(DATA_DIR)/pytools/fhir/bin/python" \
+	  WHOLECARE_SCHEMATHESIS="$(CURDIR)/$(DATA_DIR)/pytools/schemathesis/bin/st"; \
 	$(SWIFT) test --skip-build; status=$$?; \
 	$(WHOLECARE) db stop --data-dir $(DATA_DIR) --cluster test --remove >/dev/null; \
 	exit $$status

@@ -15,17 +15,41 @@ SCHEMAS = json.load(open(os.path.join(HERE, "proto-schemas.json")))
 OUT = os.path.join(HERE, "..", "Sources", "openapi.json")
 
 UUID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}
-EMAIL = {"type": "string", "format": "email", "maxLength": 254, "pattern": "^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$"}
-TEXT = lambda n: {"type": "string", "minLength": 1, "maxLength": n, "pattern": "^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$"}
-PASSWORD = {"type": "string", "minLength": 12, "maxLength": 1024, "pattern": "^[A-Za-z0-9 ]{12,64}$",
+EMAIL_RE = "[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+"
+# No `format: email`: validators disagree on what it admits; the pattern is the contract.
+EMAIL = {"type": "string", "maxLength": 254, "pattern": "^" + EMAIL_RE + "$", "x-expectation": "must be an e-mail address"}
+OPTIONAL_EMAIL = {"type": "string", "maxLength": 254, "pattern": "^(" + EMAIL_RE + ")?$", "x-expectation": "must be an e-mail address"}
+# Control characters (Unicode Cc): never in text; multi-line text may hold tab, LF and CR.
+CC = "\\u0000-\\u001F\\u007F-\\u009F"
+CC_MULTILINE = "\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F"
+def TEXT(n, multiline=False):
+    """Required text: at most n characters, something other than spaces, no control characters."""
+    cc = CC_MULTILINE if multiline else CC
+    return {"type": "string", "minLength": 1, "maxLength": n, "pattern": "^[^%s]*[^\\s%s][^%s]*$" % (cc, cc, cc),
+            "x-expectation": "must have some text and no control characters"}
+def OPTIONAL_TEXT(n, multiline=False):
+    cc = CC_MULTILINE if multiline else CC
+    return {"type": "string", "maxLength": n, "pattern": "^[^%s]*$" % cc, "x-expectation": "must not contain control characters"}
+PASSWORD = {"type": "string", "minLength": 12, "maxLength": 1024,
             "description": "At least 12 characters, not a commonly used password. No composition rules."}
-DATE = {"type": "string", "format": "date", "pattern": "^(19[0-9][0-9]|20[0-2][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$"}
-PAST_DATE = {"type": "string", "format": "date", "pattern": "^(19[0-9][0-9]|20[01][0-9]|202[0-5])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$"}
+DATE_RE = "(19[0-9][0-9]|2[01][0-9][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+DATE = {"type": "string", "format": "date", "pattern": "^" + DATE_RE + "$", "x-expectation": "must be a date like 2026-11-26"}
+OPTIONAL_DATE = {"type": "string", "pattern": "^(" + DATE_RE + ")?$", "x-expectation": "must be a date like 2026-11-26"}
 AMOUNT = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 10000000000}
+PENCE = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 10000000000}
+PHONE = {"type": "string", "pattern": "^[0-9+() -]{0,32}$", "x-expectation": "must contain only digits, spaces and + ( ) -"}
+CATEGORY = {"type": "string", "enum": ["RECORD", "BUDGET", "MESSAGES", "APPOINTMENTS", "REMINDERS"]}
+QUANTITY = {"type": "object", "additionalProperties": False, "required": ["value"],
+            "properties": {"value": {"type": "number", "minimum": -999999999, "maximum": 999999999}, "unit": OPTIONAL_TEXT(50)}}
+
+DETAILS = ["medication", "observation", "allergy", "goal"]
 
 def ref(name): return {"$ref": "#/components/schemas/" + name}
 
-# Narrowed request schemas (what the services accept, expressed as schema).
+# Request schemas: exactly what the gateway accepts (it validates every request against
+# them before calling a service). Rules that need data or the clock (an unknown
+# organisation, a date in the future, a common password) are the services' and answer
+# 400 naming the field; they are listed in docs/gateway.md.
 REQUESTS = {
     "requests.Register": {"type": "object", "additionalProperties": False, "required": ["email", "password", "display_name"],
         "properties": {"email": EMAIL, "password": PASSWORD, "display_name": TEXT(200),
@@ -33,47 +57,74 @@ REQUESTS = {
     "requests.SignIn": {"type": "object", "additionalProperties": False, "required": ["email", "password"],
         "properties": {"email": EMAIL, "password": {"type": "string", "minLength": 1, "maxLength": 1024}}},
     "requests.Refresh": {"type": "object", "additionalProperties": False,
+        "description": "The refresh token, here or (browsers) in the wc_refresh cookie.",
         "properties": {"refresh_token": {"type": "string", "maxLength": 200}}},
     "requests.SignOut": {"type": "object", "additionalProperties": False,
+        "description": "Optional: the refresh token to revoke with the session (or the wc_refresh cookie).",
         "properties": {"refresh_token": {"type": "string", "maxLength": 200}}},
     "requests.ChangePassword": {"type": "object", "additionalProperties": False, "required": ["current_password", "new_password"],
         "properties": {"current_password": {"type": "string", "minLength": 1, "maxLength": 1024}, "new_password": PASSWORD}},
-    "requests.EntryInput": {"type": "object", "additionalProperties": False, "required": ["kind", "effective_start", "text"],
-        "description": "A note, encounter, condition or care plan with free text. Medication, observation, allergy and goal entries carry their details object as well (see records.EntryInput).",
-        "properties": {"kind": {"type": "string", "enum": ["CONDITION", "ENCOUNTER", "NOTE", "CARE_PLAN"]},
-                       "effective_start": PAST_DATE, "text": TEXT(20000),
-                       "code": {"type": "object", "additionalProperties": False,
-                                "properties": {"display": TEXT(500)}}}},
-    "requests.UpdateDetails": {"type": "object", "additionalProperties": False,
-        "properties": {"expected_version": {"type": "integer", "format": "int32", "minimum": 0},
+    "requests.EntryInput": {"type": "object", "additionalProperties": False, "required": ["kind", "effective_start"],
+        "not": {"anyOf": [{"required": [a, b]} for i, a in enumerate(DETAILS) for b in DETAILS[i + 1:]]},
+        "x-expectation": "give at most one of medication, observation, allergy and goal (the one matching kind)",
+        "description": "A record entry. It needs text, a coded display or (for medications, observations, allergies and goals) "
+                       "its details object; the services check the rules per kind (docs/records.md).",
+        "properties": {
+            "kind": {"type": "string", "enum": ["CONDITION", "MEDICATION", "ALLERGY", "ENCOUNTER", "OBSERVATION", "CARE_PLAN", "GOAL", "NOTE", "DOCUMENT_REFERENCE"]},
+            "status": {"type": "string", "enum": ["ACTIVE", "RESOLVED", "INACTIVE", "COMPLETED"]},
+            "effective_start": DATE, "effective_end": OPTIONAL_DATE,
+            "text": {"type": "string", "maxLength": 20000, "pattern": "^[^\\u0000]*$", "x-expectation": "must not contain NUL characters"},
+            "code": {"type": "object", "additionalProperties": False, "properties": {
+                "system": OPTIONAL_TEXT(200), "code": OPTIONAL_TEXT(100), "display": OPTIONAL_TEXT(500)}},
+            "medication": {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {
+                "name": TEXT(200), "dose": OPTIONAL_TEXT(200), "route": OPTIONAL_TEXT(200),
+                "doses_per_day": {"type": "number", "minimum": 0, "maximum": 48},
+                "units_per_dose": {"type": "number", "minimum": 0, "maximum": 1000},
+                "quantity_supplied": {"type": "number", "minimum": 0, "maximum": 100000},
+                "supplied_on": OPTIONAL_DATE}},
+            "observation": {"type": "object", "additionalProperties": False, "properties": {
+                "value": QUANTITY,
+                "components": {"type": "object", "maxProperties": 20, "additionalProperties": QUANTITY}}},
+            "allergy": {"type": "object", "additionalProperties": False, "required": ["substance"], "properties": {
+                "substance": TEXT(200), "reaction": OPTIONAL_TEXT(500),
+                "severity": {"type": "string", "enum": ["", "mild", "moderate", "severe"]}}},
+            "goal": {"type": "object", "additionalProperties": False, "required": ["target"], "properties": {
+                "target": TEXT(500), "due_on": OPTIONAL_DATE, "agreed_with_coordinator": {"type": "boolean"}}}}},
+    "requests.UpdateDetails": {"type": "object", "additionalProperties": False, "required": ["details"],
+        "properties": {"expected_version": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 2147483647},
                        "details": {"type": "object", "additionalProperties": False,
-                                   "properties": {"preferred_name": TEXT(200), "preferred_language": {"type": "string", "pattern": "^[a-z]{2,3}(-[A-Z]{2})?$"},
-                                                  "postcode": {"type": "string", "pattern": "^[A-Z0-9 ]{0,10}$"},
-                                                  "phone": {"type": "string", "pattern": "^[0-9+() -]{0,20}$"},
-                                                  "contact_preferences": {"type": "array", "maxItems": 4, "items": {"type": "string", "enum": ["email", "sms", "letter", "in_app"]}}}}}},
+                                   "properties": {"preferred_name": OPTIONAL_TEXT(200), "address": OPTIONAL_TEXT(500, multiline=True),
+                                                  "postcode": {"type": "string", "pattern": "^[A-Za-z0-9 ]{0,16}$", "x-expectation": "must be a postcode"},
+                                                  "phone": PHONE, "email": OPTIONAL_EMAIL,
+                                                  "preferred_language": {"type": "string", "pattern": "^([a-z]{2,3}(-[A-Z]{2})?)?$",
+                                                                         "x-expectation": "must be a language tag such as en, cy or pa"},
+                                                  "communication_needs": OPTIONAL_TEXT(1000, multiline=True),
+                                                  "contact_preferences": {"type": "array", "maxItems": 4, "items": {"type": "string", "enum": ["email", "sms", "letter", "in_app"]}},
+                                                  "next_of_kin": {"type": "array", "maxItems": 5, "items": {
+                                                      "type": "object", "additionalProperties": False, "required": ["name"],
+                                                      "properties": {"name": TEXT(200), "relationship": OPTIONAL_TEXT(100), "phone": PHONE}}}}}}},
     "requests.GrantConsent": {"type": "object", "additionalProperties": False, "required": ["grantee_organisation_id", "categories"],
-        "properties": {"grantee_organisation_id": UUID, "categories": {"type": "array", "minItems": 1, "maxItems": 5,
-                       "items": {"type": "string", "enum": ["RECORD", "BUDGET", "MESSAGES", "APPOINTMENTS", "REMINDERS"]}}}},
+        "properties": {"grantee_organisation_id": UUID, "categories": {"type": "array", "minItems": 1, "maxItems": 5, "items": CATEGORY}}},
     "requests.InviteCarer": {"type": "object", "additionalProperties": False, "required": ["carer_email", "scopes"],
         "properties": {"carer_email": EMAIL, "scopes": {"type": "array", "minItems": 1, "maxItems": 5, "items": {
             "type": "object", "additionalProperties": False, "required": ["category"],
-            "properties": {"category": {"type": "string", "enum": ["RECORD", "BUDGET", "MESSAGES", "APPOINTMENTS", "REMINDERS"]},
-                           "write": {"type": "boolean"}}}}}},
+            "properties": {"category": CATEGORY, "write": {"type": "boolean"}}}}}},
     "requests.AcceptCarerInvitation": {"type": "object", "additionalProperties": False, "required": ["invitation_code"],
         "properties": {"invitation_code": {"type": "string", "minLength": 1, "maxLength": 100}}},
     "requests.GoalProgress": {"type": "object", "additionalProperties": False, "required": ["percent"],
-        "properties": {"percent": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100}, "note": TEXT(5000)}},
+        "properties": {"percent": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100}, "note": OPTIONAL_TEXT(5000, multiline=True)}},
     "requests.Allocate": {"type": "object", "additionalProperties": False, "required": ["amount_pence"],
-        "properties": {"amount_pence": AMOUNT, "memo": TEXT(500)}},
+        "properties": {"amount_pence": AMOUNT, "memo": OPTIONAL_TEXT(500)}},
     "requests.PostInvoice": {"type": "object", "additionalProperties": False,
         "required": ["provider_organisation_id", "amount_pence", "invoice_reference", "service_start"],
         "properties": {"provider_organisation_id": UUID, "amount_pence": AMOUNT, "invoice_reference": TEXT(100),
-                       "service_start": PAST_DATE, "memo": TEXT(500),
+                       "service_start": DATE, "service_end": OPTIONAL_DATE, "memo": OPTIONAL_TEXT(500),
                        "care": {"type": "object", "additionalProperties": False,
-                                "properties": {"eligible": {"type": "boolean", "const": False}}}}},
+                                "description": "Care-cap facts: eligible care counts toward the cap at the council rate; daily living costs never do.",
+                                "properties": {"eligible": {"type": "boolean"}, "council_rate_pence": PENCE, "daily_living_pence": PENCE}}}},
     "requests.CreateBudget": {"type": "object", "additionalProperties": False, "required": ["funder_organisation_id", "name"],
-        "properties": {"funder_organisation_id": UUID, "name": TEXT(200),
-                       "overdraft_limit_pence": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 10000000000}}},
+        "properties": {"funder_organisation_id": UUID, "name": TEXT(200), "overdraft_limit_pence": PENCE,
+                       "period_start": OPTIONAL_DATE, "period_end": OPTIONAL_DATE}},
     "requests.CreateOrganisation": {"type": "object", "additionalProperties": False, "required": ["name", "kind"],
         "properties": {"name": TEXT(200), "kind": {"type": "string", "enum": ["GP_PRACTICE", "PHARMACY", "HOME_CARE_AGENCY", "HOSPITAL", "COUNCIL", "CARE_HOME", "OTHER"]}}},
     "requests.CreateProfessional": {"type": "object", "additionalProperties": False,
@@ -105,7 +156,7 @@ def problem_response(description):
             "content": {"application/problem+json": {"schema": ref("Problem")}}}
 
 def op(op_id, summary, tag, success, schema, request=None, params=(), secured=True, status="200", content_type="application/json",
-       extra_success=None, idempotent_header=False, query=()):
+       extra_success=None, idempotent_header=False, query=(), body_required=True):
     responses = {}
     success_content = {content_type: {"schema": schema}} if schema is not None else None
     responses[status] = {"description": success, "headers": {"X-Request-Id": {"schema": {"type": "string"}}}}
@@ -113,7 +164,7 @@ def op(op_id, summary, tag, success, schema, request=None, params=(), secured=Tr
     if extra_success:
         responses[status]["content"].update(extra_success)
     for code, description in ERRORS.items():
-        if code == "401" and not secured: continue
+        if code == "401" and op_id == "register": continue  # sign-in and refresh answer 401 for bad credentials
         responses[code] = {"$ref": "#/components/responses/Problem" + code}
     operation = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
     parameters = []
@@ -127,15 +178,16 @@ def op(op_id, summary, tag, success, schema, request=None, params=(), secured=Tr
                            "description": "Makes the call safe to repeat: the same key and body return the original result."})
     if parameters: operation["parameters"] = parameters
     if request:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(request)}}}
+        operation["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": ref(request)}}}
     if not secured:
         operation["security"] = []
     return operation
 
 Q = lambda name, schema, description="": {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 PAGE = lambda mx: Q("page_size", {"type": "integer", "minimum": 1, "maximum": mx}, "How many items (default 50).")
-CURSOR = Q("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"}, "From the previous page's next_cursor.")
-PURPOSE = Q("purpose", {"type": "string", "maxLength": 200}, "Why you are looking (shown in the person's access log).")
+CURSOR = lambda pattern: Q("cursor", {"type": "string", "pattern": pattern, "x-expectation": "is not a cursor from a previous page"},
+                          "The previous page's next_cursor (opaque).")
+PURPOSE = Q("purpose", OPTIONAL_TEXT(200), "Why you are looking (shown in the person's access log).")
 
 paths = {}
 def add(path, method, operation):
@@ -147,8 +199,8 @@ add("/v1/auth/register", "post", op("register", "Register as a service user or c
 add("/v1/auth/sign-in", "post", op("signIn", "Sign in with e-mail and password", "auth", "Signed in.",
     ref("identity.SignInResponse"), "requests.SignIn", secured=False))
 add("/v1/auth/refresh", "post", op("refresh", "Exchange a refresh token (body or cookie) for a new pair", "auth",
-    "A new token pair; the old refresh token is spent.", ref("identity.SignInResponse"), "requests.Refresh", secured=False))
-add("/v1/auth/sign-out", "post", op("signOut", "Sign out this session", "auth", "Signed out.", None, "requests.SignOut", status="204"))
+    "A new token pair; the old refresh token is spent.", ref("identity.SignInResponse"), "requests.Refresh", secured=False, body_required=False))
+add("/v1/auth/sign-out", "post", op("signOut", "Sign out this session", "auth", "Signed out.", None, "requests.SignOut", status="204", body_required=False))
 add("/v1/me", "get", op("getMe", "Your account", "me", "Your account.", ref("identity.Account")))
 add("/v1/me/password", "put", op("changePassword", "Change your password (signs out other sessions)", "me", "Changed; a fresh session.",
     ref("identity.SignInResponse"), "requests.ChangePassword"))
@@ -162,7 +214,7 @@ for prefix, suffix, params, tag in [("/v1/me", "Mine", (), "my record"), ("/v1/p
     add(prefix + "/record/entries", "get", op("listRecordEntries" + suffix, "Record entries, newest first", tag, "A page of entries.",
         ref("records.ListEntriesResponse"), params=params, query=[
             Q("kind", {"type": "string", "enum": ["condition", "medication", "allergy", "encounter", "observation", "care_plan", "goal", "note", "document_reference"]}),
-            Q("from", DATE), Q("to", DATE), PAGE(200), CURSOR, PURPOSE]))
+            Q("from", DATE), Q("to", DATE), PAGE(200), CURSOR("^[A-Za-z0-9_-]{1,400}$"), PURPOSE]))
     add(prefix + "/record/entries", "post", op("addRecordEntry" + suffix, "Add an entry", tag, "Added.", ref("records.Entry"),
         "requests.EntryInput", params=params, status="201", query=[PURPOSE]))
     add(prefix + "/record/medications", "get", op("listMedications" + suffix, "Current medications with refill dates", tag, "Medications.",
@@ -180,7 +232,7 @@ add("/v1/me/record/entries/{entry_id}/history", "get", op("getRecordEntryHistory
 add("/v1/me/record/goals/{entry_id}/progress", "post", op("addGoalProgress", "Record progress on a goal", "my record", "Recorded.",
     ref("records.GoalProgress"), "requests.GoalProgress", params=("entry_id",), status="201"))
 add("/v1/me/record/access-log", "get", op("listRecordAccessLog", "Who looked at or changed your record", "my record", "A page of the access log.",
-    ref("records.ListAccessLogResponse"), query=[PAGE(200), Q("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"})]))
+    ref("records.ListAccessLogResponse"), query=[PAGE(200), CURSOR("^[1-9][0-9]{0,17}$")]))
 add("/v1/me/record/fhir", "get", op("exportRecordFhir", "Your record as a FHIR R4 Bundle", "my record", "A FHIR R4 Bundle.",
     {"type": "object", "properties": {"resourceType": {"const": "Bundle"}}, "required": ["resourceType"]}, content_type="application/fhir+json"))
 
@@ -200,7 +252,7 @@ add("/v1/me/carers/{grant_id}", "delete", op("revokeCarerAccess", "End a carer's
 add("/v1/budgets/{budget_id}", "get", op("getBudget", "A budget", "budgets", "The budget.", ref("ledger.Budget"), params=("budget_id",)))
 add("/v1/budgets/{budget_id}/transactions", "get", op("listBudgetTransactions", "A budget's transactions, newest first", "budgets",
     "A page of transactions.", ref("ledger.ListTransactionsResponse"), params=("budget_id",),
-    query=[PAGE(500), Q("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"})]))
+    query=[PAGE(500), CURSOR("^[1-9][0-9]{0,17}$")]))
 add("/v1/budgets/{budget_id}/statement", "get", op("getBudgetStatement", "A statement: JSON with a chart series, or CSV with ?format=csv",
     "budgets", "The statement.", ref("ledger.ExportStatementResponse"), params=("budget_id",),
     query=[Q("format", {"type": "string", "enum": ["json", "csv"]}), Q("from", DATE), Q("to", DATE)],
@@ -231,6 +283,25 @@ add("/v1/admin/care-relationships", "post", op("assignCareRelationship", "Assign
     "Assigned.", ref("identity.CareRelationship"), "requests.AssignCareRelationship", status="201"))
 add("/v1/admin/care-relationships/{relationship_id}", "delete", op("endCareRelationship", "End a care relationship", "admin", "Ended.",
     ref("identity.CareRelationship"), params=("relationship_id",)))
+
+# Links: where a created resource's id feeds other operations (clients and stateful
+# tests follow them).
+LINKS = {
+    "createOrganisation": {"organisation_id": "$response.body#/id", "ops": ["createProfessional", "createProviderClient"]},
+    "addRecordEntryMine": {"entry_id": "$response.body#/id", "ops": ["getRecordEntry", "getRecordEntryHistory", "addGoalProgress"]},
+    "grantConsent": {"consent_id": "$response.body#/id", "ops": ["revokeConsent"]},
+    "inviteCarer": {"grant_id": "$response.body#/grant/id", "ops": ["revokeCarerAccess"]},
+    "assignCareRelationship": {"relationship_id": "$response.body#/id", "ops": ["endCareRelationship"]},
+    "createBudget": {"budget_id": "$response.body#/id",
+                     "ops": ["getBudget", "listBudgetTransactions", "getBudgetStatement", "allocateToBudget", "postInvoice"]},
+}
+by_id = {operation["operationId"]: operation for methods in paths.values() for operation in methods.values()}
+for source, link in LINKS.items():
+    operation = by_id[source]
+    success = next(code for code in operation["responses"] if code.startswith("2"))
+    parameter = next(key for key in link if key != "ops")
+    operation["responses"][success]["links"] = {
+        target[0].upper() + target[1:]: {"operationId": target, "parameters": {parameter: link[parameter]}} for target in link["ops"]}
 
 schemas = dict(SCHEMAS)
 schemas.update(REQUESTS)

@@ -1,6 +1,7 @@
 import Auth
 import Contracts
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
@@ -44,10 +45,15 @@ public enum GatewayServiceApp {
     /// The router with every route, and the table of documented routes.
     public static func makeRouter(api: API, logger: Logger) throws -> (Router<GatewayContext>, [RouteSpec]) {
         let router = Router(context: GatewayContext.self)
-        router.add(middleware: GatewayMiddleware(settings: api.settings, logger: logger))
-        var registrar = Registrar(router: router)
+        let documentData = try openAPIDocument()
+        let rules = try OperationRules.load(from: documentData)
+        // A first pass learns the route table, which the middleware needs for 405 answers.
+        var probe = Registrar(router: Router(context: GatewayContext.self), api: api, rules: rules)
+        api.register(on: &probe)
+        router.add(middleware: GatewayMiddleware(settings: api.settings, logger: logger, methods: MethodTable(specs: probe.specs)))
+        var registrar = Registrar(router: router, api: api, rules: rules)
         api.register(on: &registrar)
-        let document = ByteBuffer(data: try openAPIDocument())
+        let document = ByteBuffer(data: documentData)
         router.get("/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "public, max-age=300"],
                      body: .init(byteBuffer: document))

@@ -12,6 +12,7 @@ struct GatewayMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let settings: GatewaySettings
     let logger: Logger
+    let methods: MethodTable
 
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
         var context = context
@@ -30,7 +31,19 @@ struct GatewayMiddleware: RouterMiddleware {
             } catch let error as RPCError {
                 response = Problem(error).response(requestID: context.requestID)
             } catch let error as HTTPError {
-                response = Self.problem(for: error).response(requestID: context.requestID)
+                // The router found no route: if the path is known, the method is the problem.
+                if error.status == .notFound, let allow = methods.allowed(request.uri.path) {
+                    if request.method == .options {
+                        response = Response(status: .noContent, headers: [.allow: allow])
+                    } else {
+                        var problem = Problem(status: .methodNotAllowed, type: "method-not-allowed", title: "Method Not Allowed",
+                                              detail: "this resource answers \(allow)")
+                        problem.headers[.allow] = allow
+                        response = problem.response(requestID: context.requestID)
+                    }
+                } else {
+                    response = Self.problem(for: error).response(requestID: context.requestID)
+                }
             } catch {
                 logger.error("unhandled error", metadata: ["request_id": "\(context.requestID)", "error": "\(type(of: error))"])
                 response = Problem(status: .internalServerError, type: "internal", title: "Internal Server Error",
@@ -91,6 +104,29 @@ struct GatewayMiddleware: RouterMiddleware {
             return Problem(status: error.status, type: "http-\(error.status.code)", title: error.status.reasonPhrase,
                            detail: error.status.reasonPhrase)
         }
+    }
+}
+
+/// Which methods each documented path answers, for 405 responses with `Allow`.
+struct MethodTable: Sendable {
+    private let entries: [(segments: [Substring?], allow: String)]
+
+    init(specs: [RouteSpec]) {
+        var byPath: [String: Set<String>] = [:]
+        for spec in specs { byPath[spec.path, default: []].insert(spec.method) }
+        entries = byPath.map { path, methods in
+            let segments = path.split(separator: "/").map { $0.hasPrefix(":") ? nil : $0 }
+            let allow = (methods.contains("GET") ? methods.union(["HEAD"]) : methods).union(["OPTIONS"]).sorted().joined(separator: ", ")
+            return (segments, allow)
+        }
+    }
+
+    /// The Allow header for a path some route answers, or nil if no route has this path.
+    func allowed(_ path: String) -> String? {
+        let parts = path.split(separator: "/")
+        return entries.first { entry in
+            entry.segments.count == parts.count && zip(entry.segments, parts).allSatisfy { $0 == nil || $0 == $1 }
+        }?.allow
     }
 }
 

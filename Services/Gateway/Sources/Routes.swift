@@ -6,19 +6,36 @@ import Hummingbird
 import NIOCore
 import RPC
 
-/// Registers routes and remembers them for the OpenAPI consistency test.
+/// Registers routes and remembers them for the OpenAPI consistency test. Every route is
+/// wrapped so that, before its handler runs, the caller is authenticated (where the
+/// document says the operation is secured) and the request is checked against the
+/// operation's parameters and body schema from the OpenAPI document.
 struct Registrar {
     let router: Router<GatewayContext>
+    let api: API
+    let rules: [String: OperationRules]
     private(set) var specs: [RouteSpec] = []
 
-    init(router: Router<GatewayContext>) {
+    init(router: Router<GatewayContext>, api: API, rules: [String: OperationRules]) {
         self.router = router
+        self.api = api
+        self.rules = rules
     }
 
     mutating func add(_ method: HTTPRequest.Method, _ path: String, _ operationID: String,
                       _ handler: @escaping @Sendable (Request, GatewayContext) async throws -> Response) {
         specs.append(RouteSpec(method: method.rawValue, path: path, operationID: operationID))
-        router.on(RouterPath(path), method: method, use: handler)
+        guard let rules = rules[operationID] else {
+            // A route the document does not describe: the consistency test fails on it.
+            router.on(RouterPath(path), method: method, use: handler)
+            return
+        }
+        let api = self.api
+        router.on(RouterPath(path), method: method) { request, context in
+            if rules.secured { _ = try await api.caller(request) }
+            let checked = try await rules.validate(request, context: context, maxBodyBytes: api.settings.maxBodyBytes)
+            return try await handler(checked, context)
+        }
     }
 }
 
@@ -36,6 +53,16 @@ extension API {
     static func created(_ message: some SwiftProtobuf.Message) throws -> Response { try ProtoJSON.response(message, status: .created) }
     static func ok(_ message: some SwiftProtobuf.Message) throws -> Response { try ProtoJSON.response(message) }
     static var noContent: Response { Response(status: .noContent) }
+
+    /// For routes whose budget is in the path: the ledger calls an unknown budget bad input
+    /// (INVALID_ARGUMENT on budget_id); over HTTP the resource in the path does not exist.
+    static func budgetInPath(_ call: () async throws -> Response) async throws -> Response {
+        do {
+            return try await call()
+        } catch let error as RPCError where error.code == .invalidArgument && error.metadata[MetadataKey.field] == "budget_id" {
+            throw Problem(status: .notFound, type: "not-found", title: "Not Found", detail: "no such budget")
+        }
+    }
 
     // MARK: - Auth
 
@@ -57,7 +84,10 @@ extension API {
         r.add(.post, "/v1/auth/refresh", "refresh") { request, context in
             var body = try await api.body(request, context, Wholecare_Identity_V1_RefreshRequest.self)
             if body.refreshToken.isEmpty, let cookie = request.cookies[Credentials.refreshCookie]?.value { body.refreshToken = cookie }
-            guard !body.refreshToken.isEmpty else { throw Problem.badRequest("refresh_token is required", field: "refresh_token") }
+            guard !body.refreshToken.isEmpty else {
+                throw Problem(status: .unauthorized, type: "unauthenticated", title: "Unauthorized",
+                              detail: "no refresh token (in the body or the wc_refresh cookie); sign in again")
+            }
             let session = try await api.identity.refresh(body, options: api.options(request, context))
             return try api.sessionResponse(session, request: request, status: .ok)
         }
@@ -303,7 +333,7 @@ extension API {
             var body = try await api.body(request, context, Wholecare_Ledger_V1_AllocateRequest.self)
             body.budgetID = try api.pathID(context, "budget_id")
             body.idempotencyKey = key
-            return try API.created(try await api.ledger.allocate(body, options: api.options(request, context, token: caller.token, idempotencyKey: key)))
+            return try await API.budgetInPath { try API.created(try await api.ledger.allocate(body, options: api.options(request, context, token: caller.token, idempotencyKey: key))) }
         }
         r.add(.post, "/v1/budgets/:budget_id/invoices", "postInvoice") { request, context in
             let caller = try await api.caller(request)
@@ -311,7 +341,7 @@ extension API {
             var body = try await api.body(request, context, Wholecare_Ledger_V1_PostInvoiceRequest.self)
             body.budgetID = try api.pathID(context, "budget_id")
             body.idempotencyKey = key
-            return try API.created(try await api.ledger.postInvoice(body, options: api.options(request, context, token: caller.token, idempotencyKey: key)))
+            return try await API.budgetInPath { try API.created(try await api.ledger.postInvoice(body, options: api.options(request, context, token: caller.token, idempotencyKey: key))) }
         }
     }
 
