@@ -231,7 +231,7 @@ let package = Package(
            // For the benchmark package (Tests/Benchmarks) and other Swift programs.
            .library(name: "WholeCareRPC", targets: ["RPC", "RPCTransport", "Contracts"]),
            .library(name: "WholeCareServices", targets: ["Auth", "Postgres", "WholeCareCrypto", "ServiceKit", "IdentityService",
-                                                         "RecordsService", "LedgerService"])],
+                                                         "RecordsService", "LedgerService", "GatewayService"])],
     dependencies: dependencies,
     targets: targets
 )

@@ -29,6 +29,8 @@ struct UpCommand: AsyncParsableCommand {
             if service.schema != nil { env["DATABASE_URL"] = fileEnv[service.name.uppercased() + "_DATABASE_URL"] }
             if let secret = fileEnv[service.name.uppercased() + "_SERVICE_CLIENT_SECRET"] { env["SERVICE_CLIENT_SECRET"] = secret }
             env["LOG_FORMAT"] = env["LOG_FORMAT"] ?? "text"
+            // Local development is plain HTTP on loopback: session cookies cannot be Secure there.
+            if service.name == "gateway" { env["GATEWAY_SECURE_COOKIES"] = env["GATEWAY_SECURE_COOKIES"] ?? "false" }
             let executable = URL(fileURLWithPath: binDir).appendingPathComponent(service.name).path
             guard FileManager.default.isExecutableFile(atPath: executable) else {
                 supervisor.stopAll()

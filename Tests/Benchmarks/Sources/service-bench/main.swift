@@ -113,6 +113,7 @@ switch CommandLine.arguments.dropFirst().first {
 case "identity": try await identityBench()
 case "ledger": try await ledgerBench(seconds: 10)
 case "records": try await recordsBench()
+case "gateway": try await gatewayBench(seconds: 10)
 case "tokens":
     let key = Ed25519.PrivateKey()
     let issuer = TokenIssuer(keyring: try SigningKeyring(keys: [("bench", key)]))
@@ -128,6 +129,6 @@ case "tokens":
     }.value
     print(perCall, "µs per first-sight verification")
 default:
-    print("usage: service-bench identity|ledger|records|tokens")
+    print("usage: service-bench identity|ledger|records|gateway|tokens")
     exit(2)
 }

@@ -1,0 +1,161 @@
+import Contracts
+import Foundation
+import GatewayService
+import Hummingbird
+import Logging
+import NIOCore
+import Postgres
+import RPC
+import RPCTransport
+
+/// `make bench-gateway`: an authenticated `GET /v1/me/record` (a person with 500 entries)
+/// through the real gateway, records and identity over loopback, driven by wrk at 1 and 64
+/// connections; next to (a) pgbench running the SQL that one summary request executes, at
+/// the same concurrency — the database's own limit for this route — and (b) a bare
+/// Hummingbird handler returning a fixed small JSON — the HTTP layer's limit.
+func gatewayBench(seconds: Int) async throws {
+    let suite = try await BenchSuite.start()
+    var logger = Logger(label: "bench.gateway")
+    logger.logLevel = .warning
+    func transport(_ port: Int) -> RPCClientTransport {
+        RPCClientTransport(configuration: RPCClientConfiguration(host: "127.0.0.1", port: port), logger: logger)
+    }
+    let identity = transport(suite.identityPort), records = transport(suite.recordsPort), ledger = transport(suite.ledgerPort)
+    try await seedEntries(suite: suite, records: Wholecare_Records_V1_Records.Client(RPCClient(channel: records)), count: 500)
+
+    let settings = GatewaySettings(identity: .init(host: "127.0.0.1", port: suite.identityPort),
+                                   records: .init(host: "127.0.0.1", port: suite.recordsPort),
+                                   ledger: .init(host: "127.0.0.1", port: suite.ledgerPort), authAttemptsPerMinute: 10_000)
+    let api = API(settings: settings, identity: identity, records: records, ledger: ledger, logger: logger)
+    let (router, _) = try GatewayServiceApp.makeRouter(api: api, logger: logger)
+    let gatewayPort = 18_480, barePort = 18_481
+    let gateway = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: gatewayPort)), logger: logger)
+    let bareRouter = Router()
+    let fixed = ByteBuffer(string: #"{"person_id":"3f1c2a4e-1111-4222-8333-944455556666","status":"ok","entries":3}"#)
+    bareRouter.get("/fixed") { _, _ in
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: fixed))
+    }
+    let bare = Application(router: bareRouter, configuration: .init(address: .hostname("127.0.0.1", port: barePort)), logger: logger)
+    let servers = Task {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await gateway.runService() }
+            group.addTask { try await bare.runService() }
+            try await group.waitForAll()
+        }
+    }
+    try await Task.sleep(for: .seconds(1))
+
+    // The SQL one summary request runs (records: details, active entries, latest entries,
+    // goal progress; identity: the care team), as one pgbench transaction.
+    let (identitySchema, recordsSchema) = (suite.schemas[0], suite.schemas[2])
+    let db = PostgresClient(configuration: PostgresConfiguration(connectionString: suite.adminURL, maxConnections: 1, searchPath: recordsSchema))
+    let goals = try await db.query("SELECT lineage_id::text AS id FROM entries WHERE kind = 'goal' AND status = 'active'")
+        .map { try $0.decode("id", as: String.self) }
+    await db.shutdown()
+    let person = suite.personID
+    let columns = """
+        id, lineage_id, version, person_id, kind, status, source_kind, source_organisation_id, author_id, author_display, \
+        effective_start, effective_end, effective_date::text AS effective_date, code_system, code, code_display, text_sealed, \
+        details::text AS details, next_refill_on::text AS next_refill_on, supersedes_id, superseded_by_id, error_reason_sealed, recorded_at
+        """
+    let script = """
+        SELECT person_id, version, sealed, source_kind, updated_by_id, updated_by_display, updated_at FROM \(recordsSchema).person_details WHERE person_id = '\(person)' ORDER BY version DESC LIMIT 1;
+        SELECT \(columns) FROM \(recordsSchema).entries WHERE person_id = '\(person)' AND status = 'active' AND kind IN ('condition', 'medication', 'allergy', 'goal') ORDER BY effective_date DESC, recorded_at DESC;
+        SELECT \(columns) FROM \(recordsSchema).entries WHERE person_id = '\(person)' AND status <> 'superseded' ORDER BY effective_date DESC, recorded_at DESC, id DESC LIMIT 10;
+        SELECT DISTINCT ON (goal_lineage_id) id, goal_lineage_id, percent, note_sealed, source_kind, author_id, author_display, recorded_at FROM \(recordsSchema).goal_progress WHERE goal_lineage_id = ANY('{\(goals.joined(separator: ","))}'::uuid[]) ORDER BY goal_lineage_id, recorded_at DESC;
+        SELECT r.id, r.person_id, r.professional_id, r.organisation_id, r.role, r.started_at, r.ended_at, pro.display_name AS professional_name, person.display_name AS person_name FROM \(identitySchema).care_relationships r JOIN \(identitySchema).accounts pro ON pro.id = r.professional_id JOIN \(identitySchema).accounts person ON person.id = r.person_id WHERE r.person_id = '\(person)' AND r.ended_at IS NULL ORDER BY r.role, pro.display_name;
+
+        """
+    let scriptPath = FileManager.default.temporaryDirectory.appendingPathComponent("summary-\(UUID().uuidString).sql").path
+    try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
+    defer { unlink(scriptPath) }
+
+    let summaryURL = "http://127.0.0.1:\(gatewayPort)/v1/me/record"
+    let check = try spawnUnmasked("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H", "Authorization: Bearer \(suite.person)", summaryURL])
+    let checkParts = check.split(separator: " ")
+    guard checkParts.first == "200" else {
+        print("the summary route answered \(check), not 200; not measuring")
+        servers.cancel()
+        await suite.cleanup()
+        exit(1)
+    }
+    var rows: [(String, WrkResult, WrkResult)] = []
+    let summary1 = try wrk(summaryURL, connections: 1, seconds: seconds, token: suite.person)
+    let summary64 = try wrk(summaryURL, connections: 64, seconds: seconds, token: suite.person)
+    rows.append(("GET /v1/me/record through the gateway (500 entries)", summary1, summary64))
+    let sql1 = try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 1, seconds: seconds)
+    let sql64 = try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 64, seconds: seconds)
+    rows.append(("(a) pgbench: the summary's SQL, one transaction per request", sql1, sql64))
+    let bare1 = try wrk("http://127.0.0.1:\(barePort)/fixed", connections: 1, seconds: seconds, token: nil)
+    let bare64 = try wrk("http://127.0.0.1:\(barePort)/fixed", connections: 64, seconds: seconds, token: nil)
+    rows.append(("(b) bare Hummingbird handler, fixed small JSON", bare1, bare64))
+
+    servers.cancel()
+    _ = try? await servers.value
+    for t in [identity, records, ledger] { await t.close() }
+    await suite.cleanup()
+
+    print("| \(seconds) s each, loopback, 2 cores shared by client and server | 1 conn req/s | 1 conn p99 | 64 conn req/s | 64 conn p99 |")
+    print("|---|---:|---:|---:|---:|")
+    for (name, one, many) in rows {
+        print("| \(name) | \(Int(one.rate)) | \(String(format: "%.2f", one.p99)) ms | \(Int(many.rate)) | \(String(format: "%.2f", many.p99)) ms |")
+    }
+    print("")
+    print("- summary route ÷ its SQL in pgbench at 64: **\(String(format: "%.0f", summary64.rate / sql64.rate * 100))%** (target ≥ 50%)")
+    print("- summary route p99 at 64 connections: **\(String(format: "%.1f", summary64.p99)) ms** (target < 25 ms)")
+    print("- summary route ÷ bare handler at 64: \(String(format: "%.0f", summary64.rate / bare64.rate * 100))%")
+    print("- one summary response: \(checkParts.last ?? "?") bytes of JSON (\(goals.count) active goals of 500 entries)")
+}
+
+struct WrkResult {
+    let rate: Double
+    /// 99th percentile latency, milliseconds.
+    let p99: Double
+}
+
+/// wrk with latency percentiles; 1 thread for one connection, 2 threads otherwise.
+func wrk(_ url: String, connections: Int, seconds: Int, token: String?) throws -> WrkResult {
+    var arguments = ["-t", String(min(connections, 2)), "-c", String(connections), "-d", "\(seconds)s", "--latency"]
+    if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
+    let output = try spawnUnmasked("/usr/bin/wrk", arguments + [url])
+    let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+    if let errors = lines.first(where: { $0.hasPrefix("Non-2xx") || $0.hasPrefix("Socket errors") }) {
+        print("wrk \(url) -c \(connections): \(errors)")
+    }
+    let rate = Double(lines.first { $0.hasPrefix("Requests/sec:") }?.split(separator: " ").last ?? "") ?? 0
+    let p99 = lines.first { $0.hasPrefix("99%") }.map { parseDuration(String($0.split(separator: " ").last ?? "")) } ?? .nan
+    return WrkResult(rate: rate, p99: p99)
+}
+
+/// "812.00us", "12.34ms", "1.02s" → milliseconds.
+func parseDuration(_ text: String) -> Double {
+    for (suffix, scale) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0)] where text.hasSuffix(suffix) {
+        return (Double(text.dropLast(suffix.count)) ?? .nan) * scale
+    }
+    return .nan
+}
+
+/// pgbench with a custom script, prepared statements, reporting per-script-run rate and
+/// the p99 of its latency (from the per-transaction log).
+func pgbenchScript(adminURL: String, script: String, clients: Int, seconds: Int) throws -> WrkResult {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pgbench-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let prefix = directory.appendingPathComponent("log").path
+    let output = try spawnUnmasked("/usr/lib/postgresql/15/bin/pgbench", [
+        "-n", "-M", "prepared", "-f", script, "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds),
+        "-l", "--log-prefix", prefix, adminURL,
+    ])
+    let line = output.split(separator: "\n").first { $0.hasPrefix("tps =") } ?? ""
+    let rate = Double(line.split(separator: " ").dropFirst(2).first ?? "") ?? 0
+    // Log lines: client_id transaction_no time_us script_no time_epoch time_us.
+    var latencies: [Double] = []
+    for file in try FileManager.default.contentsOfDirectory(atPath: directory.path) {
+        let text = try String(contentsOfFile: directory.appendingPathComponent(file).path, encoding: .utf8)
+        for row in text.split(separator: "\n") {
+            let fields = row.split(separator: " ")
+            if fields.count >= 3, let micros = Double(fields[2]) { latencies.append(micros / 1000) }
+        }
+    }
+    return WrkResult(rate: rate, p99: latencies.isEmpty ? .nan : percentile(latencies, 0.99))
+}
