@@ -28,7 +28,8 @@ struct SeedCommand: AsyncParsableCommand {
 
 /// The demo: a council with a care coordinator, a GP practice with a GP, a home-care
 /// agency with a provider-system client, a service user with a carer, care
-/// relationships and consent. Safe to run again: existing things are reused.
+/// relationships and consent, record entries, and a funded budget with invoices posted by
+/// the provider system. Safe to run again: existing things are reused.
 struct DemoSeed {
     let environment: [String: String]
     /// Remembers ids and the provider client's secret (shown once by identity).
@@ -148,6 +149,94 @@ struct DemoSeed {
         state["person.pat"] = pat.id
         state["organisation.agency"] = agency
         state["organisation.council"] = council
+        try saveState(state)
+
+        // Pat's record: what the coordinator, the GP and Pat wrote (once).
+        func client(_ name: String, _ port: Int) -> RPCClientTransport {
+            let parts = env.string("\(name.uppercased())_ADDRESS", default: "127.0.0.1:\(port)").split(separator: ":")
+            return RPCClientTransport(configuration: RPCClientConfiguration(host: String(parts[0]), port: Int(parts.last ?? "") ?? port))
+        }
+        let recordsTransport = client("records", ServiceCatalog.records.defaultPort)
+        let ledgerTransport = client("ledger", ServiceCatalog.ledger.defaultPort)
+        defer { Task { await recordsTransport.close(); await ledgerTransport.close() } }
+        let records = Wholecare_Records_V1_Records.Client(RPCClient(channel: recordsTransport))
+        let ledger = Wholecare_Ledger_V1_Ledger.Client(RPCClient(channel: ledgerTransport))
+        let today = CalendarDate(Date())
+        if state["records.seeded"] == nil {
+            func entry(_ token: String, _ kind: Wholecare_Records_V1_EntryKind, daysAgo: Int, _ text: String,
+                       _ fill: (inout Wholecare_Records_V1_EntryInput) -> Void = { _ in }) async throws {
+                var request = Wholecare_Records_V1_AddEntryRequest()
+                request.personID = pat.id
+                request.entry.kind = kind
+                request.entry.effectiveStart = today.adding(days: -daysAgo).description
+                request.entry.text = text
+                fill(&request.entry)
+                request.purpose = "Demo data"
+                _ = try await records.addEntry(request, options: bearer(token))
+            }
+            try await entry(gp.token, .condition, daysAgo: 900, "Type 2 diabetes, diet and metformin controlled.") {
+                $0.code.display = "Type 2 diabetes mellitus"
+            }
+            try await entry(gp.token, .medication, daysAgo: 20, "Take with breakfast and evening meal.") {
+                $0.medication.name = "Metformin 500 mg tablets"
+                $0.medication.dose = "one tablet"
+                $0.medication.dosesPerDay = 2
+                $0.medication.quantitySupplied = 56
+                $0.medication.suppliedOn = today.adding(days: -20).description
+            }
+            try await entry(gp.token, .allergy, daysAgo: 2000, "Rash as a child.") {
+                $0.allergy.substance = "Penicillin"
+                $0.allergy.severity = "moderate"
+            }
+            try await entry(coordinator.token, .carePlan, daysAgo: 60,
+                            "Home care visits each morning (washing, dressing, breakfast); weekly day centre on Thursdays.")
+            try await entry(coordinator.token, .goal, daysAgo: 60, "Pat wants to get to the shops on their own again.") {
+                $0.goal.target = "Walk to the corner shop and back unaided"
+                $0.goal.agreedWithCoordinator = true
+            }
+            try await entry(coordinator.token, .encounter, daysAgo: 7, "Review visit at home. Pat is managing well; carer Sam present.")
+            try await entry(pat.token, .observation, daysAgo: 1, "Morning weight.") {
+                $0.observation.value.value = 72.4
+                $0.observation.value.unit = "kg"
+            }
+            try await entry(pat.token, .note, daysAgo: 0, "Knee is sore on the stairs; ask about physiotherapy at the next review.")
+            state["records.seeded"] = "yes"
+            try saveState(state)
+        }
+
+        // Pat's personal budget from the council, funded, with two care invoices posted
+        // by the agency's provider system (idempotency keys make re-runs harmless).
+        var budgetRequest = Wholecare_Ledger_V1_CreateBudgetRequest()
+        budgetRequest.personID = pat.id
+        budgetRequest.funderOrganisationID = council
+        budgetRequest.name = "Personal budget"
+        budgetRequest.idempotencyKey = "demo-budget-pat"
+        let budget = try await ledger.createBudget(budgetRequest, options: bearer(coordinator.token))
+        var allocation = Wholecare_Ledger_V1_AllocateRequest()
+        allocation.budgetID = budget.id
+        allocation.amountPence = 1_250_000
+        allocation.memo = "Annual allocation"
+        allocation.idempotencyKey = "demo-allocation-pat"
+        _ = try await ledger.allocate(allocation, options: bearer(coordinator.token))
+        var clientSignIn = Wholecare_Identity_V1_SignInClientRequest()
+        clientSignIn.clientID = state["provider.client_id"] ?? ""
+        clientSignIn.clientSecret = state["provider.client_secret"] ?? ""
+        let providerToken = try await api.signInClient(clientSignIn).accessToken
+        for (week, amount) in [(2, 48_000), (1, 51_500)] {
+            var invoice = Wholecare_Ledger_V1_PostInvoiceRequest()
+            invoice.budgetID = budget.id
+            invoice.providerOrganisationID = agency
+            invoice.amountPence = Int64(amount)
+            invoice.invoiceReference = "SUN-\(1000 + week)"
+            invoice.serviceStart = today.adding(days: -7 * week).description
+            invoice.serviceEnd = today.adding(days: -7 * week + 6).description
+            invoice.memo = "Home care, morning visits"
+            invoice.care.eligible = true
+            invoice.care.councilRatePence = Int64(amount) - 4_000
+            invoice.idempotencyKey = "demo-invoice-\(week)"
+            _ = try await ledger.postInvoice(invoice, options: bearer(providerToken))
+        }
+        state["budget.pat"] = budget.id
         try saveState(state)
 
         return [

@@ -15,6 +15,7 @@ public struct EchoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
     public func sleep(request: Wholecare_Diagnostics_V1_SleepRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_SleepResponse {
         var response = Wholecare_Diagnostics_V1_SleepResponse()
         EchoService.sleepsStarted.increment()
+        EchoService.startedDurations.insert(request.milliseconds)
         do {
             try await Task.sleep(for: .milliseconds(Int(request.milliseconds)))
         } catch {
@@ -34,6 +35,17 @@ public struct EchoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
     public static let cancellations = Counter()
     /// How many Sleep calls have started (so tests can wait until one is in flight).
     public static let sleepsStarted = Counter()
+
+    /// The durations of Sleep calls that have started, so a test can wait for its own call
+    /// (by asking for a duration no other test uses) while other tests run in parallel.
+    public static let startedDurations = DurationSet()
+
+    public final class DurationSet: @unchecked Sendable {
+        private let lock = NSLock()
+        private var values: Set<UInt32> = []
+        public func insert(_ value: UInt32) { _ = lock.withLock { values.insert(value) } }
+        public func contains(_ value: UInt32) -> Bool { lock.withLock { values.contains(value) } }
+    }
 
     public final class Counter: @unchecked Sendable {
         private let lock = NSLock()

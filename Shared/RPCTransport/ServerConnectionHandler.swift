@@ -3,7 +3,8 @@ import Logging
 import NIOCore
 import RPC
 
-/// One server-side connection: checks the hello, starts a task per request, routes
+/// One server-side connection: checks the hello, starts a task per request (at most
+/// `maxConcurrentCallsPerConnection` at once; the rest wait in arrival order), routes
 /// cancels and pings, writes responses (coalescing flushes), applies backpressure, and
 /// drains on shutdown. Lives on its channel's event loop.
 final class ServerConnectionHandler: ChannelDuplexHandler {
@@ -21,6 +22,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private var helloReceived = false
     private var helloTimer: Scheduled<Void>?
     private var calls: [UInt64: Task<Void, Never>] = [:]
+    /// Requests that arrived while the connection already ran its limit of calls (one
+    /// socket read can carry many frames); started in arrival order as calls finish.
+    /// Reading stops while any wait, so this holds at most one read's worth of frames.
+    private var waiting: [(id: UInt64, request: Wholecare_Rpc_V1_Request, arrival: ContinuousClock.Instant)] = []
+    private var waitingIDs: Set<UInt64> = []
     private var highestCallID: UInt64 = 0
     private var draining = false
     private var closing = false
@@ -60,6 +66,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         helloTimer?.cancel()
         for task in calls.values { task.cancel() }
         calls.removeAll()
+        waiting.removeAll()
+        waitingIDs.removeAll()
         context.fireChannelInactive()
     }
 
@@ -99,10 +107,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         }
         switch frame.kind {
         case .request(let request):
-            startCall(id: frame.callID, request: request, context: context)
+            receiveCall(id: frame.callID, request: request)
         case .cancel:
             if let task = calls.removeValue(forKey: frame.callID) {
                 task.cancel()
+                startWaitingCalls()
+                resumeReadingIfPossible()
+                closeIfDrained()
+            } else if waitingIDs.remove(frame.callID) != nil {
+                waiting.removeAll { $0.id == frame.callID }
                 resumeReadingIfPossible()
                 closeIfDrained()
             }
@@ -141,7 +154,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     func read(context: ChannelHandlerContext) {
         // Backpressure: while the connection has as many calls as it may run, do not ask
         // the socket for more; TCP flow control then slows the client down.
-        if calls.count >= configuration.maxConcurrentCallsPerConnection {
+        if calls.count + waiting.count >= configuration.maxConcurrentCallsPerConnection {
             readPending = true
         } else {
             context.read()
@@ -149,19 +162,21 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func resumeReadingIfPossible() {
-        guard readPending, calls.count < configuration.maxConcurrentCallsPerConnection, let context else { return }
+        guard readPending, calls.count + waiting.count < configuration.maxConcurrentCallsPerConnection, let context else { return }
         readPending = false
         context.read()
     }
 
     // MARK: - Calls
 
-    private func startCall(id: UInt64, request: Wholecare_Rpc_V1_Request, context: ChannelHandlerContext) {
+    /// A request frame: refused, started, or (at the concurrency limit) queued. Its
+    /// deadline runs from arrival, so time spent waiting counts against it.
+    private func receiveCall(id: UInt64, request: Wholecare_Rpc_V1_Request) {
         guard id != 0 else {
             fail(.invalidArgument, "call id 0 is reserved for connection frames")
             return
         }
-        guard calls[id] == nil else {
+        guard calls[id] == nil, !waitingIDs.contains(id) else {
             fail(.invalidArgument, "call id \(id) is already in flight on this connection")
             return
         }
@@ -170,8 +185,28 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             return
         }
         highestCallID = max(highestCallID, id)
-        let now = ContinuousClock.now
-        let deadline = request.timeoutMicros == 0 ? nil : now + .microseconds(Int64(clamping: request.timeoutMicros))
+        if calls.count < configuration.maxConcurrentCallsPerConnection && waiting.isEmpty {
+            startCall(id: id, request: request, arrival: .now)
+        } else {
+            waiting.append((id, request, .now))
+            waitingIDs.insert(id)
+        }
+    }
+
+    private func startWaitingCalls() {
+        var started = 0
+        while started < waiting.count, calls.count < configuration.maxConcurrentCallsPerConnection {
+            let next = waiting[started]
+            started += 1
+            waitingIDs.remove(next.id)
+            startCall(id: next.id, request: next.request, arrival: next.arrival)
+        }
+        if started > 0 { waiting.removeFirst(started) }
+    }
+
+    private func startCall(id: UInt64, request: Wholecare_Rpc_V1_Request, arrival: ContinuousClock.Instant) {
+        guard let context else { return }
+        let deadline = request.timeoutMicros == 0 ? nil : arrival + .microseconds(Int64(clamping: request.timeoutMicros))
         let metadata = Metadata(entries: request.metadata)
         // The context adds method and trace id to the logger only when something logs.
         let serverContext = ServerContext(
@@ -195,6 +230,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         // A cancelled call was already removed: its result is dropped.
         guard calls.removeValue(forKey: id) != nil else { return }
         respond(id: id, result)
+        startWaitingCalls()
         // Nothing else is running on this connection: there is nothing to batch with, so
         // send now rather than a loop tick later (this is most of a lone call's latency).
         if calls.isEmpty { flushIfNeeded() }
@@ -279,7 +315,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
-            if calls.isEmpty {
+            if calls.isEmpty && waiting.isEmpty {
                 sendGoAway(.ok, "idle timeout")
                 closing = true
                 context.close(promise: nil)
@@ -297,6 +333,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         closing = true
         for task in calls.values { task.cancel() }
         calls.removeAll()
+        waiting.removeAll()
+        waitingIDs.removeAll()
         context.close(promise: nil)
     }
 
@@ -323,7 +361,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func closeIfDrained() {
-        guard draining, calls.isEmpty, let context, !closing else { return }
+        guard draining, calls.isEmpty, waiting.isEmpty, let context, !closing else { return }
         closing = true
         flushIfNeeded()
         context.close(promise: nil)

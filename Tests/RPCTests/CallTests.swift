@@ -125,10 +125,9 @@ struct CallTests {
         let (client, transport) = test.client(retryPolicy: .none)
         _ = try await client.echo(echoRequest("connect first"))
         var sleep = Wholecare_Diagnostics_V1_SleepRequest()
-        sleep.milliseconds = 500
-        let started = EchoService.sleepsStarted.count
+        sleep.milliseconds = 517  // a duration no other test uses, so we wait for this very call
         let inFlight = Task { try await client.sleep(sleep) }
-        try await eventually { EchoService.sleepsStarted.count > started }  // the server is running it
+        try await eventually { EchoService.startedDurations.contains(517) }  // the server is running it
         await test.server.shutdown()
         // The call that was running completed normally.
         let response = try await inFlight.value
@@ -152,7 +151,7 @@ struct CallTests {
         let down = await #expect(throws: RPCError.self) { try await client.echo(echoRequest("down")) }
         #expect(down?.code == .unavailable)
         let second = try await TestServer.start { $0.port = port }
-        try await eventually(timeout: .seconds(5)) {
+        try await eventually(timeout: .seconds(20)) {
             (try? await client.echo(echoRequest("two")).text) == "two"
         }
         await transport.close()
@@ -225,7 +224,7 @@ struct CallTests {
 }
 
 /// Polls until a condition holds (or fails the test after the timeout).
-func eventually(timeout: Duration = .seconds(3), _ condition: () async throws -> Bool) async throws {
+func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return }

@@ -5,6 +5,13 @@
  *   wholecare-call HOST PORT methods             Health/ListMethods
  *   wholecare-call HOST PORT echo TEXT           Echo/Echo (test and benchmark servers)
  *   wholecare-call HOST PORT sleep MS            Echo/Sleep
+ *   wholecare-call HOST PORT sign-in CLIENT_ID   Identity/SignInClient (secret from
+ *                                                $WHOLECARE_CLIENT_SECRET); prints the access token
+ *   wholecare-call HOST PORT budget BUDGET_ID    Ledger/GetBudget; prints the balances
+ *   wholecare-call HOST PORT invoice BUDGET_ID   Ledger/PostInvoice with --provider ORG_ID
+ *       --amount PENCE --reference REF --start YYYY-MM-DD [--end YYYY-MM-DD]
+ *       [--council-rate PENCE] (the care meets eligible needs) [--daily-living PENCE]
+ *       --key IDEMPOTENCY_KEY; prints the transaction
  *
  * Options (after the command): --timeout MS, --token TOKEN (sent as "authorization:
  * Bearer TOKEN"; default $WHOLECARE_TOKEN).
@@ -18,9 +25,13 @@
 #include "wholecare_rpc.h"
 #include "wholecare/health/v1/health.pb-c.h"
 #include "wholecare/diagnostics/v1/echo.pb-c.h"
+#include "wholecare/identity/v1/identity.pb-c.h"
+#include "wholecare/ledger/v1/ledger.pb-c.h"
 
 static int usage(void) {
-    fprintf(stderr, "usage: wholecare-call HOST PORT (health|methods|echo TEXT|sleep MS) [--timeout MS] [--token TOKEN]\n");
+    fprintf(stderr, "usage: wholecare-call HOST PORT (health|methods|echo TEXT|sleep MS|sign-in CLIENT_ID|budget BUDGET_ID|"
+                    "invoice BUDGET_ID --provider ORG --amount PENCE --reference REF --start DATE [--end DATE] "
+                    "[--council-rate PENCE] [--daily-living PENCE] --key KEY) [--timeout MS] [--token TOKEN]\n");
     return 2;
 }
 
@@ -31,18 +42,31 @@ int main(int argc, char **argv) {
     const char *command = argv[3];
     const char *argument = NULL;
     int first_option = 4;
-    if (strcmp(command, "echo") == 0 || strcmp(command, "sleep") == 0) {
+    if (strcmp(command, "echo") == 0 || strcmp(command, "sleep") == 0 || strcmp(command, "sign-in") == 0 ||
+        strcmp(command, "budget") == 0 || strcmp(command, "invoice") == 0) {
         if (argc < 5) return usage();
         argument = argv[4];
         first_option = 5;
     }
     int timeout_ms = 10000;
     const char *token = getenv("WHOLECARE_TOKEN");
+    const char *provider = NULL, *reference = NULL, *start = NULL, *end = NULL, *key = NULL;
+    long long amount = 0, council_rate = -1, daily_living = 0;
     for (int i = first_option; i < argc; i++) {
-        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) timeout_ms = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--token") == 0 && i + 1 < argc) token = argv[++i];
+        int has_value = i + 1 < argc;
+        if (strcmp(argv[i], "--timeout") == 0 && has_value) timeout_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--token") == 0 && has_value) token = argv[++i];
+        else if (strcmp(argv[i], "--provider") == 0 && has_value) provider = argv[++i];
+        else if (strcmp(argv[i], "--amount") == 0 && has_value) amount = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--reference") == 0 && has_value) reference = argv[++i];
+        else if (strcmp(argv[i], "--start") == 0 && has_value) start = argv[++i];
+        else if (strcmp(argv[i], "--end") == 0 && has_value) end = argv[++i];
+        else if (strcmp(argv[i], "--council-rate") == 0 && has_value) council_rate = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--daily-living") == 0 && has_value) daily_living = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--key") == 0 && has_value) key = argv[++i];
         else return usage();
     }
+    if (strcmp(command, "invoice") == 0 && (!provider || !reference || !start || !key || amount <= 0)) return usage();
 
     char err[256];
     wc_conn *conn = wc_connect(host, port, 5000, err, sizeof err);
@@ -89,6 +113,42 @@ int main(int argc, char **argv) {
         request = malloc(request_len + 1);
         wholecare__diagnostics__v1__sleep_request__pack(&sleep, request);
         method = "wholecare.diagnostics.v1.Echo/Sleep";
+    } else if (strcmp(command, "sign-in") == 0) {
+        Wholecare__Identity__V1__SignInClientRequest sign_in = WHOLECARE__IDENTITY__V1__SIGN_IN_CLIENT_REQUEST__INIT;
+        const char *secret = getenv("WHOLECARE_CLIENT_SECRET");
+        sign_in.client_id = (char *)argument;
+        sign_in.client_secret = (char *)(secret ? secret : "");
+        request_len = wholecare__identity__v1__sign_in_client_request__get_packed_size(&sign_in);
+        request = malloc(request_len + 1);
+        wholecare__identity__v1__sign_in_client_request__pack(&sign_in, request);
+        method = "wholecare.identity.v1.Identity/SignInClient";
+    } else if (strcmp(command, "budget") == 0) {
+        Wholecare__Ledger__V1__GetBudgetRequest get = WHOLECARE__LEDGER__V1__GET_BUDGET_REQUEST__INIT;
+        get.budget_id = (char *)argument;
+        request_len = wholecare__ledger__v1__get_budget_request__get_packed_size(&get);
+        request = malloc(request_len + 1);
+        wholecare__ledger__v1__get_budget_request__pack(&get, request);
+        method = "wholecare.ledger.v1.Ledger/GetBudget";
+    } else if (strcmp(command, "invoice") == 0) {
+        Wholecare__Ledger__V1__PostInvoiceRequest invoice = WHOLECARE__LEDGER__V1__POST_INVOICE_REQUEST__INIT;
+        Wholecare__Ledger__V1__CareFacts care = WHOLECARE__LEDGER__V1__CARE_FACTS__INIT;
+        invoice.budget_id = (char *)argument;
+        invoice.provider_organisation_id = (char *)provider;
+        invoice.amount_pence = amount;
+        invoice.invoice_reference = (char *)reference;
+        invoice.service_start = (char *)start;
+        invoice.service_end = (char *)(end ? end : "");
+        invoice.idempotency_key = (char *)key;
+        if (council_rate >= 0) {
+            care.eligible = 1;
+            care.council_rate_pence = council_rate;
+            care.daily_living_pence = daily_living;
+            invoice.care = &care;
+        }
+        request_len = wholecare__ledger__v1__post_invoice_request__get_packed_size(&invoice);
+        request = malloc(request_len + 1);
+        wholecare__ledger__v1__post_invoice_request__pack(&invoice, request);
+        method = "wholecare.ledger.v1.Ledger/PostInvoice";
     } else {
         wc_close(conn);
         return usage();
@@ -120,6 +180,23 @@ int main(int argc, char **argv) {
         if (!r) { fprintf(stderr, "INTERNAL: undecodable response\n"); return WC_INTERNAL; }
         printf("%s\n", r->text);
         wholecare__diagnostics__v1__echo_response__free_unpacked(r, NULL);
+    } else if (strcmp(command, "sign-in") == 0) {
+        Wholecare__Identity__V1__SignInResponse *r = wholecare__identity__v1__sign_in_response__unpack(NULL, result.payload_len, result.payload);
+        if (!r) { fprintf(stderr, "INTERNAL: undecodable response\n"); return WC_INTERNAL; }
+        printf("%s\n", r->access_token);
+        wholecare__identity__v1__sign_in_response__free_unpacked(r, NULL);
+    } else if (strcmp(command, "budget") == 0) {
+        Wholecare__Ledger__V1__Budget *r = wholecare__ledger__v1__budget__unpack(NULL, result.payload_len, result.payload);
+        if (!r) { fprintf(stderr, "INTERNAL: undecodable response\n"); return WC_INTERNAL; }
+        printf("budget=%s allocated=%lld spent=%lld committed=%lld available=%lld\n", r->id, (long long)r->allocated_pence,
+               (long long)r->spent_pence, (long long)r->committed_pence, (long long)r->available_pence);
+        wholecare__ledger__v1__budget__free_unpacked(r, NULL);
+    } else if (strcmp(command, "invoice") == 0) {
+        Wholecare__Ledger__V1__Transaction *r = wholecare__ledger__v1__transaction__unpack(NULL, result.payload_len, result.payload);
+        if (!r) { fprintf(stderr, "INTERNAL: undecodable response\n"); return WC_INTERNAL; }
+        printf("transaction=%s kind=%s amount=%lld toward_cap=%lld\n", r->id, r->kind, (long long)r->amount_pence,
+               (long long)r->eligible_toward_cap_pence);
+        wholecare__ledger__v1__transaction__free_unpacked(r, NULL);
     } else {
         printf("slept\n");
     }
