@@ -15,7 +15,7 @@ WHOLECARE     = $(BIN_DIR)/wholecare
 
 # System packages a fresh Debian machine of this kind lacks (see docs/operations.md).
 APT_PACKAGES := pkg-config libpq-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
-                postgresql postgresql-contrib python3 python3-venv wrk
+                postgresql postgresql-contrib python3 python3-venv python3-yaml wrk docker-compose
 
 .PHONY: openapi help deps build build-release run test db db-stop proto bench bench-rpc bench-identity bench-ledger bench-records bench-gateway clean c-client
 

@@ -210,6 +210,12 @@ targets += [
         swiftSettings: swiftSettings
     ),
     .testTarget(
+        name: "IntegrationTests",
+        dependencies: ["ServiceKit", "TestSupport", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird")],
+        path: "Tests/IntegrationTests",
+        swiftSettings: swiftSettings
+    ),
+    .testTarget(
         name: "CryptoTests",
         dependencies: ["WholeCareCrypto"],
         path: "Tests/CryptoTests",

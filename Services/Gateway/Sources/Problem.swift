@@ -45,10 +45,17 @@ public struct Problem: Error, Sendable {
     }
 
     /// An RPC failure as a problem: the message is the service's (already safe) message,
-    /// except for internal errors, which say nothing.
+    /// except for internal errors, which say nothing, and for unavailable services and
+    /// expired deadlines, whose messages come from the transport and name internal hosts.
     public init(_ error: RPCError) {
         let (status, type) = Self.status(for: error.code)
-        let detail = status == .internalServerError ? "something went wrong on our side" : error.message
+        let detail: String
+        switch error.code {
+        case .unavailable: detail = "a service this request needs is unavailable; try again shortly"
+        case .deadlineExceeded: detail = "the request took too long to answer; try again shortly"
+        case _ where status == .internalServerError: detail = "something went wrong on our side"
+        default: detail = error.message
+        }
         self.init(status: status, type: type, title: status.reasonPhrase, detail: detail, field: error.metadata[MetadataKey.field])
         if let retry = error.metadata["retry-after"] { headers[.retryAfter] = retry }
     }
