@@ -127,10 +127,17 @@ struct LocalCluster {
         try fm.createDirectory(at: socketDirectory, withIntermediateDirectories: true)
         if Shell.isRoot { try Shell.run("/bin/chown", [Shell.databaseUser, socketDirectory.path]) }
         if !isRunning {
-            try Shell.run(bin + "/pg_ctl", [
-                "start", "-w", "-t", "60", "-D", dataDirectory.path, "-l", logFile.path,
-                "-o", "-p \(port) -k \(socketDirectory.path)",
-            ], asDatabaseUser: true)
+            do {
+                try Shell.run(bin + "/pg_ctl", [
+                    "start", "-w", "-t", "60", "-D", dataDirectory.path, "-l", logFile.path,
+                    "-o", "-p \(port) -k \(socketDirectory.path)",
+                ], asDatabaseUser: true)
+            } catch {
+                // pg_ctl only says "examine the log output": show the end of it.
+                let log = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+                let tail = log.split(separator: "\n").suffix(10).joined(separator: "\n")
+                throw ValidationError("PostgreSQL did not start (\(logFile.path)):\n\(tail)")
+            }
         }
         return secrets
     }

@@ -1,5 +1,6 @@
 import Foundation
 import ServiceKit
+import TestSupport
 import Testing
 
 /// `compose.yaml` cannot be run here (no Docker engine), so it is kept honest two ways:
@@ -75,6 +76,14 @@ struct ComposeTests {
         }
         let gatewayPorts = (services["gateway"]?["ports"] as? [Any] ?? []).map { "\($0)" }
         #expect(gatewayPorts.contains { $0.hasSuffix("8080:8080") || $0 == "8080:8080" }, "\(gatewayPorts)")
+    }
+
+    @Test("the compose database is bootstrapped exactly as the local one: docker/initdb/bootstrap.sql is `wholecare bootstrap --print-sql`")
+    func bootstrapSQLMatches() throws {
+        let printed = try BuiltTool.run("wholecare", ["bootstrap", "--print-sql"])
+        #expect(printed.status == 0)
+        let committed = try String(contentsOf: Self.root.appendingPathComponent("docker/initdb/bootstrap.sql"), encoding: .utf8)
+        #expect(printed.output == committed, "regenerate it: wholecare bootstrap --print-sql > docker/initdb/bootstrap.sql")
     }
 
     @Test("secrets are compose secrets: no password, key or database URL is written into the file's environment")

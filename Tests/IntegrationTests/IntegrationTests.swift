@@ -143,7 +143,7 @@ struct IntegrationTests {
         }
     }
 
-    @Test("when the person revokes consent, the provider system is refused once the access-facts cache has expired")
+    @Test("when the person revokes consent, the agency's professional and its provider system are refused once the access-facts cache has expired")
     func revokedConsentShutsProviderOut() async throws {
         try await Stack.with { stack in
             let setting = try await Self.careSetting(stack)
@@ -157,19 +157,40 @@ struct IntegrationTests {
             let budget = try await stack.call(.post, "/v1/people/\(setting.person.id)/budgets", token: setting.coordinator,
                                               json: ["funder_organisation_id": setting.organisationID, "name": "Personal budget"])
             let budgetID = try #require(budget.json["id"] as? String)
+            // A support worker at the agency, with no care relationship to Pat.
+            let workerEmail = "worker-\(UUID().uuidString.prefix(8).lowercased())@sunrise.test"
+            let worker = try await stack.call(.post, "/v1/admin/organisations/\(agencyID)/professionals", token: setting.admin, json: [
+                "email": workerEmail, "display_name": "Jo Support", "roles": ["support_worker"], "initial_password": "copper walrus autumn ladder",
+            ])
+            #expect(worker.status == .created, "\(worker.text)")
+            let workerToken = try await stack.signIn(workerEmail, "copper walrus autumn ladder")
+            let unconsented = try await stack.call(.get, "/v1/people/\(setting.person.id)/record", token: workerToken)
+            #expect(unconsented.status == .forbidden, "\(unconsented.text)")
+
             let consent = try await stack.call(.post, "/v1/me/consents", token: setting.person.token,
-                                               json: ["grantee_organisation_id": agencyID, "categories": ["BUDGET"]])
+                                               json: ["grantee_organisation_id": agencyID, "categories": ["RECORD", "BUDGET"]])
             let consentID = try #require(consent.json["id"] as? String)
             let token = try stack.cClient("identity", ["sign-in", clientID], environment: ["WHOLECARE_CLIENT_SECRET": secret]).output
+            try await Task.sleep(for: .milliseconds(2_500))  // the refusal above is cached for ACCESS_FACTS_TTL (2 s)
 
+            // With consent both read, and records and the ledger now cache the facts.
             let before = try stack.cClient("ledger", ["budget", budgetID], environment: ["WHOLECARE_TOKEN": token])
-            #expect(before.status == 0, "\(before.output)")  // and the ledger now caches the facts
+            #expect(before.status == 0, "\(before.output)")
+            let consented = try await stack.call(.get, "/v1/people/\(setting.person.id)/record?purpose=Morning%20visit", token: workerToken)
+            #expect(consented.status == .ok, "\(consented.text)")
 
             let revoked = try await stack.call(.delete, "/v1/me/consents/\(consentID)", token: setting.person.token)
             #expect(revoked.status == .ok, "\(revoked.text)")
             try await Task.sleep(for: .milliseconds(2_500))  // ACCESS_FACTS_TTL is 2 s
             let after = try stack.cClient("ledger", ["budget", budgetID], environment: ["WHOLECARE_TOKEN": token])
             #expect(after.status == 7, "PERMISSION_DENIED expected: \(after.output)")
+            let refused = try await stack.call(.get, "/v1/people/\(setting.person.id)/record?purpose=Morning%20visit", token: workerToken)
+            #expect(refused.status == .forbidden, "\(refused.text)")
+            // Pat sees both the read and the refusal in the access log.
+            let log = try await stack.call(.get, "/v1/me/record/access-log", token: setting.person.token)
+            let byWorker = (log.json["entries"] as? [[String: Any]] ?? []).filter { $0["accessor_name"] as? String == "Jo Support" }
+            #expect(byWorker.contains { $0["allowed"] as? Bool == true }, "\(log.text)")
+            #expect(byWorker.contains { $0["allowed"] as? Bool != true }, "the refusal is logged too: \(log.text)")
             let invoice = try stack.cClient("ledger", ["invoice", budgetID, "--provider", agencyID, "--amount", "1000", "--reference", "LATE-1",
                                                        "--start", "2026-11-01", "--key", "late-1"], environment: ["WHOLECARE_TOKEN": token])
             #expect(invoice.status == 7, "\(invoice.output)")

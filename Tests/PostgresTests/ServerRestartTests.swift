@@ -10,7 +10,9 @@ struct ServerRestartTests {
     @Test("the pool recovers after the server restarts; an in-flight query fails retryably")
     func poolRecoversAfterRestart() async throws {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("wc-restart-\(getpid())").path
-        let port = String(54_400 + Int(getpid() % 500))
+        // Below the kernel's ephemeral range (32768 up), where other tests' connections and
+        // port-0 listeners could already hold it, and clear of the integration stacks' ports.
+        let port = String(30_000 + Int(getpid() % 2_000))
         let common = ["--data-dir", dataDir, "--cluster", "restart", "--port", port]
         defer { _ = try? BuiltTool.run("wholecare", ["db", "stop", "--remove"] + common) }
         let start = try BuiltTool.run("wholecare", ["db", "start", "--fresh"] + common, environment: ["DATABASE_URL": ""])
