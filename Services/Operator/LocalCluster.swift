@@ -136,7 +136,7 @@ struct LocalCluster {
                 // pg_ctl only says "examine the log output": show the end of it.
                 let log = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
                 let tail = log.split(separator: "\n").suffix(10).joined(separator: "\n")
-                throw ValidationError("PostgreSQL did not start (\(logFile.path)):\n\(tail)")
+                throw Shell.Failure(command: "pg_ctl start (log: \(logFile.path))", status: (error as? Shell.Failure)?.status ?? 1, output: tail)
             }
         }
         return secrets

@@ -188,6 +188,16 @@ struct GatewayTests {
             #expect(foreign.headers[.accessControlAllowOrigin] == nil)
             let preflight = try await h.call(.options, "/v1/me", headers: [.origin: "https://evil.example", .accessControlRequestMethod: "GET"])
             #expect(preflight.status == .forbidden)
+            // A portal on a listed origin may ask for a cookie session (X-Session) and send the CSRF token.
+            let portal = try await h.call(.options, "/v1/auth/sign-in", headers: [
+                .origin: "https://portal.example.org", .accessControlRequestMethod: "POST",
+                .accessControlRequestHeaders: "content-type, x-session",
+            ])
+            #expect(portal.status == .noContent)
+            let allowed = Set((portal.headers[.accessControlAllowHeaders] ?? "").lowercased().split(separator: ",")
+                .map { $0.trimmingCharacters(in: .whitespaces) })
+            #expect(allowed.isSuperset(of: ["content-type", "x-session", "x-csrf-token", "idempotency-key"]), "\(allowed)")
+            #expect(portal.headers[.accessControlAllowCredentials] == "true")
             let missing = try await h.call(.get, "/v1/nowhere")
             #expect(missing.status == .notFound)
             #expect(missing.headers[.contentType] == "application/problem+json")

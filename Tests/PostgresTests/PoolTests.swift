@@ -8,12 +8,13 @@ struct PoolTests {
     @Test("an exhausted pool makes callers wait, then time out with a clear error")
     func exhaustionWaitsThenTimesOut() async throws {
         let db = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 1, acquireTimeout: .milliseconds(300))
-        // Hold the only connection for a while.
-        let holding = PayloadBox()
+        // Hold the only connection until the test has seen the timeout (not for a fixed
+        // time, which a loaded machine could outlast before the test even asks).
+        let holding = PayloadBox(), release = PayloadBox()
         let holder = Task {
             try await db.withConnection { session in
                 holding.append("got it")
-                try await session.query("SELECT pg_sleep(1.5)")
+                while release.count == 0 { try await session.query("SELECT pg_sleep(0.05)") }
             }
         }
         while holding.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
@@ -23,7 +24,8 @@ struct PoolTests {
         #expect(error?.kind == .poolTimeout)
         #expect(error?.description.contains("no database connection became free") == true)
         #expect(waited >= .milliseconds(250))
-        // A waiter that arrives while the holder finishes gets the connection.
+        // Once the holder lets go, the connection serves the next caller.
+        release.append("done")
         _ = try await holder.value
         #expect(try await db.query("SELECT 1 AS one")[0].decode("one", as: Int.self) == 1)
         await db.shutdown()

@@ -74,7 +74,7 @@ struct GatewayMiddleware: RouterMiddleware {
         }
         var headers: HTTPFields = [:]
         headers[.accessControlAllowMethods] = "GET, POST, PUT, DELETE"
-        headers[.accessControlAllowHeaders] = "Authorization, Content-Type, Idempotency-Key, X-CSRF-Token, X-Request-Id"
+        headers[.accessControlAllowHeaders] = "Authorization, Content-Type, Idempotency-Key, X-CSRF-Token, X-Request-Id, X-Session"
         headers[.accessControlMaxAge] = "600"
         return Response(status: .noContent, headers: headers)
     }
