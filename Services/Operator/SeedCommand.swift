@@ -200,6 +200,24 @@ struct DemoSeed {
                 $0.observation.value.unit = "kg"
             }
             try await entry(pat.token, .note, daysAgo: 0, "Knee is sore on the stairs; ask about physiotherapy at the next review.")
+            // Pat's own details, updated online by Pat (version 1).
+            var details = Wholecare_Records_V1_UpdateDetailsRequest()
+            details.personID = pat.id
+            details.expectedVersion = 0
+            details.details.preferredName = "Pat"
+            details.details.address = "14 Mill Lane, Northshire"
+            details.details.postcode = "NS1 4ML"
+            details.details.phone = "01632 960123"
+            details.details.email = "pat@example.org"
+            details.details.preferredLanguage = "en"
+            details.details.communicationNeeds = "Large print letters"
+            details.details.contactPreferences = ["email", "letter"]
+            var kin = Wholecare_Records_V1_NextOfKin()
+            kin.name = "Sam Morgan"
+            kin.relationship = "son"
+            kin.phone = "07700 900456"
+            details.details.nextOfKin = [kin]
+            _ = try await records.updateDetails(details, options: bearer(pat.token))
             state["records.seeded"] = "yes"
             try saveState(state)
         }
