@@ -20,6 +20,7 @@ public struct EchoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
             try await Task.sleep(for: .milliseconds(Int(request.milliseconds)))
         } catch {
             EchoService.cancellations.increment()
+            EchoService.cancelledDurations.insert(request.milliseconds)
             response.cancelled = true
             throw error
         }
@@ -39,6 +40,8 @@ public struct EchoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
     /// The durations of Sleep calls that have started, so a test can wait for its own call
     /// (by asking for a duration no other test uses) while other tests run in parallel.
     public static let startedDurations = DurationSet()
+    /// The durations of Sleep calls that were cancelled (by a cancel frame or a deadline).
+    public static let cancelledDurations = DurationSet()
 
     public final class DurationSet: @unchecked Sendable {
         private let lock = NSLock()

@@ -177,6 +177,8 @@ final class ClientConnection: Sendable {
             return try await future.get()
         } catch let error as RPCError {
             throw error
+        } catch ChannelError.connectTimeout {
+            throw RPCError(code: .unavailable, message: "cannot connect to \(configuration.host):\(configuration.port): timed out")
         } catch {
             throw RPCError(code: .unavailable, message: "cannot connect to \(configuration.host):\(configuration.port)")
         }

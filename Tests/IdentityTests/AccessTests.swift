@@ -41,13 +41,16 @@ struct AccessTests {
             #expect(!revoked.revokedAt.isEmpty)
             #expect(try await authorizer.decide(doctorPrincipal, .read(.record), person: personID).isAllowed == false)
 
-            // Granted with an expiry two seconds ahead: allowed, then denied once it passes.
+            // Granted with an expiry ten seconds ahead: allowed, then denied once it passes.
+            // Expiry is checked against the database's now(), not the harness clock, so this
+            // waits in real time (a window wide enough for a loaded machine to grant and check).
             grant.granteeOrganisationID = ""
             grant.granteeProfessionalID = doctor.id
-            grant.expiresAt = Timestamp.format(Date().addingTimeInterval(2))
+            let expiry = Date().addingTimeInterval(10)
+            grant.expiresAt = Timestamp.format(expiry)
             _ = try await h.api.grantConsent(grant, options: IdentityHarness.bearer(person.accessToken))
             #expect(try await authorizer.decide(doctorPrincipal, .read(.record), person: personID).isAllowed)
-            try await Task.sleep(for: .milliseconds(2_300))
+            try await Task.sleep(for: .seconds(max(0, expiry.timeIntervalSinceNow) + 0.3))
             #expect(try await authorizer.decide(doctorPrincipal, .read(.record), person: personID).isAllowed == false)
 
             let listed = try await h.api.listConsents(.init(), options: IdentityHarness.bearer(person.accessToken)).consents

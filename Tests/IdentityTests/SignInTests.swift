@@ -155,6 +155,9 @@ struct SignInTests {
     @Test("throttling grows with failures, tells the caller when to retry, and lifts when the window passes")
     func throttling() async throws {
         try await IdentityHarness.with { h in
+            // Time moves only when the test advances it: a loaded machine must not let the
+            // real second of throttling pass before the next attempt.
+            h.clock.freeze()
             _ = try await h.register("throttle@example.org")
             for _ in 0..<5 {
                 _ = try? await h.signIn("throttle@example.org", password: "not the right phrase")

@@ -28,21 +28,21 @@ struct ComposeTests {
     }
 
     /// The file as JSON, parsed by PyYAML (installed with docker-compose by `make deps`).
-    static func compose() throws -> [String: Any] {
-        let parsed = try run("python3", ["-c", "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)", "compose.yaml"])
+    static func compose() async throws -> [String: Any] {
+        let parsed = try await offThread { try run("python3", ["-c", "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)", "compose.yaml"]) }
         try #require(parsed.status == 0, "\(parsed.error)")
         return try #require(try JSONSerialization.jsonObject(with: Data(parsed.output.utf8)) as? [String: Any])
     }
 
     @Test("docker-compose accepts the file")
-    func composeAccepts() throws {
-        let result = try Self.run("docker-compose", ["-f", "compose.yaml", "config", "--quiet"])
+    func composeAccepts() async throws {
+        let result = try await offThread { try Self.run("docker-compose", ["-f", "compose.yaml", "config", "--quiet"]) }
         #expect(result.status == 0, "docker-compose config: \(result.error)")
     }
 
     @Test("the services, images, ports and start-up order are the catalog's")
-    func matchesCatalog() throws {
-        let services = try #require(try Self.compose()["services"] as? [String: [String: Any]])
+    func matchesCatalog() async throws {
+        let services = try #require(try await Self.compose()["services"] as? [String: [String: Any]])
         #expect(Set(services.keys) == Set(ServiceCatalog.all.map(\.name) + ["db", "migrate"]))
         for service in ServiceCatalog.all {
             let entry = try #require(services[service.name], "\(service.name) is missing")
@@ -79,16 +79,16 @@ struct ComposeTests {
     }
 
     @Test("the compose database is bootstrapped exactly as the local one: docker/initdb/bootstrap.sql is `wholecare bootstrap --print-sql`")
-    func bootstrapSQLMatches() throws {
-        let printed = try BuiltTool.run("wholecare", ["bootstrap", "--print-sql"])
+    func bootstrapSQLMatches() async throws {
+        let printed = try await BuiltTool.run("wholecare", ["bootstrap", "--print-sql"])
         #expect(printed.status == 0)
         let committed = try String(contentsOf: Self.root.appendingPathComponent("docker/initdb/bootstrap.sql"), encoding: .utf8)
         #expect(printed.output == committed, "regenerate it: wholecare bootstrap --print-sql > docker/initdb/bootstrap.sql")
     }
 
     @Test("secrets are compose secrets: no password, key or database URL is written into the file's environment")
-    func secretsStayOut() throws {
-        let compose = try Self.compose()
+    func secretsStayOut() async throws {
+        let compose = try await Self.compose()
         let services = try #require(compose["services"] as? [String: [String: Any]])
         let declared = Set((compose["secrets"] as? [String: Any] ?? [:]).keys)
         #expect(declared.contains("identity_signing_keys") && declared.contains("field_encryption_keys"))

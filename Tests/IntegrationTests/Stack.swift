@@ -39,14 +39,14 @@ final class Stack: @unchecked Sendable {
         do {
             for service in ServiceCatalog.all { try await stack.start(service.name) }
             let result = try await body(stack)
-            let statuses = stack.stopAll()
+            let statuses = try await offThread { stack.stopAll() }
             // SIGTERM is the operator's stop: every service drains and exits cleanly.
             for (name, status) in statuses {
                 #expect(status == 0, "\(name) exited with status \(status) on SIGTERM\n\(stack.logTail(name))")
             }
             return result
         } catch {
-            _ = stack.stopAll()
+            _ = try? await offThread { stack.stopAll() }
             for service in ServiceCatalog.all { Issue.record("\(service.name) log:\n\(stack.logTail(service.name))") }
             throw error
         }
@@ -110,10 +110,10 @@ final class Stack: @unchecked Sendable {
     }
 
     /// Sends a signal to one executable (SIGKILL: it dies with no chance to clean up).
-    func signal(_ name: String, _ signal: Int32) {
+    func signal(_ name: String, _ signal: Int32) async throws {
         guard let process = lock.withLock({ processes[name] }) else { return }
         kill(process.processIdentifier, signal)
-        if signal == SIGKILL { process.waitUntilExit() }
+        if signal == SIGKILL { try await offThread { process.waitUntilExit() } }
     }
 
     /// SIGTERM, last started first, then SIGKILL after 15 s; returns each exit status.
@@ -165,7 +165,7 @@ final class Stack: @unchecked Sendable {
     func administrator() async throws -> String {
         let email = "admin-\(UUID().uuidString.prefix(8).lowercased())@example.org"
         let password = "granite orchard lantern seventeen"
-        let created = try BuiltTool.run("wholecare", ["create-admin", "--email", email], environment: ["WHOLECARE_ADMIN_PASSWORD": password])
+        let created = try await BuiltTool.run("wholecare", ["create-admin", "--email", email], environment: ["WHOLECARE_ADMIN_PASSWORD": password])
         guard created.status == 0 else { throw StackError("create-admin failed: \(created.output)") }
         return try await signIn(email, password)
     }
@@ -192,10 +192,15 @@ final class Stack: @unchecked Sendable {
     }
 
     /// Runs the C client (`clients/c`, built by `make test`) against a service.
-    func cClient(_ service: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    func cClient(_ service: String, _ arguments: [String], environment extra: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+        let ports = ports
+        return try await offThread { try Self.runCClient(port: ports[service]!.rpc, arguments, environment: extra) }
+    }
+
+    private static func runCClient(port: Int, _ arguments: [String], environment extra: [String: String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = Self.repositoryRoot.appendingPathComponent("clients/c/build/wholecare-call")
-        process.arguments = ["127.0.0.1", String(ports[service]!.rpc)] + arguments
+        process.arguments = ["127.0.0.1", String(port)] + arguments
         process.environment = ["PATH": "/usr/bin:/bin"].merging(extra) { _, new in new }
         let out = Pipe()
         process.standardOutput = out
@@ -218,9 +223,9 @@ struct StackError: Error, CustomStringConvertible {
 enum Migration {
     private actor Once {
         var done = false
-        func run() throws {
+        func run() async throws {
             guard !done else { return }
-            let result = try BuiltTool.run("wholecare", ["migrate"])
+            let result = try await BuiltTool.run("wholecare", ["migrate"])
             guard result.status == 0 else { throw StackError("wholecare migrate failed:\n\(result.output)") }
             done = true
         }

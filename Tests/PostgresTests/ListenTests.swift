@@ -17,13 +17,16 @@ struct ListenTests {
                 if seen.count >= 3 { break }
             }
         }
-        // The listener connects asynchronously: keep notifying until it has seen three.
+        // The listener connects asynchronously: keep notifying until it has seen three,
+        // for at most 30 s; then stop the listener so a shortfall fails rather than hangs.
+        let deadline = ContinuousClock.now + .seconds(30)
         var sent = 0
-        while seen.count < 3, sent < 100 {
+        while seen.count < 3, ContinuousClock.now < deadline {
             try await db.query("SELECT pg_notify(\(channel), \("job-\(sent)"))")
             sent += 1
             try await Task.sleep(for: .milliseconds(50))
         }
+        listener.cancel()
         await listener.value
         #expect(seen.count == 3)
         #expect(seen.values.allSatisfy { $0.hasPrefix("job-") })

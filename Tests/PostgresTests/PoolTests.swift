@@ -49,8 +49,10 @@ struct PoolTests {
         let admin = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 1)
         let db = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 2)
         let pid = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
-        try await admin.query("SELECT pg_terminate_backend(\(pid)::int)")
-        try await Task.sleep(for: .milliseconds(100))
+        // With a timeout, pg_terminate_backend waits (up to 10 s) until the backend has exited.
+        let terminated = try await admin.query("SELECT pg_terminate_backend(\(pid)::int, 10000) AS terminated")[0]
+            .decode("terminated", as: Bool.self)
+        #expect(terminated, "the backend did not exit within 10 s")
         // The idle connection is dead; the pool notices and opens another.
         let newPID = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
         #expect(newPID != pid)

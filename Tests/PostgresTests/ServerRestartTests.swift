@@ -14,8 +14,8 @@ struct ServerRestartTests {
         // port-0 listeners could already hold it, and clear of the integration stacks' ports.
         let port = String(30_000 + Int(getpid() % 2_000))
         let common = ["--data-dir", dataDir, "--cluster", "restart", "--port", port]
-        defer { _ = try? BuiltTool.run("wholecare", ["db", "stop", "--remove"] + common) }
-        let start = try BuiltTool.run("wholecare", ["db", "start", "--fresh"] + common, environment: ["DATABASE_URL": ""])
+        defer { _ = try? BuiltTool.runBlocking("wholecare", ["db", "stop", "--remove"] + common) }
+        let start = try await BuiltTool.run("wholecare", ["db", "start", "--fresh"] + common, environment: ["DATABASE_URL": ""])
         try #require(start.status == 0, "cluster start failed: \(start.output)")
         let env = try String(contentsOfFile: dataDir + "/restart/env", encoding: .utf8)
         let adminURL = try #require(env.split(separator: "\n").first { $0.hasPrefix("WHOLECARE_ADMIN_DATABASE_URL=") }?
@@ -25,10 +25,21 @@ struct ServerRestartTests {
 
         // A long query is in flight when the server goes down.
         let inFlight = Task { try await db.query("SELECT pg_sleep(30)") }
-        try await Task.sleep(for: .milliseconds(300))
-        let stop = try BuiltTool.run("wholecare", ["db", "stop"] + common)
+        // Wait until the server is running it (the pool's second connection asks).
+        let deadline = ContinuousClock.now + .seconds(30)
+        var running = false
+        while !running, ContinuousClock.now < deadline {
+            let active = try await db.query("""
+                SELECT count(*) AS n FROM pg_stat_activity
+                WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30)%'
+                """)[0].decode("n", as: Int.self)
+            running = active > 0
+            if !running { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        try #require(running, "the long query did not start within 30 s")
+        let stop = try await BuiltTool.run("wholecare", ["db", "stop"] + common)
         try #require(stop.status == 0, "\(stop.output)")
-        let restart = try BuiltTool.run("wholecare", ["db", "start"] + common, environment: ["DATABASE_URL": ""])
+        let restart = try await BuiltTool.run("wholecare", ["db", "start"] + common, environment: ["DATABASE_URL": ""])
         try #require(restart.status == 0, "\(restart.output)")
 
         let result = await inFlight.result

@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 import RPC
+import TestSupport
 import Testing
 
 /// The C client (clients/c, protobuf-c) against a live Swift server: proves the wire
@@ -15,7 +16,7 @@ struct CInteropTests {
 
     static func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
         let path = clientPath
-        return try await offPool {
+        return try await offThread {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: path)
             process.arguments = arguments
@@ -50,11 +51,10 @@ struct CInteropTests {
     func deadline() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.clientPath))
         let test = try await TestServer.start()
-        let before = EchoService.cancellations.count
-        let result = try await Self.run(["127.0.0.1", String(test.port), "sleep", "5000", "--timeout", "200"])
+        let result = try await Self.run(["127.0.0.1", String(test.port), "sleep", "60017", "--timeout", "2000"])
         #expect(result.status == Int32(RPCError.Code.deadlineExceeded.rawValue))
         #expect(result.stderr.hasPrefix("DEADLINE_EXCEEDED"))
-        try await eventually { EchoService.cancellations.count > before }
+        try await eventually { EchoService.cancelledDurations.contains(60_017) }
         await test.server.shutdown()
     }
 

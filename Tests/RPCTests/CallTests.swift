@@ -83,17 +83,17 @@ struct CallTests {
     func deadlineCancelsServerWork() async throws {
         let test = try await TestServer.start()
         let (client, transport) = test.client()
-        let before = EchoService.cancellations.count
+        _ = try await client.echo(echoRequest("connect first"))  // the deadline covers the call, not the hello
         var sleep = Wholecare_Diagnostics_V1_SleepRequest()
-        sleep.milliseconds = 60_000
+        sleep.milliseconds = 60_011  // a duration no other test uses: we look for this call's cancellation
         let started = ContinuousClock.now
         let error = await #expect(throws: RPCError.self) {
-            _ = try await client.sleep(sleep, options: CallOptions(timeout: .milliseconds(200)))
+            _ = try await client.sleep(sleep, options: CallOptions(timeout: .seconds(2)))
         }
         #expect(error?.code == .deadlineExceeded)
         // The caller was not kept waiting for the server's minute-long sleep.
         #expect(ContinuousClock.now - started < .seconds(30))
-        try await eventually { EchoService.cancellations.count > before }
+        try await eventually { EchoService.cancelledDurations.contains(60_011) }
         await transport.close()
         await test.server.shutdown()
     }
@@ -102,11 +102,10 @@ struct CallTests {
     func clientCancelReachesServer() async throws {
         let test = try await TestServer.start()
         let (client, transport) = test.client()
-        let before = EchoService.cancellations.count
         var sleep = Wholecare_Diagnostics_V1_SleepRequest()
-        sleep.milliseconds = 10_000
+        sleep.milliseconds = 10_007  // a duration no other test uses
         let call = Task { try await client.sleep(sleep) }
-        try await Task.sleep(for: .milliseconds(200))
+        try await eventually { EchoService.startedDurations.contains(10_007) }  // the server is running it
         call.cancel()
         let result = await call.result
         guard case .failure(let error as RPCError) = result else {
@@ -114,7 +113,7 @@ struct CallTests {
             return
         }
         #expect(error.code == .cancelled)
-        try await eventually { EchoService.cancellations.count > before }
+        try await eventually { EchoService.cancelledDurations.contains(10_007) }
         await transport.close()
         await test.server.shutdown()
     }
@@ -199,7 +198,7 @@ struct CallTests {
             let downstream: Wholecare_Diagnostics_V1_Echo.Client
             func echo(request: Wholecare_Diagnostics_V1_EchoRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_EchoResponse {
                 var sleep = Wholecare_Diagnostics_V1_SleepRequest()
-                sleep.milliseconds = 60_000
+                sleep.milliseconds = 60_013  // a duration no other test uses
                 _ = try await downstream.sleep(sleep)  // inherits the caller's deadline
                 return Wholecare_Diagnostics_V1_EchoResponse()
             }
@@ -209,15 +208,15 @@ struct CallTests {
         var router = RPCRouter()
         router.register(Forwarder(downstream: bClient))
         let a = Wholecare_Diagnostics_V1_Echo.Client(RPCClient(channel: InProcessChannel(router: router)))
-        let before = EchoService.cancellations.count
+        _ = try await bClient.echo(echoRequest("connect first"))  // the deadline covers the calls, not B's hello
         let started = ContinuousClock.now
         let error = await #expect(throws: RPCError.self) {
-            _ = try await a.echo(echoRequest("x"), options: CallOptions(timeout: .milliseconds(300)))
+            _ = try await a.echo(echoRequest("x"), options: CallOptions(timeout: .seconds(3)))
         }
         #expect(error?.code == .deadlineExceeded)
         #expect(ContinuousClock.now - started < .seconds(30))  // not the downstream minute
         // B's sleep was cancelled too, because the deadline travelled with the call.
-        try await eventually { EchoService.cancellations.count > before }
+        try await eventually { EchoService.cancelledDurations.contains(60_013) }
         await bTransport.close()
         await b.server.shutdown()
     }

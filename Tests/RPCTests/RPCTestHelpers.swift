@@ -6,6 +6,7 @@ import NIOPosix
 import RPC
 import RPCTransport
 import SwiftProtobuf
+import TestSupport
 
 /// A live RPC server on a free loopback port serving Echo (plus Health).
 struct TestServer {
@@ -25,6 +26,9 @@ struct TestServer {
     func client(connections: Int = 1, retryPolicy: RetryPolicy = .default,
                 configure: (inout RPCClientConfiguration) -> Void = { _ in }) -> (Wholecare_Diagnostics_V1_Echo.Client, RPCClientTransport) {
         var configuration = RPCClientConfiguration(host: "127.0.0.1", port: port, connections: connections)
+        // The whole suite shares two cores and one event-loop group: a loopback connect can
+        // wait seconds for a busy loop, which is not what these tests are about.
+        configuration.connectTimeout = .seconds(20)
         configure(&configuration)
         let transport = RPCClientTransport(configuration: configuration)
         return (Wholecare_Diagnostics_V1_Echo.Client(RPCClient(channel: transport, retryPolicy: retryPolicy)), transport)
@@ -37,17 +41,9 @@ func echoRequest(_ text: String) -> Wholecare_Diagnostics_V1_EchoRequest {
     return request
 }
 
-/// Runs blocking work on a thread of its own, so it never occupies one of the few
-/// cooperative-pool threads that the server's handlers need.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread { continuation.resume(with: Result { try body() }) }
-        thread.start()
-    }
-}
 
 /// A blocking raw TCP connection for feeding the server exactly the bytes a test wants.
-/// Tests call its blocking reads through `offPool`.
+/// Tests call its blocking reads through `offThread`.
 final class RawConnection: @unchecked Sendable {
     let fd: Int32
 
@@ -61,7 +57,7 @@ final class RawConnection: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -112,12 +108,12 @@ final class RawConnection: @unchecked Sendable {
 
     /// The next frame, read on a thread of its own.
     func nextFrame() async throws -> Wholecare_Rpc_V1_Frame? {
-        try await offPool { try self.readFrame() }
+        try await offThread { try self.readFrame() }
     }
 
     /// True when the server has closed its side, read on a thread of its own.
     func closedByServer() async -> Bool {
-        (try? await offPool { self.isClosedByServer() }) ?? false
+        (try? await offThread { self.isClosedByServer() }) ?? false
     }
 
     /// True when the server has closed its side (reads return end-of-file).

@@ -123,7 +123,8 @@ struct EntryLifecycleTests {
             progress.note = "Halfway with \(canary)"
             _ = try await h.records.addGoalProgress(progress, options: RecordsHarness.bearer(p.person.accessToken))
 
-            let dump = try pgDump(schema: h.schema)
+            let schema = h.schema
+            let dump = try await offThread { try Self.pgDump(schema: schema) }
             #expect(dump.contains("CREATE TABLE"), "the dump should have worked")
             #expect(!dump.contains(canary))
             #expect(!dump.contains("Discussed"))
@@ -136,7 +137,7 @@ struct EntryLifecycleTests {
         }
     }
 
-    func pgDump(schema: String) throws -> String {
+    static func pgDump(schema: String) throws -> String {
         let url = try TestDatabase.adminURL()
         let bin = ["/usr/lib/postgresql/15/bin/pg_dump", "/usr/bin/pg_dump"].first { FileManager.default.isExecutableFile(atPath: $0) }!
         let process = Process()

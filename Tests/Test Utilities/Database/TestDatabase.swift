@@ -24,7 +24,7 @@ public enum TestDatabase {
     public static func binDirectory() throws -> String { try environment("WHOLECARE_BIN_DIR") }
 
     public static func client(url: String, maxConnections: Int = 4, searchPath: String? = nil,
-                              acquireTimeout: Duration = .seconds(5), transactionAttempts: Int = 6) -> PostgresClient {
+                              acquireTimeout: Duration = .seconds(30), transactionAttempts: Int = 6) -> PostgresClient {
         PostgresClient(
             configuration: PostgresConfiguration(
                 connectionString: url, maxConnections: maxConnections, acquireTimeout: acquireTimeout,
@@ -35,7 +35,7 @@ public enum TestDatabase {
     /// Runs `body` with a client whose search path is a brand-new schema, dropped after.
     /// Tests that use it do not depend on each other or on order.
     public static func withFreshSchema<T: Sendable>(
-        maxConnections: Int = 4, acquireTimeout: Duration = .seconds(5), transactionAttempts: Int = 6,
+        maxConnections: Int = 4, acquireTimeout: Duration = .seconds(30), transactionAttempts: Int = 6,
         _ body: (_ client: PostgresClient, _ schema: String) async throws -> T
     ) async throws -> T {
         let schema = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
@@ -58,10 +58,26 @@ public enum TestDatabase {
     }
 }
 
+/// Runs blocking work (waiting for a child process) on a thread of its own, so that it
+/// never holds one of the cooperative pool's threads (two on a 2-core machine) that the
+/// tests running in parallel need.
+public func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
 /// Runs a built executable of this package and returns its output.
 public enum BuiltTool {
+    /// `run` on a thread of its own, for async tests: waiting for a process must not hold
+    /// one of the cooperative pool's threads (two on a 2-core machine) for seconds.
     @discardableResult
-    public static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    public static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+        try await offThread { try runBlocking(name, arguments, environment: environment) }
+    }
+
+    @discardableResult
+    public static func runBlocking(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try TestDatabase.binDirectory()).appendingPathComponent(name)
         process.arguments = arguments

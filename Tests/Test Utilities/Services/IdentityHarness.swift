@@ -7,12 +7,16 @@ import RPC
 import TestSupport
 import WholeCareCrypto
 
-/// A controllable clock for throttling and expiry tests.
+/// A controllable clock for throttling and expiry tests: real time plus an offset, or,
+/// once frozen, a fixed instant plus an offset (so only `advance` moves it).
 public final class TestClock: @unchecked Sendable {
     private let lock = NSLock()
     private var offset: TimeInterval = 0
+    private var base: Date?
     public func advance(_ seconds: TimeInterval) { lock.withLock { offset += seconds } }
-    public var now: Date { lock.withLock { Date().addingTimeInterval(offset) } }
+    /// Stops the clock at the current instant; from then on only `advance` moves it.
+    public func freeze() { lock.withLock { if base == nil { base = Date() } } }
+    public var now: Date { lock.withLock { (base ?? Date()).addingTimeInterval(offset) } }
 }
 
 /// The identity service in-process over a fresh, migrated schema of the real test
