@@ -175,6 +175,42 @@ struct GatewayTests {
         }
     }
 
+    @Test("behind a trusted proxy the limit is per forwarded client; from anyone else X-Forwarded-For is ignored")
+    func rateLimitBehindProxy() async throws {
+        @Sendable func attempts(_ h: GatewayHarness, _ forwardedFor: [String]) async throws -> [HTTPResponse.Status] {
+            var statuses: [HTTPResponse.Status] = []
+            for address in forwardedFor {
+                // A new account each time: only the per-address limit can apply.
+                let reply = try await h.call(.post, "/v1/auth/sign-in", json: ["email": "\(UUID().uuidString.prefix(8))@example.org", "password": "whatever it is"],
+                                             headers: [HTTPField.Name("X-Forwarded-For")!: address])
+                statuses.append(reply.status)
+            }
+            return statuses
+        }
+        try await GatewayHarness.with(settings: { $0.authAttemptsPerMinute = 2; $0.trustedProxies = [AddressRange("127.0.0.0/8")!] }) { h in
+            // The client is the right-most untrusted hop; what it wrote further left is not believed.
+            let first = try await attempts(h, ["203.0.113.7", "198.51.100.1, 203.0.113.7", "198.51.100.2, 203.0.113.7, 127.0.0.1"])
+            #expect(first == [.unauthorized, .unauthorized, .tooManyRequests])
+            let other = try await attempts(h, ["203.0.113.8"])
+            #expect(other == [.unauthorized], "another client behind the same proxy is not limited")
+        }
+        try await GatewayHarness.with(settings: { $0.authAttemptsPerMinute = 2 }) { h in
+            let spoofed = try await attempts(h, ["203.0.113.1", "203.0.113.2", "203.0.113.3"])
+            #expect(spoofed == [.unauthorized, .unauthorized, .tooManyRequests], "an untrusted peer cannot pick its own address")
+        }
+    }
+
+    @Test("trusted proxy ranges match IPv4, IPv6 and IPv4-mapped addresses by prefix")
+    func addressRanges() {
+        let v4 = AddressRange("10.1.0.0/16")!
+        #expect(v4.contains("10.1.200.3") && !v4.contains("10.2.0.1") && v4.contains("::ffff:10.1.0.9"))
+        let v6 = AddressRange("2001:db8::/32")!
+        #expect(v6.contains("2001:db8:1::5") && !v6.contains("2001:db9::1") && !v6.contains("10.1.0.1"))
+        #expect(AddressRange("192.0.2.7")!.contains("192.0.2.7") && !AddressRange("192.0.2.7")!.contains("192.0.2.8"))
+        #expect(AddressRange("10.0.0.0/33") == nil && AddressRange("not an address") == nil && AddressRange("10.0.0.0/x") == nil)
+        #expect(!v4.contains("unknown"))
+    }
+
     @Test("security headers, CORS only for configured origins, unknown routes and oversized bodies")
     func headersAndLimits() async throws {
         try await GatewayHarness.with { h in

@@ -90,8 +90,8 @@ public struct API: Sendable {
     }
 
     /// Sign-in and registration limits: per client address and per account.
-    func rateLimit(_ context: GatewayContext, account: String) throws {
-        let retry = [byAddress.attempt("ip:" + context.remoteAddress), byAccount.attempt("acct:" + account.lowercased())].compactMap { $0 }.max()
+    func rateLimit(_ request: Request, _ context: GatewayContext, account: String) throws {
+        let retry = [byAddress.attempt("ip:" + clientAddress(request, context)), byAccount.attempt("acct:" + account.lowercased())].compactMap { $0 }.max()
         if let retry {
             var problem = Problem(status: .tooManyRequests, type: "too-many-requests", title: "Too Many Requests",
                                   detail: "too many attempts; try again in \(retry) seconds")

@@ -24,6 +24,9 @@ public struct GatewaySettings: Sendable {
     public var maxBodyBytes: Int
     /// Sign-in and registration attempts allowed per minute, per client address and per account.
     public var authAttemptsPerMinute: Int
+    /// Load balancers and proxies in front of the gateway: from these peers, the client's
+    /// address is taken from `X-Forwarded-For`. Empty: the TCP peer is the client.
+    public var trustedProxies: [AddressRange]
 
     public init(environment: EnvironmentConfiguration) throws {
         func upstream(_ name: String, _ port: Int) throws -> Upstream {
@@ -45,10 +48,17 @@ public struct GatewaySettings: Sendable {
         secureCookies = try environment.bool("GATEWAY_SECURE_COOKIES", default: true)
         maxBodyBytes = try environment.int("GATEWAY_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
         authAttemptsPerMinute = try environment.int("GATEWAY_AUTH_ATTEMPTS_PER_MINUTE", default: 10, range: 1...10_000)
+        trustedProxies = try environment.string("GATEWAY_TRUSTED_PROXIES", default: "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map { text in
+                guard let range = AddressRange(text) else {
+                    throw ConfigurationError(variable: "GATEWAY_TRUSTED_PROXIES", problem: "must be IP addresses or CIDR ranges such as 10.0.0.0/8")
+                }
+                return range
+            }
     }
 
     public init(identity: Upstream, records: Upstream, ledger: Upstream, allowedOrigins: Set<String> = [], secureCookies: Bool = false,
-                maxBodyBytes: Int = 1 << 20, authAttemptsPerMinute: Int = 10) {
+                maxBodyBytes: Int = 1 << 20, authAttemptsPerMinute: Int = 10, trustedProxies: [AddressRange] = []) {
         self.identity = identity
         self.records = records
         self.ledger = ledger
@@ -56,5 +66,6 @@ public struct GatewaySettings: Sendable {
         self.secureCookies = secureCookies
         self.maxBodyBytes = maxBodyBytes
         self.authAttemptsPerMinute = authAttemptsPerMinute
+        self.trustedProxies = trustedProxies
     }
 }

@@ -70,14 +70,14 @@ extension API {
         let api = self
         r.add(.post, "/v1/auth/register", "register") { request, context in
             var body = try await api.body(request, context, Wholecare_Identity_V1_RegisterRequest.self)
-            try api.rateLimit(context, account: body.email)
+            try api.rateLimit(request, context, account: body.email)
             if body.kind != .carer { body.kind = .serviceUser }
             let session = try await api.identity.register(body, options: api.options(request, context))
             return try api.sessionResponse(session, request: request, status: .created)
         }
         r.add(.post, "/v1/auth/sign-in", "signIn") { request, context in
             let body = try await api.body(request, context, Wholecare_Identity_V1_SignInRequest.self)
-            try api.rateLimit(context, account: body.email)
+            try api.rateLimit(request, context, account: body.email)
             let session = try await api.identity.signIn(body, options: api.options(request, context))
             return try api.sessionResponse(session, request: request, status: .ok)
         }

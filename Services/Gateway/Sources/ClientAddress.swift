@@ -1,0 +1,71 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An IP address or CIDR range (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`), for the
+/// load balancers and proxies whose `X-Forwarded-For` the gateway believes.
+public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
+    let bytes: [UInt8]
+    let prefixLength: Int
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1)
+        guard let first = parts.first, let bytes = Self.parse(String(first)) else { return nil }
+        let bits = bytes.count * 8
+        let length = parts.count == 2 ? Int(parts[1]) : bits
+        guard let length, (0...bits).contains(length) else { return nil }
+        self.bytes = bytes
+        self.prefixLength = length
+    }
+
+    public func contains(_ address: String) -> Bool {
+        guard let other = Self.parse(address), other.count == bytes.count else { return false }
+        var remaining = prefixLength
+        for (a, b) in zip(bytes, other) where remaining > 0 {
+            let mask: UInt8 = remaining >= 8 ? 0xFF : ~(0xFF >> UInt8(remaining))
+            if a & mask != b & mask { return false }
+            remaining -= 8
+        }
+        return true
+    }
+
+    public var description: String { "\(bytes.count == 4 ? "IPv4" : "IPv6")/\(prefixLength)" }
+
+    /// Four bytes for IPv4, sixteen for IPv6 (an IPv4-mapped IPv6 address counts as IPv4).
+    static func parse(_ text: String) -> [UInt8]? {
+        let text = text.trimmingCharacters(in: .whitespaces)
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: v4) { Array($0) } }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
+        let bytes = withUnsafeBytes(of: v6) { Array($0) }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF { return Array(bytes[12...]) }
+        return bytes
+    }
+}
+
+extension API {
+    /// The client's address for rate limiting: the TCP peer, unless that peer is a trusted
+    /// proxy (`GATEWAY_TRUSTED_PROXIES`), in which case the right-most `X-Forwarded-For`
+    /// entry that is not itself a trusted proxy. Entries further left were written by the
+    /// client and could be anything, so they are never believed.
+    func clientAddress(_ request: Request, _ context: GatewayContext) -> String {
+        let trusted = settings.trustedProxies
+        func isTrusted(_ address: String) -> Bool { trusted.contains { $0.contains(address) } }
+        guard !trusted.isEmpty, isTrusted(context.remoteAddress) else { return context.remoteAddress }
+        let forwarded = request.headers[values: .xForwardedFor].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        for hop in forwarded.reversed() where !isTrusted(hop) {
+            return AddressRange.parse(hop) == nil ? context.remoteAddress : hop
+        }
+        return context.remoteAddress
+    }
+}
+
+extension HTTPField.Name {
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+}
