@@ -144,6 +144,11 @@ struct GatewayTests {
             #expect(access.contains("HttpOnly"))
             #expect(access.contains("Secure"))
             #expect(access.contains("SameSite=Strict"))
+            // The refresh cookie lives exactly as long as identity says the refresh token does.
+            let refreshSeconds = try #require(signIn.json["refresh_expires_in_seconds"] as? Int)
+            #expect(refreshSeconds == 30 * 86_400)
+            let refreshCookie = try #require(cookies.first { $0.hasPrefix("wc_refresh=") })
+            #expect(refreshCookie.contains("Max-Age=\(refreshSeconds)"), "\(refreshCookie)")
             let csrfCookie = try #require(cookies.first { $0.hasPrefix("wc_csrf=") })
             #expect(!csrfCookie.contains("HttpOnly"))
             func value(_ cookie: String) -> String { String(cookie.split(separator: ";")[0].split(separator: "=", maxSplits: 1)[1]) }

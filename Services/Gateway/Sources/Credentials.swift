@@ -42,12 +42,12 @@ struct Credentials {
     }
 
     /// Session cookies for a browser sign-in: HttpOnly, SameSite=Strict, Secure when configured.
-    static func sessionCookies(access: String, accessSeconds: Int, refresh: String, secure: Bool) -> [Cookie] {
+    static func sessionCookies(access: String, accessSeconds: Int, refresh: String, refreshSeconds: Int, secure: Bool) -> [Cookie] {
         let csrf = SecureRandom.token(byteCount: 24)
         return [
             Cookie(name: accessCookie, value: access, maxAge: accessSeconds, path: "/", secure: secure, httpOnly: true, sameSite: .strict),
-            Cookie(name: refreshCookie, value: refresh, maxAge: 30 * 86_400, path: "/v1/auth", secure: secure, httpOnly: true, sameSite: .strict),
-            Cookie(name: csrfCookie, value: csrf, maxAge: 30 * 86_400, path: "/", secure: secure, httpOnly: false, sameSite: .strict),
+            Cookie(name: refreshCookie, value: refresh, maxAge: refreshSeconds, path: "/v1/auth", secure: secure, httpOnly: true, sameSite: .strict),
+            Cookie(name: csrfCookie, value: csrf, maxAge: refreshSeconds, path: "/", secure: secure, httpOnly: false, sameSite: .strict),
         ]
     }
 

@@ -122,8 +122,11 @@ extension API {
     func sessionResponse(_ session: Wholecare_Identity_V1_SignInResponse, request: Request, status: HTTPResponse.Status) throws -> Response {
         var response = try ProtoJSON.response(session, status: status)
         if request.headers[HTTPField.Name("X-Session")!]?.lowercased() == "cookie" {
+            // The refresh cookie lives as long as the refresh token (30 days if identity did not say).
+            let refreshSeconds = session.refreshExpiresInSeconds > 0 ? Int(session.refreshExpiresInSeconds) : 30 * 86_400
             for cookie in Credentials.sessionCookies(access: session.accessToken, accessSeconds: Int(session.expiresInSeconds),
-                                                     refresh: session.refreshToken, secure: settings.secureCookies) {
+                                                     refresh: session.refreshToken, refreshSeconds: refreshSeconds,
+                                                     secure: settings.secureCookies) {
                 response.setCookie(cookie)
             }
         }

@@ -214,6 +214,7 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         response.accessToken = access.token
         response.refreshToken = refresh.token
         response.expiresInSeconds = UInt32(issuer.accessTokenLifetime)
+        response.refreshExpiresInSeconds = UInt32(clamping: Int(issuer.refreshTokenLifetime))
         response.tokenType = "Bearer"
         response.account = Self.proto(account)
         return response

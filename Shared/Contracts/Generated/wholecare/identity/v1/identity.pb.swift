@@ -333,6 +333,10 @@ public nonisolated struct Wholecare_Identity_V1_SignInResponse: Sendable {
   /// Clears the value of `account`. Subsequent reads from it will return its default value.
   public mutating func clearAccount() {self._account = nil}
 
+  /// How long the refresh token stays valid (0 for client-credential sign-ins), so a
+  /// browser session's refresh cookie can live exactly as long.
+  public var refreshExpiresInSeconds: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1247,7 +1251,7 @@ nonisolated extension Wholecare_Identity_V1_SignInClientRequest: SwiftProtobuf.M
 
 nonisolated extension Wholecare_Identity_V1_SignInResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SignInResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}access_token\0\u{3}refresh_token\0\u{3}expires_in_seconds\0\u{3}token_type\0\u{1}account\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}access_token\0\u{3}refresh_token\0\u{3}expires_in_seconds\0\u{3}token_type\0\u{1}account\0\u{3}refresh_expires_in_seconds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1260,6 +1264,7 @@ nonisolated extension Wholecare_Identity_V1_SignInResponse: SwiftProtobuf.Messag
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.expiresInSeconds) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.tokenType) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._account) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.refreshExpiresInSeconds) }()
       default: break
       }
     }
@@ -1285,6 +1290,9 @@ nonisolated extension Wholecare_Identity_V1_SignInResponse: SwiftProtobuf.Messag
     try { if let v = self._account {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
+    if self.refreshExpiresInSeconds != 0 {
+      try visitor.visitSingularUInt32Field(value: self.refreshExpiresInSeconds, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1294,6 +1302,7 @@ nonisolated extension Wholecare_Identity_V1_SignInResponse: SwiftProtobuf.Messag
     if lhs.expiresInSeconds != rhs.expiresInSeconds {return false}
     if lhs.tokenType != rhs.tokenType {return false}
     if lhs._account != rhs._account {return false}
+    if lhs.refreshExpiresInSeconds != rhs.refreshExpiresInSeconds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
