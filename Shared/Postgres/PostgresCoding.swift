@@ -118,7 +118,33 @@ extension UUID: PostgresEncodable, PostgresDecodable {
         return String(decoding: out, as: UTF8.self)
     }
     public static var postgresExpectation: String { "UUID" }
-    public static func decode(postgresText text: Substring) -> UUID? { UUID(uuidString: String(text)) }
+    /// PostgreSQL prints a uuid as 36 lower-case hex digits and hyphens; parsed directly
+    /// (Foundation's `UUID(uuidString:)` goes through `sscanf`, which showed up in profiles
+    /// of reads that return hundreds of rows).
+    public static func decode(postgresText text: Substring) -> UUID? {
+        var copy = text
+        let fast = copy.withUTF8 { parseHyphenated($0) }
+        return fast ?? UUID(uuidString: String(text))
+    }
+
+    static func parseHyphenated(_ utf8: UnsafeBufferPointer<UInt8>) -> UUID? {
+        guard utf8.count == 36 else { return nil }
+        var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let ok = withUnsafeMutableBytes(of: &bytes) { out -> Bool in
+            var position = 0
+            for index in 0..<16 {
+                if position == 8 || position == 13 || position == 18 || position == 23 {
+                    guard utf8[position] == UInt8(ascii: "-") else { return false }
+                    position += 1
+                }
+                guard let high = PostgresBytes.hexValue(utf8[position]), let low = PostgresBytes.hexValue(utf8[position + 1]) else { return false }
+                out[index] = high << 4 | low
+                position += 2
+            }
+            return true
+        }
+        return ok ? UUID(uuid: bytes) : nil
+    }
 }
 
 // MARK: - Bytes
@@ -134,7 +160,11 @@ public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Hashable, Sen
 
     /// Decodes the `\x`-prefixed hex text format.
     public static func decode(postgresText text: Substring) -> PostgresBytes? {
-        let utf8 = Array(text.utf8)
+        var copy = text
+        return copy.withUTF8 { decodeHex($0) }
+    }
+
+    static func decodeHex(_ utf8: UnsafeBufferPointer<UInt8>) -> PostgresBytes? {
         guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"), utf8.count % 2 == 0 else {
             return nil
         }
@@ -149,7 +179,8 @@ public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Hashable, Sen
         return PostgresBytes(out)
     }
 
-    private static func hexValue(_ c: UInt8) -> UInt8? {
+    @inline(__always)
+    static func hexValue(_ c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10

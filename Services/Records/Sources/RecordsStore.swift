@@ -42,7 +42,7 @@ public struct RecordsStore: Sendable {
         let sealedText = try row.decode("text_sealed", as: PostgresBytes?.self)
         let sealedReason = try row.decode("error_reason_sealed", as: PostgresBytes?.self)
         let detailsJSON: String = try row.decode("details")
-        let details = (try? JSONDecoder().decode([String: JSONValue].self, from: Data(detailsJSON.utf8))) ?? [:]
+        let details = JSONValue.parseObject(detailsJSON) ?? [:]
         return RecordEntry(
             id: id, lineageID: try row.decode("lineage_id"), version: try row.decode("version"), personID: try row.decode("person_id"),
             kind: try row.decode("kind"), status: try row.decode("status"), sourceKind: try row.decode("source_kind"),
