@@ -223,39 +223,48 @@ struct DemoSeed {
         }
 
         // Pat's personal budget from the council, funded, with two care invoices posted
-        // by the agency's provider system (idempotency keys make re-runs harmless).
-        var budgetRequest = Wholecare_Ledger_V1_CreateBudgetRequest()
-        budgetRequest.personID = pat.id
-        budgetRequest.funderOrganisationID = council
-        budgetRequest.name = "Personal budget"
-        budgetRequest.idempotencyKey = "demo-budget-pat"
-        let budget = try await ledger.createBudget(budgetRequest, options: bearer(coordinator.token))
-        var allocation = Wholecare_Ledger_V1_AllocateRequest()
-        allocation.budgetID = budget.id
-        allocation.amountPence = 1_250_000
-        allocation.memo = "Annual allocation"
-        allocation.idempotencyKey = "demo-allocation-pat"
-        _ = try await ledger.allocate(allocation, options: bearer(coordinator.token))
-        var clientSignIn = Wholecare_Identity_V1_SignInClientRequest()
-        clientSignIn.clientID = state["provider.client_id"] ?? ""
-        clientSignIn.clientSecret = state["provider.client_secret"] ?? ""
-        let providerToken = try await api.signInClient(clientSignIn).accessToken
-        for (week, amount) in [(2, 48_000), (1, 51_500)] {
-            var invoice = Wholecare_Ledger_V1_PostInvoiceRequest()
-            invoice.budgetID = budget.id
-            invoice.providerOrganisationID = agency
-            invoice.amountPence = Int64(amount)
-            invoice.invoiceReference = "SUN-\(1000 + week)"
-            invoice.serviceStart = today.adding(days: -7 * week).description
-            invoice.serviceEnd = today.adding(days: -7 * week + 6).description
-            invoice.memo = "Home care, morning visits"
-            invoice.care.eligible = true
-            invoice.care.councilRatePence = Int64(amount) - 4_000
-            invoice.idempotencyKey = "demo-invoice-\(week)"
-            _ = try await ledger.postInvoice(invoice, options: bearer(providerToken))
+        // by the agency's provider system, once. The idempotency keys make a run that
+        // stopped half-way safe to repeat; the invoice dates hang on the first run's date,
+        // so a repeat on a later day sends the same requests.
+        if state["budget.pat"] == nil {
+            if state["demo.anchor"] == nil {
+                state["demo.anchor"] = today.description
+                try saveState(state)
+            }
+            let anchor = state["demo.anchor"].flatMap(CalendarDate.init) ?? today
+            var budgetRequest = Wholecare_Ledger_V1_CreateBudgetRequest()
+            budgetRequest.personID = pat.id
+            budgetRequest.funderOrganisationID = council
+            budgetRequest.name = "Personal budget"
+            budgetRequest.idempotencyKey = "demo-budget-pat"
+            let budget = try await ledger.createBudget(budgetRequest, options: bearer(coordinator.token))
+            var allocation = Wholecare_Ledger_V1_AllocateRequest()
+            allocation.budgetID = budget.id
+            allocation.amountPence = 1_250_000
+            allocation.memo = "Annual allocation"
+            allocation.idempotencyKey = "demo-allocation-pat"
+            _ = try await ledger.allocate(allocation, options: bearer(coordinator.token))
+            var clientSignIn = Wholecare_Identity_V1_SignInClientRequest()
+            clientSignIn.clientID = state["provider.client_id"] ?? ""
+            clientSignIn.clientSecret = state["provider.client_secret"] ?? ""
+            let providerToken = try await api.signInClient(clientSignIn).accessToken
+            for (week, amount) in [(2, 48_000), (1, 51_500)] {
+                var invoice = Wholecare_Ledger_V1_PostInvoiceRequest()
+                invoice.budgetID = budget.id
+                invoice.providerOrganisationID = agency
+                invoice.amountPence = Int64(amount)
+                invoice.invoiceReference = "SUN-\(1000 + week)"
+                invoice.serviceStart = anchor.adding(days: -7 * week).description
+                invoice.serviceEnd = anchor.adding(days: -7 * week + 6).description
+                invoice.memo = "Home care, morning visits"
+                invoice.care.eligible = true
+                invoice.care.councilRatePence = Int64(amount) - 4_000
+                invoice.idempotencyKey = "demo-invoice-\(week)"
+                _ = try await ledger.postInvoice(invoice, options: bearer(providerToken))
+            }
+            state["budget.pat"] = budget.id
+            try saveState(state)
         }
-        state["budget.pat"] = budget.id
-        try saveState(state)
 
         return [
             "Demo sign-ins (password for all: \"\(Self.password)\"):",

@@ -19,7 +19,8 @@ public enum TokenRejection: Error, Sendable, Equatable {
 ///
 /// Keys are cached by key id. A token with an unknown `kid` triggers one fetch of the key
 /// set (at most one fetch per `refetchInterval`, so random key ids cannot turn into a
-/// flood of calls to identity). Only `alg: EdDSA` is accepted. Verified tokens are cached
+/// flood of calls to identity); calls that arrive while a fetch is under way wait for it
+/// rather than being refused. Only `alg: EdDSA` is accepted. Verified tokens are cached
 /// until they expire, so a caller pays for the signature check once per token.
 public final class TokenVerifier: Sendable {
     public typealias KeyFetcher = @Sendable () async throws -> [String: Ed25519.PublicKey]
@@ -36,6 +37,7 @@ public final class TokenVerifier: Sendable {
     private struct State {
         var keys: [String: Ed25519.PublicKey] = [:]
         var lastFetch: ContinuousClock.Instant?
+        var inFlight: Task<[String: Ed25519.PublicKey], any Error>?
         var verified: [String: Principal] = [:]
     }
 
@@ -102,15 +104,24 @@ public final class TokenVerifier: Sendable {
 
     private func key(for kid: String) async throws -> Ed25519.PublicKey {
         if let key = state.withLock({ $0.keys[kid] }) { return key }
-        let mayFetch = state.withLock { state -> Bool in
-            if let last = state.lastFetch, ContinuousClock.now - last < refetchInterval { return false }
+        let fetchKeys = fetchKeys
+        let fetch = state.withLock { state -> Task<[String: Ed25519.PublicKey], any Error>? in
+            if let inFlight = state.inFlight { return inFlight }  // share the fetch under way
+            if let last = state.lastFetch, ContinuousClock.now - last < refetchInterval { return nil }
             state.lastFetch = .now
-            return true
+            let task = Task { try await fetchKeys() }
+            state.inFlight = task
+            return task
         }
-        guard mayFetch else { throw TokenRejection.unknownKey }
-        let keys = try await fetchKeys()
-        state.withLock { $0.keys = keys }
-        guard let key = keys[kid] else { throw TokenRejection.unknownKey }
+        guard let fetch else { throw TokenRejection.unknownKey }
+        let result = await fetch.result
+        state.withLock { state in
+            if state.inFlight == fetch {
+                state.inFlight = nil
+                if case .success(let keys) = result { state.keys = keys }
+            }
+        }
+        guard let key = try result.get()[kid] else { throw TokenRejection.unknownKey }
         return key
     }
 

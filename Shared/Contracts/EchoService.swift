@@ -16,6 +16,8 @@ public struct EchoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
         var response = Wholecare_Diagnostics_V1_SleepResponse()
         EchoService.sleepsStarted.increment()
         EchoService.startedDurations.insert(request.milliseconds)
+        EchoService.running.enter(request.milliseconds)
+        defer { EchoService.running.leave(request.milliseconds) }
         do {
             try await Task.sleep(for: .milliseconds(Int(request.milliseconds)))
         } catch {
@@ -42,6 +44,23 @@ public struct EchoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
     public static let startedDurations = DurationSet()
     /// The durations of Sleep calls that were cancelled (by a cancel frame or a deadline).
     public static let cancelledDurations = DurationSet()
+
+    /// How many Sleep calls of each duration run at once, and the most there have been.
+    public static let running = RunningByDuration()
+
+    public final class RunningByDuration: @unchecked Sendable {
+        private let lock = NSLock()
+        private var now: [UInt32: Int] = [:]
+        private var most: [UInt32: Int] = [:]
+        public func enter(_ value: UInt32) {
+            lock.withLock {
+                now[value, default: 0] += 1
+                most[value] = max(most[value] ?? 0, now[value]!)
+            }
+        }
+        public func leave(_ value: UInt32) { lock.withLock { now[value, default: 0] -= 1 } }
+        public func peak(_ value: UInt32) -> Int { lock.withLock { most[value] ?? 0 } }
+    }
 
     public final class DurationSet: @unchecked Sendable {
         private let lock = NSLock()

@@ -23,10 +23,14 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private var helloTimer: Scheduled<Void>?
     private var calls: [UInt64: Task<Void, Never>] = [:]
     /// Requests that arrived while the connection already ran its limit of calls (one
-    /// socket read can carry many frames); started in arrival order as calls finish.
-    /// Reading stops while any wait, so this holds at most one read's worth of frames.
-    private var waiting: [(id: UInt64, request: Wholecare_Rpc_V1_Request, arrival: ContinuousClock.Instant)] = []
-    private var waitingIDs: Set<UInt64> = []
+    /// socket read cycle can carry many frames); started in arrival order as calls
+    /// finish. Reading stops while any wait, so the queue holds at most what one read
+    /// cycle delivered (`maxMessagesPerRead` reads). A cancelled waiting call leaves
+    /// `waitingIDs` at once and is skipped when its turn comes (the number tells a
+    /// cancelled entry from a later call that reuses its id).
+    private var waiting = CircularBuffer<(id: UInt64, number: UInt64, request: Wholecare_Rpc_V1_Request, arrival: ContinuousClock.Instant)>()
+    private var waitingIDs: [UInt64: UInt64] = [:]
+    private var arrivals: UInt64 = 0
     private var highestCallID: UInt64 = 0
     private var draining = false
     private var closing = false
@@ -114,8 +118,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
                 startWaitingCalls()
                 resumeReadingIfPossible()
                 closeIfDrained()
-            } else if waitingIDs.remove(frame.callID) != nil {
-                waiting.removeAll { $0.id == frame.callID }
+            } else if waitingIDs.removeValue(forKey: frame.callID) != nil {
                 resumeReadingIfPossible()
                 closeIfDrained()
             }
@@ -154,7 +157,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     func read(context: ChannelHandlerContext) {
         // Backpressure: while the connection has as many calls as it may run, do not ask
         // the socket for more; TCP flow control then slows the client down.
-        if calls.count + waiting.count >= configuration.maxConcurrentCallsPerConnection {
+        if calls.count + waitingIDs.count >= configuration.maxConcurrentCallsPerConnection {
             readPending = true
         } else {
             context.read()
@@ -162,7 +165,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func resumeReadingIfPossible() {
-        guard readPending, calls.count + waiting.count < configuration.maxConcurrentCallsPerConnection, let context else { return }
+        guard readPending, calls.count + waitingIDs.count < configuration.maxConcurrentCallsPerConnection, let context else { return }
         readPending = false
         context.read()
     }
@@ -176,7 +179,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             fail(.invalidArgument, "call id 0 is reserved for connection frames")
             return
         }
-        guard calls[id] == nil, !waitingIDs.contains(id) else {
+        guard calls[id] == nil, waitingIDs[id] == nil else {
             fail(.invalidArgument, "call id \(id) is already in flight on this connection")
             return
         }
@@ -185,23 +188,23 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             return
         }
         highestCallID = max(highestCallID, id)
-        if calls.count < configuration.maxConcurrentCallsPerConnection && waiting.isEmpty {
+        if calls.count < configuration.maxConcurrentCallsPerConnection && waitingIDs.isEmpty {
             startCall(id: id, request: request, arrival: .now)
         } else {
-            waiting.append((id, request, .now))
-            waitingIDs.insert(id)
+            arrivals += 1
+            waiting.append((id, arrivals, request, .now))
+            waitingIDs[id] = arrivals
         }
     }
 
     private func startWaitingCalls() {
-        var started = 0
-        while started < waiting.count, calls.count < configuration.maxConcurrentCallsPerConnection {
-            let next = waiting[started]
-            started += 1
-            waitingIDs.remove(next.id)
+        while calls.count < configuration.maxConcurrentCallsPerConnection, let next = waiting.popFirst() {
+            // Skipped if it was cancelled while waiting.
+            guard waitingIDs[next.id] == next.number else { continue }
+            waitingIDs.removeValue(forKey: next.id)
             startCall(id: next.id, request: next.request, arrival: next.arrival)
         }
-        if started > 0 { waiting.removeFirst(started) }
+        if waitingIDs.isEmpty { waiting.removeAll(keepingCapacity: true) }
     }
 
     private func startCall(id: UInt64, request: Wholecare_Rpc_V1_Request, arrival: ContinuousClock.Instant) {
@@ -315,7 +318,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
-            if calls.isEmpty && waiting.isEmpty {
+            if calls.isEmpty && waitingIDs.isEmpty {
                 sendGoAway(.ok, "idle timeout")
                 closing = true
                 context.close(promise: nil)
@@ -361,7 +364,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func closeIfDrained() {
-        guard draining, calls.isEmpty, waiting.isEmpty, let context, !closing else { return }
+        guard draining, calls.isEmpty, waitingIDs.isEmpty, let context, !closing else { return }
         closing = true
         flushIfNeeded()
         context.close(promise: nil)

@@ -78,6 +78,24 @@ struct TokenVerifierTests {
         #expect(fetches.value == 1)
     }
 
+    @Test("calls arriving while the key set is being fetched wait for that fetch instead of being refused")
+    func concurrentFirstVerifications() async throws {
+        let fetches = FetchCounter()
+        let publicKey = Self.key.publicKey
+        let verifier = TokenVerifier(leeway: 5) {
+            fetches.increment()
+            try await Task.sleep(for: .milliseconds(200))  // a slow identity
+            return ["k1": publicKey]
+        }
+        let tokens = try (0..<8).map { _ in try JWT.sign(Self.claims(), key: Self.key, kid: "k1") }
+        let verified = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for token in tokens { group.addTask { try await verifier.verify(token).token == token } }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(verified == 8)
+        #expect(fetches.value == 1)
+    }
+
     @Test("a rotated key verifies after the new key id is fetched; the old key still verifies")
     func rotation() async throws {
         let old = Ed25519.PrivateKey(), new = Ed25519.PrivateKey()

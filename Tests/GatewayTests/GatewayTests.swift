@@ -153,6 +153,8 @@ struct GatewayTests {
             #expect(!csrfCookie.contains("HttpOnly"))
             func value(_ cookie: String) -> String { String(cookie.split(separator: ";")[0].split(separator: "=", maxSplits: 1)[1]) }
             let cookieHeader = "wc_access=\(value(access)); wc_csrf=\(value(csrfCookie))"
+            // The same token in a header, for a front end on another origin of the site.
+            #expect(signIn.headers[HTTPField.Name("X-CSRF-Token")!] == value(csrfCookie))
             let read = try await h.call(.get, "/v1/me", headers: [.cookie: cookieHeader])
             #expect(read.status == .ok)
             let entry: [String: Any] = ["kind": "NOTE", "effective_start": "2026-11-20", "text": "From the portal"]
@@ -194,7 +196,7 @@ struct GatewayTests {
         }
         try await GatewayHarness.with(settings: { $0.authAttemptsPerMinute = 2; $0.trustedProxies = [AddressRange("127.0.0.0/8")!] }) { h in
             // The client is the right-most untrusted hop; what it wrote further left is not believed.
-            let first = try await attempts(h, ["203.0.113.7", "198.51.100.1, 203.0.113.7", "198.51.100.2, 203.0.113.7, 127.0.0.1"])
+            let first = try await attempts(h, ["203.0.113.7", "198.51.100.1, 203.0.113.7:5123", "198.51.100.2, 203.0.113.7, 127.0.0.1"])
             #expect(first == [.unauthorized, .unauthorized, .tooManyRequests])
             let other = try await attempts(h, ["203.0.113.8"])
             #expect(other == [.unauthorized], "another client behind the same proxy is not limited")
@@ -214,6 +216,9 @@ struct GatewayTests {
         #expect(AddressRange("192.0.2.7")!.contains("192.0.2.7") && !AddressRange("192.0.2.7")!.contains("192.0.2.8"))
         #expect(AddressRange("10.0.0.0/33") == nil && AddressRange("not an address") == nil && AddressRange("10.0.0.0/x") == nil)
         #expect(!v4.contains("unknown"))
+        #expect(AddressRange("::ffff:10.1.0.0/112")!.contains("10.1.7.7") && AddressRange("::ffff:10.1.0.0/90") == nil)
+        #expect(API.hostPart("203.0.113.7:4711") == "203.0.113.7" && API.hostPart("[2001:db8::1]:443") == "2001:db8::1")
+        #expect(API.hostPart("2001:db8::1") == "2001:db8::1" && API.hostPart("203.0.113.7") == "203.0.113.7")
     }
 
     @Test("security headers, CORS only for configured origins, unknown routes and oversized bodies")

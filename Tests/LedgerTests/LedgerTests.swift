@@ -139,6 +139,37 @@ struct LedgerTests {
         }
     }
 
+    @Test("creating a budget honours its idempotency key: concurrent repeats make one budget; another request with the key is refused")
+    func budgetIdempotency() async throws {
+        try await LedgerHarness.with { h in
+            let p = try await h.people()
+            var create = Wholecare_Ledger_V1_CreateBudgetRequest()
+            create.personID = p.personID
+            create.funderOrganisationID = p.council
+            create.name = "Personal budget 2027/28"
+            create.idempotencyKey = "budget-2027"
+            let ledger = h.ledger, token = p.coordinator, request = create
+            let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<6 { group.addTask { try await ledger.createBudget(request, options: LedgerHarness.bearer(token)).id } }
+                return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+            }
+            #expect(ids.count == 1)
+            var list = Wholecare_Ledger_V1_ListBudgetsRequest()
+            list.personID = p.personID
+            let budgets = try await h.ledger.listBudgets(list, options: LedgerHarness.bearer(p.coordinator)).budgets
+            #expect(budgets.filter { $0.name == "Personal budget 2027/28" }.count == 1)
+            var renamed = create
+            renamed.name = "Something else"
+            let reused = await #expect(throws: RPCError.self) { try await h.ledger.createBudget(renamed, options: LedgerHarness.bearer(p.coordinator)) }
+            #expect(reused?.code == .alreadyExists)
+            // Without a key, each call makes a budget (creating one moves no money).
+            create.idempotencyKey = ""
+            let first = try await h.ledger.createBudget(create, options: LedgerHarness.bearer(p.coordinator)).id
+            let second = try await h.ledger.createBudget(create, options: LedgerHarness.bearer(p.coordinator)).id
+            #expect(first != second && !ids.contains(first))
+        }
+    }
+
     @Test("a batch posts each invoice on its own: refusals do not stop the others, and replays return the original")
     func batch() async throws {
         try await LedgerHarness.with { h in

@@ -40,9 +40,9 @@ struct CInteropTests {
         #expect(health.status == 0, "\(health.stderr)")
         #expect(health.stdout == "SERVING server=test protocol=1\n")
         let methods = try await Self.run(["127.0.0.1", port, "methods"])
-        #expect(methods.stdout.split(separator: "\n").contains("wholecare.diagnostics.v1.Echo/Echo"))
+        #expect(methods.stdout.split(separator: "\n").contains("wholecare.diagnostics.v1.Echo/Echo"), "\(methods.stderr)")
         let echo = try await Self.run(["127.0.0.1", port, "echo", "hello from C — ünïcode"])
-        #expect(echo.status == 0)
+        #expect(echo.status == 0, "\(echo.stderr)")
         #expect(echo.stdout == "hello from C — ünïcode\n")
         await test.server.shutdown()
     }

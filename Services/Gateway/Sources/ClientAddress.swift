@@ -16,8 +16,10 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
         let parts = text.split(separator: "/", maxSplits: 1)
         guard let first = parts.first, let bytes = Self.parse(String(first)) else { return nil }
         let bits = bytes.count * 8
-        let length = parts.count == 2 ? Int(parts[1]) : bits
-        guard let length, (0...bits).contains(length) else { return nil }
+        guard var length = parts.count == 2 ? Int(parts[1]) : bits else { return nil }
+        // An IPv4-mapped IPv6 range (::ffff:10.0.0.0/104) parses to four bytes.
+        if bytes.count == 4, first.contains(":"), parts.count == 2 { length -= 96 }
+        guard (0...bits).contains(length) else { return nil }
         self.bytes = bytes
         self.prefixLength = length
     }
@@ -59,10 +61,23 @@ extension API {
         guard !trusted.isEmpty, isTrusted(context.remoteAddress) else { return context.remoteAddress }
         let forwarded = request.headers[values: .xForwardedFor].flatMap { $0.split(separator: ",") }
             .map { $0.trimmingCharacters(in: .whitespaces) }
-        for hop in forwarded.reversed() where !isTrusted(hop) {
+        for entry in forwarded.reversed() {
+            let hop = Self.hostPart(entry)
+            if isTrusted(hop) { continue }
             return AddressRange.parse(hop) == nil ? context.remoteAddress : hop
         }
         return context.remoteAddress
+    }
+
+    /// `203.0.113.7:4711` → `203.0.113.7`, `[2001:db8::1]:443` → `2001:db8::1`; a bare
+    /// address is returned as it is (some balancers write ports, RFC 7239 style).
+    public static func hostPart(_ entry: String) -> String {
+        if entry.hasPrefix("["), let close = entry.firstIndex(of: "]") {
+            return String(entry[entry.index(after: entry.startIndex)..<close])
+        }
+        let colons = entry.filter { $0 == ":" }.count
+        if colons == 1, let colon = entry.firstIndex(of: ":") { return String(entry[..<colon]) }
+        return entry
     }
 }
 

@@ -56,7 +56,7 @@ struct GatewayMiddleware: RouterMiddleware {
             response.headers[.accessControlAllowOrigin] = origin
             response.headers[.accessControlAllowCredentials] = "true"
             response.headers[.vary] = "Origin"
-            response.headers[.accessControlExposeHeaders] = "X-Request-Id, Retry-After"
+            response.headers[.accessControlExposeHeaders] = "X-Request-Id, Retry-After, X-CSRF-Token"
         }
         let elapsed = ContinuousClock.now - started
         // The path without its query string (which may carry identifiers); no bodies.

@@ -128,6 +128,9 @@ extension API {
                                                      refresh: session.refreshToken, refreshSeconds: refreshSeconds,
                                                      secure: settings.secureCookies) {
                 response.setCookie(cookie)
+                // Also in a header, for a front end on another origin of the same site,
+                // whose script cannot read the gateway's cookie but must echo the token.
+                if cookie.name == Credentials.csrfCookie { response.headers[.xCSRFToken] = cookie.value }
             }
         }
         return response

@@ -129,6 +129,7 @@ enum LedgerProto {
 }
 
 /// Requests without their idempotency key, for the request hash.
+extension Wholecare_Ledger_V1_CreateBudgetRequest { var withoutKey: Self { var c = self; c.idempotencyKey = ""; return c } }
 extension Wholecare_Ledger_V1_AllocateRequest { var withoutKey: Self { var c = self; c.idempotencyKey = ""; return c } }
 extension Wholecare_Ledger_V1_TopUpRequest { var withoutKey: Self { var c = self; c.idempotencyKey = ""; return c } }
 extension Wholecare_Ledger_V1_PostInvoiceRequest { var withoutKey: Self { var c = self; c.idempotencyKey = ""; return c } }

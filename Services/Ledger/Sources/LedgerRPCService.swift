@@ -115,8 +115,17 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         let end = try Self.date(request.periodEnd, field: "period_end")
         if let start, let end, end < start { throw RPCError.invalidArgument(field: "period_end", "must not be before period_start") }
         try await authorizer.require(principal, .allocateBudget(funder: funder), person: person)
-        let id = try await store.createBudget(person: person, funder: funder, name: name, overdraft: request.overdraftLimitPence,
-                                              periodStart: start, periodEnd: end)
+        // Optional here (creating a budget moves no money), honoured when given.
+        let keyText = request.idempotencyKey.isEmpty ? (context.metadata[MetadataKey.idempotencyKey] ?? "") : request.idempotencyKey
+        let key = keyText.isEmpty ? nil : try idempotencyKey(keyText, context)
+        let id: UUID
+        do {
+            id = try await store.createBudget(person: person, funder: funder, name: name, overdraft: request.overdraftLimitPence,
+                                              periodStart: start, periodEnd: end, createdBy: Self.scope(principal), idempotencyKey: key,
+                                              requestHash: try Self.requestHash(request.withoutKey, method: "CreateBudget"))
+        } catch is LedgerStore.IdempotencyConflict {
+            throw RPCError(code: .alreadyExists, message: "this idempotency key was already used with a different request")
+        }
         return LedgerProto.budget(try await store.budget(id)!)
     }
 

@@ -87,22 +87,39 @@ public struct LedgerStore: Sendable {
         return id
     }
 
-    public func createBudget(person: UUID, funder: UUID, name: String, overdraft: Int64, periodStart: CalendarDate?, periodEnd: CalendarDate?) async throws -> UUID {
+    /// A key already used by this caller for another request.
+    public struct IdempotencyConflict: Error {}
+
+    /// Creates a budget, or (with an idempotency key the same caller already used for the
+    /// same request) returns the one made then.
+    public func createBudget(person: UUID, funder: UUID, name: String, overdraft: Int64, periodStart: CalendarDate?, periodEnd: CalendarDate?,
+                             createdBy: String, idempotencyKey: String? = nil, requestHash: [UInt8] = []) async throws -> UUID {
         let funderAccount = try await organisationAccount(kind: "funder", organisation: funder)
         let id = UUID(), commitments = UUID()
-        try await db.withTransaction { session in
+        return try await db.withTransaction { session -> UUID in
+            if let idempotencyKey {
+                // Concurrent repeats of one key take turns here, so exactly one creates.
+                try await session.query("SELECT pg_advisory_xact_lock(hashtextextended(\(createdBy + " " + idempotencyKey), 7))")
+                if let row = try await session.query("""
+                    SELECT id, request_hash FROM budgets WHERE created_by = \(createdBy) AND idempotency_key = \(idempotencyKey)
+                    """).first {
+                    guard try row.decode("request_hash", as: PostgresBytes?.self)?.bytes == requestHash else { throw IdempotencyConflict() }
+                    return try row.decode("id")
+                }
+            }
             try await session.query("""
                 INSERT INTO accounts (id, kind, name) VALUES (\(id), 'budget', \(name)), (\(commitments), 'commitments', \("Committed: " + name))
                 """)
             try await session.query("UPDATE accounts SET budget_id = \(id) WHERE id = \(commitments)")
             try await session.query("""
                 INSERT INTO budgets (id, person_id, funder_organisation_id, funder_account_id, commitments_account_id, name,
-                                     overdraft_limit, period_start, period_end)
+                                     overdraft_limit, period_start, period_end, created_by, idempotency_key, request_hash)
                 VALUES (\(id), \(person), \(funder), \(funderAccount), \(commitments), \(name), \(overdraft),
-                        \(periodStart?.description)::date, \(periodEnd?.description)::date)
+                        \(periodStart?.description)::date, \(periodEnd?.description)::date, \(createdBy), \(idempotencyKey),
+                        \(idempotencyKey == nil ? nil : PostgresBytes(requestHash)))
                 """)
+            return id
         }
-        return id
     }
 
     public func budgetInfo(_ id: UUID) async throws -> BudgetInfo? {

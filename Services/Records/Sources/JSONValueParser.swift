@@ -84,7 +84,9 @@ extension JSONValue {
             let start = position
             while position < bytes.count, Self.isNumberByte(bytes[position]) { position += 1 }
             guard position > start else { return nil }
-            return Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self))
+            guard let value = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)),
+                  value.isFinite else { return nil }
+            return value
         }
 
         static func isNumberByte(_ c: UInt8) -> Bool {
