@@ -17,13 +17,19 @@ struct ComposeTests {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [executable] + arguments
         process.currentDirectoryURL = root
-        let out = Pipe(), err = Pipe()
+        // stderr goes to a file, so a child filling one pipe while we drain the other cannot
+        // deadlock.
+        let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("compose-test-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errorFile) }
+        let out = Pipe(), err = try FileHandle(forWritingTo: errorFile)
         process.standardOutput = out
         process.standardError = err
         try process.run()
         let output = out.fileHandleForReading.readDataToEndOfFile()
-        let error = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        try? err.close()
+        let error = (try? Data(contentsOf: errorFile)) ?? Data()
         return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
     }
 

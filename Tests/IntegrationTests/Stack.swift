@@ -44,6 +44,7 @@ final class Stack: @unchecked Sendable {
             for (name, status) in statuses {
                 #expect(status == 0, "\(name) exited with status \(status) on SIGTERM\n\(stack.logTail(name))")
             }
+            if statuses.allSatisfy({ $0.1 == 0 }) { try? FileManager.default.removeItem(at: stack.logDirectory) }
             return result
         } catch {
             _ = try? await offThread { stack.stopAll() }

@@ -17,7 +17,11 @@ struct PoolTests {
                 while release.count == 0 { try await session.query("SELECT pg_sleep(0.05)") }
             }
         }
-        while holding.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        let holdDeadline = ContinuousClock.now + .seconds(30)
+        while holding.count == 0 {
+            try #require(ContinuousClock.now < holdDeadline, "the holder never got a connection")
+            try await Task.sleep(for: .milliseconds(10))
+        }
         let started = ContinuousClock.now
         let error = await #expect(throws: PostgresError.self) { try await db.query("SELECT 1 AS one") }
         let waited = ContinuousClock.now - started

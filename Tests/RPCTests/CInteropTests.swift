@@ -14,7 +14,19 @@ struct CInteropTests {
         return root.appendingPathComponent("clients/c/build/wholecare-call").path
     }
 
+    /// Runs the C client. A connection that fails before the hello is answered is tried
+    /// once more: on the loaded CI machine this has been seen twice in many runs ("no
+    /// hello", UNAVAILABLE, well inside the 10 s deadline) and is not yet explained; this
+    /// suite is about the wire format, and the retry is printed so it stays visible.
     static func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let first = try await runOnce(arguments)
+        guard first.status == 14, first.stderr.contains("no hello") else { return first }
+        print("C client: \(first.stderr.trimmingCharacters(in: .whitespacesAndNewlines)); trying once more")
+        try await Task.sleep(for: .milliseconds(200))
+        return try await runOnce(arguments)
+    }
+
+    static func runOnce(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
         let path = clientPath
         return try await offThread {
             let process = Process()
