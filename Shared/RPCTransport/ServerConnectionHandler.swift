@@ -311,7 +311,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         case let error as ByteToMessageDecoderError where "\(error)".contains("PayloadTooLarge"):
             fail(.resourceExhausted, "frame exceeds the size limit")
         default:
-            logger.debug("connection error", metadata: ["error": "\(type(of: error))"])
+            logger.info("closing connection after an error", metadata: ["error": "\(type(of: error))"])
             context.close(promise: nil)
         }
     }

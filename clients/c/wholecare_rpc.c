@@ -150,8 +150,16 @@ wc_conn *wc_connect(const char *host, int port, int timeout_ms, char *err, size_
     frame.kind_case = WHOLECARE__RPC__V1__FRAME__KIND_HELLO;
     frame.hello = &hello;
     Wholecare__Rpc__V1__Frame *reply = NULL;
-    if (send_frame(c, &frame, deadline) != 0 || recv_frame(c, &reply, deadline) != 0) {
-        snprintf(err, err_len, "no hello from %s:%d", host, port);
+    int sent = send_frame(c, &frame, deadline);
+    errno = 0;
+    int received = sent == 0 ? recv_frame(c, &reply, deadline) : 0;
+    if (sent != 0 || received != 0) {
+        /* Say what happened, for whoever has to find out why. */
+        const char *why = sent != 0 ? "sending the hello failed"
+                        : received == -2 ? "timed out"
+                        : received == -5 ? "undecodable reply"
+                        : errno != 0 ? strerror(errno) : "connection closed by the server";
+        snprintf(err, err_len, "no hello from %s:%d (%s)", host, port, why);
         wc_close(c);
         return NULL;
     }
