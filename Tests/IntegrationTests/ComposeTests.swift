@@ -13,24 +13,8 @@ struct ComposeTests {
     static let notCalledYet: Set<String> = ["gateway->engagement", "gateway->directory", "engagement->records"]
 
     static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [executable] + arguments
-        process.currentDirectoryURL = root
-        // stderr goes to a file, so a child filling one pipe while we drain the other cannot
-        // deadlock.
-        let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("compose-test-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: errorFile) }
-        let out = Pipe(), err = try FileHandle(forWritingTo: errorFile)
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try? err.close()
-        let error = (try? Data(contentsOf: errorFile)) ?? Data()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
+        let result = try Subprocess.run(URL(fileURLWithPath: "/usr/bin/env"), [executable] + arguments, directory: root)
+        return (result.status, result.stdout, result.stderr)
     }
 
     /// The file as JSON, parsed by PyYAML (installed with docker-compose by `make deps`).

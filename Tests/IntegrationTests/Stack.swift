@@ -199,17 +199,10 @@ final class Stack: @unchecked Sendable {
     }
 
     private static func runCClient(port: Int, _ arguments: [String], environment extra: [String: String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = Self.repositoryRoot.appendingPathComponent("clients/c/build/wholecare-call")
-        process.arguments = ["127.0.0.1", String(port)] + arguments
-        process.environment = ["PATH": "/usr/bin:/bin"].merging(extra) { _, new in new }
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let result = try Subprocess.run(Self.repositoryRoot.appendingPathComponent("clients/c/build/wholecare-call"),
+                                        ["127.0.0.1", String(port)] + arguments,
+                                        environment: ["PATH": "/usr/bin:/bin"].merging(extra) { _, new in new })
+        return (result.status, result.output.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -28,19 +28,8 @@ struct CInteropTests {
 
     static func runOnce(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
         let path = clientPath
-        return try await offThread {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = arguments
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
-            let stdout = out.fileHandleForReading.readDataToEndOfFile()
-            let stderr = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-        }
+        let result = try await offThread { try Subprocess.run(URL(fileURLWithPath: path), arguments) }
+        return (result.status, result.stdout, result.stderr)
     }
 
     @Test("the C client checks health, lists methods and echoes through a Swift server")

@@ -140,25 +140,10 @@ struct EntryLifecycleTests {
     static func pgDump(schema: String) throws -> String {
         let url = try TestDatabase.adminURL()
         let bin = ["/usr/lib/postgresql/15/bin/pg_dump", "/usr/bin/pg_dump"].first { FileManager.default.isExecutableFile(atPath: $0) }!
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: bin)
-        process.arguments = ["--dbname=\(url)", "--schema=\(schema)", "--data-only", "--inserts"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let data = try Subprocess.run(URL(fileURLWithPath: bin), ["--dbname=\(url)", "--schema=\(schema)", "--data-only", "--inserts"])
         // --data-only has no CREATE TABLE; dump the schema definition too for the sanity check.
-        let schemaProcess = Process()
-        schemaProcess.executableURL = URL(fileURLWithPath: bin)
-        schemaProcess.arguments = ["--dbname=\(url)", "--schema=\(schema)", "--schema-only"]
-        let schemaPipe = Pipe()
-        schemaProcess.standardOutput = schemaPipe
-        try schemaProcess.run()
-        let schemaData = schemaPipe.fileHandleForReading.readDataToEndOfFile()
-        schemaProcess.waitUntilExit()
-        return String(decoding: schemaData + data, as: UTF8.self)
+        let definition = try Subprocess.run(URL(fileURLWithPath: bin), ["--dbname=\(url)", "--schema=\(schema)", "--schema-only"])
+        return definition.stdout + data.stdout
     }
 
     @Test("medications carry their next refill date; the summary shows it with the rest", arguments: [true])

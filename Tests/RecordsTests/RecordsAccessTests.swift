@@ -221,15 +221,7 @@ enum FHIRValidator {
             bundle = Bundle(json.load(open(sys.argv[1])), strict=True)
             print("valid", len(bundle.entry), "entries")
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", script, file.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus == 0, output)
+        let result = try Subprocess.run(URL(fileURLWithPath: python), ["-c", script, file.path])
+        return (result.status == 0, result.output)
     }
 }

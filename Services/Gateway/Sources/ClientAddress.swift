@@ -25,7 +25,11 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     }
 
     public func contains(_ address: String) -> Bool {
-        guard let other = Self.parse(address), other.count == bytes.count else { return false }
+        Self.parse(address).map(contains(bytes:)) ?? false
+    }
+
+    func contains(bytes other: [UInt8]) -> Bool {
+        guard other.count == bytes.count else { return false }
         var remaining = prefixLength
         for (a, b) in zip(bytes, other) where remaining > 0 {
             let mask: UInt8 = remaining >= 8 ? 0xFF : ~(0xFF >> UInt8(remaining))
@@ -57,14 +61,15 @@ extension API {
     /// client and could be anything, so they are never believed.
     func clientAddress(_ request: Request, _ context: GatewayContext) -> String {
         let trusted = settings.trustedProxies
-        func isTrusted(_ address: String) -> Bool { trusted.contains { $0.contains(address) } }
-        guard !trusted.isEmpty, isTrusted(context.remoteAddress) else { return context.remoteAddress }
+        func isTrusted(_ bytes: [UInt8]) -> Bool { trusted.contains { $0.contains(bytes: bytes) } }
+        guard !trusted.isEmpty, let peer = AddressRange.parse(context.remoteAddress), isTrusted(peer) else { return context.remoteAddress }
         let forwarded = request.headers[values: .xForwardedFor].flatMap { $0.split(separator: ",") }
             .map { $0.trimmingCharacters(in: .whitespaces) }
         for entry in forwarded.reversed() {
             let hop = Self.hostPart(entry)
-            if isTrusted(hop) { continue }
-            return AddressRange.parse(hop) == nil ? context.remoteAddress : hop
+            // An entry that is not an address is not believed: the proxy's own address counts.
+            guard let bytes = AddressRange.parse(hop) else { return context.remoteAddress }
+            if !isTrusted(bytes) { return hop }
         }
         return context.remoteAddress
     }

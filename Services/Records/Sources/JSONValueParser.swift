@@ -137,7 +137,7 @@ extension JSONValue {
                             scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                         }
                         guard let unicode = Unicode.Scalar(scalar) else { return nil }
-                        out.append(contentsOf: Array(String(Character(unicode)).utf8))
+                        UTF8.encode(unicode) { out.append($0) }
                     default:
                         return nil
                     }

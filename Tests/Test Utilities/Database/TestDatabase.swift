@@ -67,6 +67,42 @@ public func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) a
     }
 }
 
+/// Runs a child process to completion: standard output through a pipe, standard error
+/// through a file (so a child filling one while the other is drained cannot deadlock).
+/// Blocking: async tests call it through `offThread` (or `BuiltTool.run`).
+public enum Subprocess {
+    public struct Result: Sendable {
+        public let status: Int32
+        public let stdout: String
+        public let stderr: String
+        /// Both streams, standard output first.
+        public var output: String { stdout + stderr }
+    }
+
+    public static func run(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+                           directory: URL? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        if let directory { process.currentDirectoryURL = directory }
+        let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("wholecare-stderr-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errorFile) }
+        let out = Pipe(), err = try FileHandle(forWritingTo: errorFile)
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        try? err.close()
+        let stderr = (try? Data(contentsOf: errorFile)) ?? Data()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
 /// Runs a built executable of this package and returns its output.
 public enum BuiltTool {
     /// `run` on a thread of its own, for async tests: waiting for a process must not hold
@@ -78,18 +114,10 @@ public enum BuiltTool {
 
     @discardableResult
     public static func runBlocking(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try TestDatabase.binDirectory()).appendingPathComponent(name)
-        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { _, new in new }
-        process.environment = env
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let result = try Subprocess.run(URL(fileURLWithPath: try TestDatabase.binDirectory()).appendingPathComponent(name), arguments,
+                                        environment: env)
+        return (result.status, result.output)
     }
 }
