@@ -90,40 +90,49 @@ public final class PostgresClient: Sendable {
         isolation: PostgresIsolation = .readCommitted,
         _ body: (PostgresSession) async throws -> T
     ) async throws -> T {
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                return try await withConnection { session in
-                    try await session.run(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.rawValue)")
-                    let value: T
-                    do {
-                        value = try await body(session)
-                    } catch {
-                        await session.rollbackQuietly()
-                        throw error
-                    }
-                    do {
-                        try await session.run(unsafeSQL: "COMMIT")
-                    } catch let error as PostgresError where error.kind == .connectionLost {
-                        // The outcome of COMMIT is unknown: never retry it blindly.
-                        throw CommitOutcomeUnknown(underlying: error)
-                    } catch {
-                        await session.rollbackQuietly()
-                        throw error
-                    }
-                    return value
+        try await retryingTransaction {
+            try await withConnection { session in
+                try await session.run(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                let value: T
+                do {
+                    value = try await body(session)
+                } catch {
+                    await session.rollbackQuietly()
+                    throw error
                 }
+                do {
+                    try await session.run(unsafeSQL: "COMMIT")
+                } catch let error as PostgresError where error.kind == .connectionLost {
+                    // The outcome of COMMIT is unknown: never retry it blindly.
+                    throw CommitOutcomeUnknown(underlying: error)
+                } catch {
+                    await session.rollbackQuietly()
+                    throw error
+                }
+                return value
+            }
+        }
+    }
+
+    /// Runs `attempt` again after a serialization failure, deadlock or lost connection
+    /// (with jittered backoff, up to ``PostgresConfiguration/transactionAttempts`` times);
+    /// a commit whose outcome is unknown is never retried.
+    private func retryingTransaction<T: Sendable>(_ attempt: () async throws -> T) async throws -> T {
+        var attempts = 0
+        while true {
+            attempts += 1
+            do {
+                return try await attempt()
             } catch let error as PostgresError where error.isSerializationFailure || error.kind == .connectionLost {
-                guard attempt < configuration.transactionAttempts else {
+                guard attempts < configuration.transactionAttempts else {
                     if error.kind == .connectionLost { throw error }
                     throw PostgresError(
                         kind: .retriesExhausted,
-                        safeMessage: "the transaction kept conflicting with concurrent work after \(attempt) attempts",
+                        safeMessage: "the transaction kept conflicting with concurrent work after \(attempts) attempts",
                         sqlState: error.sqlState, serverMessage: error.serverMessage)
                 }
-                logger.debug("retrying transaction", metadata: ["attempt": "\(attempt)", "sqlstate": "\(error.sqlState ?? "-")"])
-                try await Task.sleep(for: Self.backoff(attempt: attempt))
+                logger.debug("retrying transaction", metadata: ["attempt": "\(attempts)", "sqlstate": "\(error.sqlState ?? "-")"])
+                try await Task.sleep(for: Self.backoff(attempt: attempts))
             } catch let error as CommitOutcomeUnknown {
                 throw error.underlying
             }
@@ -131,6 +140,47 @@ public final class PostgresClient: Sendable {
     }
 
     private struct CommitOutcomeUnknown: Error { let underlying: PostgresError }
+
+    /// Like ``withTransaction(isolation:_:)``, but `body` is synchronous and runs with
+    /// `BEGIN` and `COMMIT` on one of the pool's threads: one hop to that thread and back
+    /// for the whole transaction instead of one per statement. For transactions of several
+    /// statements with only computation between them (e.g. a batch of postings). The same
+    /// retries apply, so `body` must only have effects through the session.
+    public func withBlockingTransaction<T: Sendable>(
+        isolation: PostgresIsolation = .readCommitted,
+        _ body: @escaping @Sendable (PostgresBlockingSession) throws -> T
+    ) async throws -> T {
+        try await retryingTransaction {
+            let connection = try await acquire()
+            let outcome: Result<T, any Error> = await {
+                do {
+                    return .success(try await threadPool.runIfActive {
+                        try connection.executeSimple("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                        let value: T
+                        do {
+                            value = try body(PostgresBlockingSession(connection: connection))
+                        } catch {
+                            if !connection.isBroken { try? connection.executeSimple("ROLLBACK") }
+                            throw error
+                        }
+                        do {
+                            try connection.executeSimple("COMMIT")
+                        } catch let error as PostgresError where error.kind == .connectionLost {
+                            throw CommitOutcomeUnknown(underlying: error)
+                        } catch {
+                            if !connection.isBroken { try? connection.executeSimple("ROLLBACK") }
+                            throw error
+                        }
+                        return value
+                    })
+                } catch {
+                    return .failure(error)
+                }
+            }()
+            await release(connection)
+            return try outcome.get()
+        }
+    }
 
     /// Jittered exponential backoff: uniformly random in [0, 5ms · 2^attempt), capped.
     static func backoff(attempt: Int) -> Duration {
@@ -162,8 +212,10 @@ public final class PostgresClient: Sendable {
             switch next {
             case .use(let connection):
                 // A connection that sat idle may have lost its server (restart, failover):
-                // check the socket without blocking and replace it if it is gone.
-                if try await threadPool.runIfActive({ connection.isAlive() }) { return connection }
+                // check the socket and replace it if it is gone. The check is a zero-timeout
+                // poll(2), so it runs right here rather than costing a hop to the pool's
+                // threads and back before every statement.
+                if connection.isAlive() { return connection }
                 logger.info("replacing a database connection the server closed while idle")
                 await discard(connection)
                 continue
@@ -309,6 +361,18 @@ public final class PostgresClient: Sendable {
             continuation.onTermination = { _ in stop.store(true, ordering: .relaxed) }
             thread.start()
         }
+    }
+}
+
+/// A session for the synchronous body of ``PostgresClient/withBlockingTransaction(isolation:_:)``,
+/// already on a pool thread: each statement blocks until its result is in.
+public struct PostgresBlockingSession: @unchecked Sendable {
+    let connection: PostgresConnection
+
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    public func query(_ query: PostgresQuery) throws -> PostgresRows {
+        try connection.execute(query)
     }
 }
 

@@ -53,8 +53,8 @@ final class PostgresConnection: @unchecked Sendable {
         isBroken = true
     }
 
-    /// Checks, without blocking, that the server has not closed the socket while the
-    /// connection sat idle (e.g. the server restarted). Reads any pending input.
+    /// Checks, without blocking (a zero-timeout `poll(2)`, safe on any thread), that the
+    /// server has not closed the socket while the connection sat idle (e.g. it restarted).
     ///
     /// An idle pooled connection has no reason to receive anything, so any readable data
     /// (an error such as "terminating connection", or end-of-file) marks it as unusable.

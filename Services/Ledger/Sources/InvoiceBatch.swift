@@ -8,6 +8,18 @@ public struct BatchInvoice: Sendable {
     public var transaction: NewTransaction
     public var plan: LedgerRules.Plan
     public var requestHash: [UInt8]
+    /// Whose idempotency keys these are (the caller: see `LedgerRPCService.scope`).
+    public var scope: String
+}
+
+/// An item's idempotency key within its caller's scope.
+struct ScopedKey: Hashable, Sendable {
+    var scope: String
+    var key: String
+}
+
+extension BatchInvoice {
+    var scopedKey: ScopedKey { ScopedKey(scope: scope, key: transaction.idempotencyKey) }
 }
 
 public enum BatchItemOutcome: Sendable, Equatable {
@@ -21,50 +33,55 @@ extension LedgerStore {
     /// Posts many invoices in one database transaction with a handful of set-based
     /// statements. Each invoice is all-or-nothing on its own: an invoice that would
     /// overdraw its budget (given the ones before it in the batch), or whose key was used
-    /// with a different body, is left out and the others are posted.
-    public func postBatch(_ items: [BatchInvoice], scope: String) async throws -> [Int: BatchItemOutcome] {
+    /// with a different body, is left out and the others are posted. Items may come from
+    /// different callers (each has its own key scope); no scoped key may appear twice.
+    ///
+    /// The statements run back to back on one pool thread (`withBlockingTransaction`).
+    public func postBatch(_ items: [BatchInvoice]) async throws -> [Int: BatchItemOutcome] {
         guard !items.isEmpty else { return [:] }
-        return try await db.withTransaction { session in
+        return try await db.withBlockingTransaction { session in
             var outcomes: [Int: BatchItemOutcome] = [:]
             // 1. Claim the idempotency keys (sorted, so concurrent batches lock in one order).
-            let sorted = items.sorted { $0.transaction.idempotencyKey < $1.transaction.idempotencyKey }
-            let claimed = Set(try await session.query("""
+            let sorted = items.sorted { ($0.scope, $0.transaction.idempotencyKey) < ($1.scope, $1.transaction.idempotencyKey) }
+            let claimed = Set(try session.query("""
                 INSERT INTO idempotency_keys (scope, key, request_hash, transaction_id)
-                SELECT \(scope), k, decode(h, 'hex'), t
-                FROM unnest(\(sorted.map(\.transaction.idempotencyKey))::text[], \(sorted.map { hex($0.requestHash) })::text[],
-                            \(sorted.map(\.transaction.id))::uuid[]) AS x(k, h, t)
-                ON CONFLICT DO NOTHING RETURNING key
-                """).map { try $0.decode("key", as: String.self) })
+                SELECT s, k, decode(h, 'hex'), t
+                FROM unnest(\(sorted.map(\.scope))::text[], \(sorted.map(\.transaction.idempotencyKey))::text[],
+                            \(sorted.map { hex($0.requestHash) })::text[], \(sorted.map(\.transaction.id))::uuid[]) AS x(s, k, h, t)
+                ON CONFLICT DO NOTHING RETURNING scope, key
+                """).map { ScopedKey(scope: try $0.decode("scope"), key: try $0.decode("key")) })
             // 2. Keys used before: the original result, or a refusal.
-            let repeats = items.filter { !claimed.contains($0.transaction.idempotencyKey) }
+            let repeats = items.filter { !claimed.contains($0.scopedKey) }
             if !repeats.isEmpty {
-                var existing: [String: (hash: [UInt8], tx: UUID)] = [:]
-                for row in try await session.query("""
-                    SELECT key, request_hash, transaction_id FROM idempotency_keys
-                    WHERE scope = \(scope) AND key = ANY(\(repeats.map(\.transaction.idempotencyKey))::text[])
+                var existing: [ScopedKey: (hash: [UInt8], tx: UUID)] = [:]
+                for row in try session.query("""
+                    SELECT i.scope, i.key, i.request_hash, i.transaction_id
+                    FROM unnest(\(repeats.map(\.scope))::text[], \(repeats.map(\.transaction.idempotencyKey))::text[]) AS r(scope, key)
+                    JOIN idempotency_keys i ON i.scope = r.scope AND i.key = r.key
                     """) {
-                    existing[try row.decode("key")] = (try row.decode("request_hash", as: PostgresBytes.self).bytes, try row.decode("transaction_id"))
+                    existing[ScopedKey(scope: try row.decode("scope"), key: try row.decode("key"))] =
+                        (try row.decode("request_hash", as: PostgresBytes.self).bytes, try row.decode("transaction_id"))
                 }
                 for item in repeats {
-                    if let stored = existing[item.transaction.idempotencyKey], stored.hash == item.requestHash {
+                    if let stored = existing[item.scopedKey], stored.hash == item.requestHash {
                         outcomes[item.index] = .replayed(stored.tx)
                     } else {
                         outcomes[item.index] = .keyReused
                     }
                 }
             }
-            let fresh = items.filter { claimed.contains($0.transaction.idempotencyKey) }.sorted { $0.index < $1.index }
+            let fresh = items.filter { claimed.contains($0.scopedKey) }.sorted { $0.index < $1.index }
             guard !fresh.isEmpty else { return outcomes }
             // 3. Lock the budgets involved, in id order, and check funds invoice by invoice.
             let budgetIDs = Array(Set(fresh.flatMap { $0.plan.deltas.keys })).sorted { $0.uuidString < $1.uuidString }
             var room: [UUID: Int64] = [:]
-            for row in try await session.query("""
+            for row in try session.query("""
                 SELECT id, available + overdraft_limit AS room FROM budgets WHERE id = ANY(\(budgetIDs)::uuid[]) ORDER BY id FOR UPDATE
                 """) {
                 room[try row.decode("id")] = try row.decode("room")
             }
             var accepted: [BatchInvoice] = []
-            var refusedKeys: [String] = []
+            var refusedKeys: [ScopedKey] = []
             for item in fresh {
                 let fits = item.plan.deltas.allSatisfy { budget, delta in
                     !item.plan.checkFunds.contains(budget) || (room[budget] ?? .min) + delta.available >= 0
@@ -74,35 +91,22 @@ extension LedgerStore {
                     accepted.append(item)
                     outcomes[item.index] = .posted(item.transaction.id)
                 } else {
-                    refusedKeys.append(item.transaction.idempotencyKey)
+                    refusedKeys.append(item.scopedKey)
                     outcomes[item.index] = .insufficientFunds
                 }
             }
             if !refusedKeys.isEmpty {
-                try await session.query("DELETE FROM idempotency_keys WHERE scope = \(scope) AND key = ANY(\(refusedKeys)::text[])")
+                try session.query("""
+                    DELETE FROM idempotency_keys i USING unnest(\(refusedKeys.map(\.scope))::text[], \(refusedKeys.map(\.key))::text[]) AS r(scope, key)
+                    WHERE i.scope = r.scope AND i.key = r.key
+                    """)
             }
             guard !accepted.isEmpty else { return outcomes }
             // 4. Write the accepted invoices: transactions, postings, budget totals, care accounts.
             let t = accepted.map(\.transaction)
-            try await session.query("""
-                INSERT INTO transactions (id, kind, budget_id, person_id, amount, memo, invoice_reference, provider_organisation_id,
-                    service_start, service_end, eligible, council_rate, daily_living, eligible_toward_cap, daily_living_excluded,
-                    above_council_rate, idempotency_key, created_by)
-                SELECT id, kind, budget_id, person_id, amount, memo, invoice_reference, NULLIF(provider, '')::uuid,
-                    NULLIF(service_start, '')::date, NULLIF(service_end, '')::date, eligible, council_rate, daily_living,
-                    toward_cap, daily_living_excluded, above_rate, key, created_by
-                FROM unnest(\(t.map(\.id))::uuid[], \(t.map(\.kind))::text[], \(t.map(\.budget.id))::uuid[],
-                    \(t.map(\.budget.personID))::uuid[], \(t.map(\.amount))::int8[], \(t.map(\.memo))::text[],
-                    \(t.map(\.invoiceReference))::text[], \(t.map { $0.providerOrganisationID?.uuidString ?? "" })::text[],
-                    \(t.map { $0.serviceStart?.description ?? "" })::text[], \(t.map { $0.serviceEnd?.description ?? "" })::text[],
-                    \(t.map { $0.eligible ? "t" : "f" })::bool[], \(t.map(\.councilRate))::int8[], \(t.map(\.dailyLiving))::int8[],
-                    \(t.map(\.care.towardCap))::int8[], \(t.map(\.care.dailyLivingExcluded))::int8[], \(t.map(\.care.aboveCouncilRate))::int8[],
-                    \(t.map(\.idempotencyKey))::text[], \(t.map(\.createdBy))::text[])
-                    AS x(id, kind, budget_id, person_id, amount, memo, invoice_reference, provider, service_start, service_end, eligible,
-                         council_rate, daily_living, toward_cap, daily_living_excluded, above_rate, key, created_by)
-                """)
+            try session.query(Self.insertTransactions(t))
             let postings = accepted.flatMap { item in item.plan.postings.enumerated().map { (item.transaction.id, Int64($0.offset + 1), $0.element) } }
-            try await session.query("""
+            try session.query("""
                 INSERT INTO postings (transaction_id, line, account_id, amount)
                 SELECT * FROM unnest(\(postings.map(\.0))::uuid[], \(postings.map(\.1))::int8[]::int2[], \(postings.map(\.2.account))::uuid[],
                                      \(postings.map(\.2.amount))::int8[])
@@ -120,7 +124,7 @@ extension LedgerStore {
                 }
             }
             let ids = Array(totals.keys)
-            try await session.query("""
+            try session.query("""
                 UPDATE budgets SET available = budgets.available + d.available, allocated = budgets.allocated + d.allocated,
                     spent = budgets.spent + d.spent, committed = budgets.committed + d.committed, transferred_net = budgets.transferred_net + d.transferred
                 FROM unnest(\(ids)::uuid[], \(ids.map { totals[$0]!.available })::int8[], \(ids.map { totals[$0]!.allocated })::int8[],
@@ -137,7 +141,7 @@ extension LedgerStore {
                 care[item.budget.personID] = sum
             }
             let people = Array(care.keys)
-            try await session.query("""
+            try session.query("""
                 INSERT INTO care_accounts (person_id, eligible_total, daily_living_total, above_rate_total)
                 SELECT * FROM unnest(\(people)::uuid[], \(people.map { care[$0]!.towardCap })::int8[],
                                      \(people.map { care[$0]!.dailyLivingExcluded })::int8[], \(people.map { care[$0]!.aboveCouncilRate })::int8[])
@@ -147,6 +151,129 @@ extension LedgerStore {
                 """)
             return outcomes
         }
+    }
+}
+
+extension LedgerStore {
+    /// `INSERT INTO transactions … SELECT … FROM unnest(…) AS y(…)` for new purchase-like
+    /// transactions, one array per column; callers may append a `WHERE` on `y`.
+    static func insertTransactions(_ t: [NewTransaction]) -> PostgresQuery {
+        """
+        INSERT INTO transactions (id, kind, budget_id, person_id, amount, memo, invoice_reference, provider_organisation_id,
+            service_start, service_end, eligible, council_rate, daily_living, eligible_toward_cap, daily_living_excluded,
+            above_council_rate, idempotency_key, created_by)
+        SELECT id, kind, budget_id, person_id, amount, memo, invoice_reference, NULLIF(provider, '')::uuid,
+            NULLIF(service_start, '')::date, NULLIF(service_end, '')::date, eligible, council_rate, daily_living,
+            toward_cap, daily_living_excluded, above_rate, key, created_by
+        FROM unnest(\(t.map(\.id))::uuid[], \(t.map(\.kind))::text[], \(t.map(\.budget.id))::uuid[],
+            \(t.map(\.budget.personID))::uuid[], \(t.map(\.amount))::int8[], \(t.map(\.memo))::text[],
+            \(t.map(\.invoiceReference))::text[], \(t.map { $0.providerOrganisationID?.uuidString ?? "" })::text[],
+            \(t.map { $0.serviceStart?.description ?? "" })::text[], \(t.map { $0.serviceEnd?.description ?? "" })::text[],
+            \(t.map { $0.eligible ? "t" : "f" })::bool[], \(t.map(\.councilRate))::int8[], \(t.map(\.dailyLiving))::int8[],
+            \(t.map(\.care.towardCap))::int8[], \(t.map(\.care.dailyLivingExcluded))::int8[], \(t.map(\.care.aboveCouncilRate))::int8[],
+            \(t.map(\.idempotencyKey))::text[], \(t.map(\.createdBy))::text[])
+            AS y(id, kind, budget_id, person_id, amount, memo, invoice_reference, provider, service_start, service_end, eligible,
+                 council_rate, daily_living, toward_cap, daily_living_excluded, above_rate, key, created_by)
+        """
+    }
+
+
+    /// Posts invoices (from any callers) in one statement, when every fresh one fits its
+    /// budget: the idempotency keys, budget locks (in id order) and totals, transactions,
+    /// postings and care accounts, one round trip and one commit for all of them. Returns
+    /// nil, having written nothing, when any invoice would overdraw its budget or is not a
+    /// plain purchase; `postBatch` then decides invoice by invoice. Items must not repeat a
+    /// scoped key.
+    func postInvoicesTogether(_ items: [BatchInvoice]) async throws -> [Int: BatchItemOutcome]? {
+        var budgets: [UUID] = [], available: [Int64] = [], spent: [Int64] = []
+        for item in items {
+            guard item.plan.deltas.count == 1, let (budget, delta) = item.plan.deltas.first,
+                  delta.allocated == 0, delta.committed == 0, delta.transferredNet == 0, item.transaction.reversesID == nil,
+                  item.transaction.commitmentID == nil else { return nil }
+            budgets.append(budget)
+            available.append(delta.available)
+            spent.append(delta.spent)
+        }
+        let t = items.map(\.transaction)
+        let postings = items.flatMap { item in item.plan.postings.enumerated().map { (item.transaction.id, Int64($0.offset + 1), $0.element) } }
+        var query: PostgresQuery = """
+            WITH x AS (
+                SELECT * FROM unnest(\(t.map(\.id))::uuid[], \(items.map(\.scope))::text[], \(t.map(\.idempotencyKey))::text[],
+                                     \(items.map { hex($0.requestHash) })::text[], \(budgets)::uuid[], \(available)::int8[], \(spent)::int8[])
+                    AS x(id, scope, key, hash, budget_id, available, spent)
+            ),
+            k AS (
+                INSERT INTO idempotency_keys (scope, key, request_hash, transaction_id)
+                SELECT scope, key, decode(hash, 'hex'), id FROM x ORDER BY scope, key
+                ON CONFLICT DO NOTHING RETURNING transaction_id
+            ),
+            s AS (
+                SELECT x.budget_id, sum(x.available)::int8 AS available, sum(x.spent)::int8 AS spent
+                FROM x JOIN k ON k.transaction_id = x.id GROUP BY x.budget_id
+            ),
+            lk AS (
+                SELECT budgets.id, budgets.available + s.available >= -budgets.overdraft_limit AS fits
+                FROM budgets JOIN s ON s.budget_id = budgets.id ORDER BY budgets.id FOR UPDATE OF budgets
+            ),
+            ok AS (
+                SELECT count(*) = (SELECT count(*) FROM s) AND COALESCE(bool_and(fits), true) AS ok FROM lk
+            ),
+            b AS (
+                UPDATE budgets SET available = budgets.available + s.available, spent = budgets.spent + s.spent
+                FROM s WHERE budgets.id = s.budget_id AND (SELECT ok FROM ok)
+                RETURNING 1
+            ),
+            t AS (
+            """
+        query.append(Self.insertTransactions(t))
+        query.append("""
+                WHERE y.id IN (SELECT transaction_id FROM k) AND (SELECT ok FROM ok)
+                RETURNING id, person_id, eligible_toward_cap, daily_living_excluded, above_council_rate
+            ),
+            p AS (
+                INSERT INTO postings (transaction_id, line, account_id, amount)
+                SELECT q.tx, q.line, q.account, q.amount
+                FROM unnest(\(postings.map(\.0))::uuid[], \(postings.map(\.1))::int8[]::int2[], \(postings.map(\.2.account))::uuid[],
+                            \(postings.map(\.2.amount))::int8[]) AS q(tx, line, account, amount)
+                WHERE q.tx IN (SELECT id FROM t)
+                RETURNING 1
+            ),
+            ca AS (
+                INSERT INTO care_accounts (person_id, eligible_total, daily_living_total, above_rate_total)
+                SELECT person_id, sum(eligible_toward_cap), sum(daily_living_excluded), sum(above_council_rate) FROM t
+                WHERE eligible_toward_cap <> 0 OR daily_living_excluded <> 0 OR above_council_rate <> 0
+                GROUP BY person_id ORDER BY person_id
+                ON CONFLICT (person_id) DO UPDATE SET eligible_total = care_accounts.eligible_total + EXCLUDED.eligible_total,
+                    daily_living_total = care_accounts.daily_living_total + EXCLUDED.daily_living_total,
+                    above_rate_total = care_accounts.above_rate_total + EXCLUDED.above_rate_total, updated_at = now()
+                RETURNING 1
+            )
+            SELECT ARRAY(SELECT transaction_id FROM k)::text[] AS fresh, (SELECT count(*) FROM t)::int8 AS written,
+                (SELECT count(*) FROM p)::int8 AS lines, (SELECT count(*) FROM b)::int8 AS budgets, (SELECT count(*) FROM ca)::int8 AS care,
+                CASE WHEN (SELECT ok FROM ok) THEN 0 ELSE ledger_refuse('insufficient_funds') END AS refused
+            """)
+        let row: PostgresRow
+        do {
+            row = try await runRetryingConflicts(query)
+        } catch let error as PostgresError where error.sqlState == "P0001" || (error.sqlState == "23514" && error.constraint == "budgets_check") {
+            return nil
+        }
+        let fresh = Set(try row.decode("fresh", as: [String].self).compactMap(UUID.init(uuidString:)))
+        guard try row.decode("written", as: Int.self) == fresh.count else {
+            throw PostgresError(kind: .server, safeMessage: "a grouped posting wrote an unexpected number of transactions")
+        }
+        var outcomes: [Int: BatchItemOutcome] = [:]
+        for item in items {
+            if fresh.contains(item.transaction.id) {
+                outcomes[item.index] = .posted(item.transaction.id)
+                continue
+            }
+            switch try await replay(scope: item.scope, key: item.transaction.idempotencyKey, requestHash: item.requestHash) {
+            case .replayed(let id): outcomes[item.index] = .replayed(id)
+            default: outcomes[item.index] = .keyReused
+            }
+        }
+        return outcomes
     }
 }
 

@@ -224,9 +224,9 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         let principal = try context.principal()
         let key = try idempotencyKey(request.idempotencyKey, context)
         let (t, plan) = try await prepareInvoice(request, principal: principal, key: key)
-        return try await finish(try await store.post(t, plan: plan, scope: Self.scope(principal),
-                                                     requestHash: try Self.requestHash(request.withoutKey, method: "PostInvoice")),
-                                posted: t, plan: plan)
+        let item = BatchInvoice(index: 0, transaction: t, plan: plan,
+                                requestHash: try Self.requestHash(request.withoutKey, method: "PostInvoice"), scope: Self.scope(principal))
+        return try await finish(try await store.postInvoice(item), posted: t, plan: plan)
     }
 
     public func postInvoiceBatch(request: Wholecare_Ledger_V1_PostInvoiceBatchRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_PostInvoiceBatchResponse {
@@ -251,7 +251,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
                 }
                 let (t, plan) = try await prepareInvoice(invoice, principal: principal, key: key)
                 items.append(BatchInvoice(index: index, transaction: t, plan: plan,
-                                          requestHash: try Self.requestHash(invoice.withoutKey, method: "PostInvoice")))
+                                          requestHash: try Self.requestHash(invoice.withoutKey, method: "PostInvoice"), scope: Self.scope(principal)))
             } catch {
                 let status = RPCRouter.status(for: error, context: context)
                 results[index].status = UInt32(status.code.rawValue)
@@ -259,7 +259,13 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
                 results[index].field = status.metadata[MetadataKey.field] ?? ""
             }
         }
-        let outcomes = try await store.postBatch(items, scope: Self.scope(principal))
+        // One statement when every invoice fits; otherwise invoice by invoice.
+        let outcomes: [Int: BatchItemOutcome]
+        if let together = try await store.postInvoicesTogether(items) {
+            outcomes = together
+        } else {
+            outcomes = try await store.postBatch(items)
+        }
         // Fresh postings are answered from what was written; only replays are read back.
         let replayedIDs = outcomes.values.compactMap { outcome -> UUID? in
             if case .replayed(let id) = outcome { return id } else { return nil }

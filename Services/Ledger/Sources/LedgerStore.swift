@@ -65,11 +65,22 @@ public enum PostOutcome: Sendable, Equatable {
 public struct LedgerStore: Sendable {
     public let db: PostgresClient
     private let cache = LedgerCache()
+    private let coalescer: InvoiceCoalescer
 
     public static let contributionAccount = UUID(uuidString: "00000000-0000-4000-8000-00000000c001")!
 
-    public init(db: PostgresClient) {
+    /// `invoiceWriters`: how many writes of single invoices may be in flight at once;
+    /// invoices arriving while they are busy are committed together (see `InvoiceCoalescer`).
+    public init(db: PostgresClient, invoiceWriters: Int = 1) {
         self.db = db
+        self.coalescer = InvoiceCoalescer(writers: max(1, min(invoiceWriters, db.configuration.maxConnections)), maxBatch: 500)
+    }
+
+    /// Posts one invoice (a purchase from a provider), committed together with other
+    /// invoices that arrive while earlier ones are being written. The outcome is the
+    /// invoice's own, as if it had been posted alone.
+    public func postInvoice(_ item: BatchInvoice) async throws -> PostOutcome {
+        try await coalescer.post(item, store: self)
     }
 
     // MARK: Accounts and budgets

@@ -68,7 +68,10 @@ struct BenchSuite {
         }
         let ledgerLink = link("ledger"), recordsLink = link("records")
         var ledgerRouter = RPCRouter()
-        ledgerRouter.register(LedgerRPCService(store: LedgerStore(db: ledgerDB), authorizer: ledgerLink.authorizer))
+        // BENCH_INVOICE_WRITERS overrides how many single-invoice writes may be in flight.
+        let writers = ProcessInfo.processInfo.environment["BENCH_INVOICE_WRITERS"].flatMap { Int($0) }
+        let ledgerStore = writers.map { LedgerStore(db: ledgerDB, invoiceWriters: $0) } ?? LedgerStore(db: ledgerDB)
+        ledgerRouter.register(LedgerRPCService(store: ledgerStore, authorizer: ledgerLink.authorizer))
         ledgerRouter.interceptors = [ledgerLink.authInterceptor()]
         let ledgerServer = RPCServer(configuration: RPCServerConfiguration(port: 0, serverName: "ledger"), router: ledgerRouter, logger: logger)
         let ledgerPort = try await ledgerServer.start()
@@ -258,8 +261,8 @@ func ledgerBench(seconds: Int) async throws {
         r.idempotencyKey = "w\(worker)-\(n)-\(UUID().uuidString.prefix(8))"
         return r
     }
-    func singles(clients: Int) async throws -> Double {
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds) * 1_000_000_000
+    func singles(clients: Int, for duration: Int = seconds) async throws -> Double {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(duration) * 1_000_000_000
         let start = DispatchTime.now().uptimeNanoseconds
         let count = try await withThrowingTaskGroup(of: Int.self) { group in
             for worker in 0..<clients {
@@ -277,6 +280,16 @@ func ledgerBench(seconds: Int) async throws {
         return rate(count, DispatchTime.now().uptimeNanoseconds - start)
     }
     let onlyBatch = ProcessInfo.processInfo.environment["BENCH_ONLY"] == "batch"
+    if ProcessInfo.processInfo.environment["BENCH_ONLY"] == "singles" {
+        // For profiling: a warm-up, then 8 clients for 30 s, announced on stderr.
+        _ = try await Task.detached { try await singles(clients: 8) }.value
+        FileHandle.standardError.write(Data("singles: measuring 8 clients for 30 s\n".utf8))
+        let rate8 = try await Task.detached { try await singles(clients: 8, for: 30) }.value
+        print("singles: \(Int(rate8)) postings/s at 8 clients")
+        await transport.close()
+        await suite.cleanup()
+        return
+    }
     if !onlyBatch { _ = try await Task.detached { try await singles(clients: 8) }.value }  // warm-up (connections, caches, plans)
     let one = onlyBatch ? 0 : try await Task.detached { try await singles(clients: 1) }.value
     let eight = onlyBatch ? 0 : try await Task.detached { try await singles(clients: 8) }.value

@@ -1,0 +1,157 @@
+import Foundation
+import Synchronization
+
+/// Group commit for single invoices.
+///
+/// Each invoice is its own all-or-nothing posting, and its caller is answered only after
+/// it has committed. While `writers` postings are already being written, invoices that
+/// arrive wait in a queue; when a write finishes, everything queued (up to `maxBatch`)
+/// goes to the database together as one transaction through the batch path, with an
+/// outcome per invoice, exactly as a `PostInvoiceBatch` call would post them. Under
+/// load the cost of a commit, a statement and a trip to the database is shared by many
+/// invoices (one statement when they all fit their budgets, `postBatch` otherwise); with nothing in flight an invoice goes straight to the single-statement
+/// path and waits for nobody.
+///
+/// Two invoices with the same idempotency key (in the same caller's scope) are never in
+/// flight at once: the second waits for the first, then finds its key and replays it.
+final class InvoiceCoalescer: Sendable {
+    typealias Outcome = Result<PostOutcome, any Error>
+
+    private struct Waiting {
+        let item: BatchInvoice
+        let continuation: CheckedContinuation<Outcome, Never>
+    }
+
+    private struct State {
+        var queue: [Waiting] = []
+        var writing = 0
+        var keysInFlight: Set<ScopedKey> = []
+    }
+
+    private let state = Mutex(State())
+    let writers: Int
+    let maxBatch: Int
+
+    init(writers: Int, maxBatch: Int) {
+        precondition(writers > 0 && maxBatch > 0)
+        self.writers = writers
+        self.maxBatch = maxBatch
+    }
+
+    func post(_ item: BatchInvoice, store: LedgerStore) async throws -> PostOutcome {
+        let key = item.scopedKey
+        let goesNow = state.withLock { s -> Bool in
+            guard s.writing < writers, s.queue.isEmpty, !s.keysInFlight.contains(key) else { return false }
+            s.writing += 1
+            s.keysInFlight.insert(key)
+            return true
+        }
+        if goesNow {
+            let outcome = await Self.single(item, store)
+            finished([key], store)
+            return try outcome.get()
+        }
+        let outcome = await withCheckedContinuation { continuation in
+            let next = state.withLock { s -> [Waiting]? in
+                s.queue.append(Waiting(item: item, continuation: continuation))
+                return Self.takeBatch(&s, writers: writers, maxBatch: maxBatch)
+            }
+            if let next { startWriting(next, store) }
+        }
+        return try outcome.get()
+    }
+
+    /// The next batch if a writer is free: queued invoices in arrival order, skipping
+    /// keys already in flight (they stay queued), at most `maxBatch`.
+    private static func takeBatch(_ s: inout State, writers: Int, maxBatch: Int) -> [Waiting]? {
+        guard s.writing < writers, !s.queue.isEmpty else { return nil }
+        var taken: [Waiting] = []
+        var kept: [Waiting] = []
+        for waiting in s.queue {
+            let key = waiting.item.scopedKey
+            if taken.count < maxBatch, !s.keysInFlight.contains(key) {
+                s.keysInFlight.insert(key)
+                taken.append(waiting)
+            } else {
+                kept.append(waiting)
+            }
+        }
+        guard !taken.isEmpty else { return nil }
+        s.queue = kept
+        s.writing += 1
+        return taken
+    }
+
+    private func finished(_ keys: [ScopedKey], _ store: LedgerStore) {
+        let next = state.withLock { s -> [Waiting]? in
+            s.writing -= 1
+            for key in keys { s.keysInFlight.remove(key) }
+            return Self.takeBatch(&s, writers: writers, maxBatch: maxBatch)
+        }
+        if let next { startWriting(next, store) }
+    }
+
+    private func startWriting(_ waiting: [Waiting], _ store: LedgerStore) {
+        Task { await write(waiting, store) }
+    }
+
+    private func write(_ waiting: [Waiting], _ store: LedgerStore) async {
+        var current = waiting
+        while true {
+            let outcomes = await Self.run(current.map(\.item), store)
+            for (index, entry) in current.enumerated() { entry.continuation.resume(returning: outcomes[index]) }
+            let keys = current.map(\.item.scopedKey)
+            let next = state.withLock { s -> [Waiting]? in
+                s.writing -= 1
+                for key in keys { s.keysInFlight.remove(key) }
+                return Self.takeBatch(&s, writers: writers, maxBatch: maxBatch)
+            }
+            guard let next else { return }
+            current = next
+        }
+    }
+
+    /// One outcome per item, in order. One invoice alone takes the single-statement path.
+    /// If the batch transaction fails as a whole (which refusals never cause), each item
+    /// is tried on its own, so one item's error is not every item's error.
+    private static func run(_ items: [BatchInvoice], _ store: LedgerStore) async -> [Outcome] {
+        if items.count == 1 { return [await single(items[0], store)] }
+        let indexed = items.enumerated().map { offset, item -> BatchInvoice in
+            var item = item
+            item.index = offset
+            return item
+        }
+        do {
+            let outcomes: [Int: BatchItemOutcome]
+            if let together = try await store.postInvoicesTogether(indexed) {
+                outcomes = together
+            } else {
+                outcomes = try await store.postBatch(indexed)
+            }
+            return indexed.map { item in
+                switch outcomes[item.index] {
+                case .posted(let id): .success(.posted(id))
+                case .replayed(let id): .success(.replayed(id))
+                case .keyReused: .success(.keyReused)
+                case .insufficientFunds: .success(.insufficientFunds)
+                case nil: .failure(PostgresBatchGap())
+                }
+            }
+        } catch {
+            var outcomes: [Outcome] = []
+            for item in items { outcomes.append(await single(item, store)) }
+            return outcomes
+        }
+    }
+
+    private static func single(_ item: BatchInvoice, _ store: LedgerStore) async -> Outcome {
+        do {
+            return .success(try await store.post(item.transaction, plan: item.plan, scope: item.scope, requestHash: item.requestHash))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The batch path returned no outcome for an item (a bug, never expected).
+    struct PostgresBatchGap: Error {}
+}
