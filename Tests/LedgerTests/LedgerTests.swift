@@ -201,6 +201,21 @@ struct LedgerTests {
             var retry = batch
             retry.invoices = [LedgerHarness.invoice(budget: budget, provider: p.agency, amount: 40_000, key: "inv-2")]
             #expect(try await h.ledger.postInvoiceBatch(retry, options: LedgerHarness.bearer(p.provider)).posted == 1)
+            // Sent again, a batch is answered from its stored keys: the originals, and a
+            // refusal for a key reused with another body; no money moves.
+            var again = Wholecare_Ledger_V1_PostInvoiceBatchRequest()
+            again.invoices = [
+                LedgerHarness.invoice(budget: budget, provider: p.agency, amount: 1_000, key: "inv-0"),
+                LedgerHarness.invoice(budget: budget, provider: p.agency, amount: 40_000, key: "inv-1"),
+                LedgerHarness.invoice(budget: budget, provider: p.agency, amount: 5, key: "inv-0b"),
+            ]
+            let second = try await h.ledger.postInvoiceBatch(again, options: LedgerHarness.bearer(p.provider))
+            #expect(second.results.map { RPCError.Code(rawValue: Int($0.status)) } == [.ok, .ok, .alreadyExists])
+            #expect(second.results[0].replayed && second.results[1].replayed)
+            #expect(second.results[0].transaction.id == earlier.id)
+            #expect(second.results[1].transaction.id == response.results[1].transaction.id)
+            #expect(try await h.ledger.getBudget(get, options: LedgerHarness.bearer(p.person.accessToken)).availablePence
+                    == 100_000 - 1_000 - 40_000 - 9_999 - 40_000)
         }
     }
 

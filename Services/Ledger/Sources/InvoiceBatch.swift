@@ -53,15 +53,8 @@ extension LedgerStore {
             // 2. Keys used before: the original result, or a refusal.
             let repeats = items.filter { !claimed.contains($0.scopedKey) }
             if !repeats.isEmpty {
-                var existing: [ScopedKey: (hash: [UInt8], tx: UUID)] = [:]
-                for row in try session.query("""
-                    SELECT i.scope, i.key, i.request_hash, i.transaction_id
-                    FROM unnest(\(repeats.map(\.scope))::text[], \(repeats.map(\.transaction.idempotencyKey))::text[]) AS r(scope, key)
-                    JOIN idempotency_keys i ON i.scope = r.scope AND i.key = r.key
-                    """) {
-                    existing[ScopedKey(scope: try row.decode("scope"), key: try row.decode("key"))] =
-                        (try row.decode("request_hash", as: PostgresBytes.self).bytes, try row.decode("transaction_id"))
-                }
+                let keys = repeats.map(\.scopedKey)
+                let existing = try Self.storedKeys(keys, rows: try session.query(Self.storedKeysQuery(keys)))
                 for item in repeats {
                     if let stored = existing[item.scopedKey], stored.hash == item.requestHash {
                         outcomes[item.index] = .replayed(stored.tx)
@@ -263,17 +256,42 @@ extension LedgerStore {
             throw PostgresError(kind: .server, safeMessage: "a grouped posting wrote an unexpected number of transactions")
         }
         var outcomes: [Int: BatchItemOutcome] = [:]
-        for item in items {
-            if fresh.contains(item.transaction.id) {
-                outcomes[item.index] = .posted(item.transaction.id)
-                continue
-            }
-            switch try await replay(scope: item.scope, key: item.transaction.idempotencyKey, requestHash: item.requestHash) {
-            case .replayed(let id): outcomes[item.index] = .replayed(id)
-            default: outcomes[item.index] = .keyReused
+        for item in items where fresh.contains(item.transaction.id) { outcomes[item.index] = .posted(item.transaction.id) }
+        let repeats = items.filter { !fresh.contains($0.transaction.id) }
+        if !repeats.isEmpty {
+            // Keys used before (a retried request): the original transaction, or a refusal.
+            let stored = try await storedKeys(repeats.map(\.scopedKey))
+            for item in repeats {
+                if let original = stored[item.scopedKey], original.hash == item.requestHash {
+                    outcomes[item.index] = .replayed(original.tx)
+                } else {
+                    outcomes[item.index] = .keyReused
+                }
             }
         }
         return outcomes
+    }
+
+    /// The request hash and transaction stored for each of these keys, in one query.
+    func storedKeys(_ keys: [ScopedKey]) async throws -> [ScopedKey: (hash: [UInt8], tx: UUID)] {
+        try Self.storedKeys(keys, rows: try await db.query(Self.storedKeysQuery(keys)))
+    }
+
+    static func storedKeysQuery(_ keys: [ScopedKey]) -> PostgresQuery {
+        """
+        SELECT i.scope, i.key, i.request_hash, i.transaction_id
+        FROM unnest(\(keys.map(\.scope))::text[], \(keys.map(\.key))::text[]) AS r(scope, key)
+        JOIN idempotency_keys i ON i.scope = r.scope AND i.key = r.key
+        """
+    }
+
+    static func storedKeys(_ keys: [ScopedKey], rows: PostgresRows) throws -> [ScopedKey: (hash: [UInt8], tx: UUID)] {
+        var existing: [ScopedKey: (hash: [UInt8], tx: UUID)] = [:]
+        for row in rows {
+            existing[ScopedKey(scope: try row.decode("scope"), key: try row.decode("key"))] =
+                (try row.decode("request_hash", as: PostgresBytes.self).bytes, try row.decode("transaction_id"))
+        }
+        return existing
     }
 }
 

@@ -82,13 +82,17 @@ final class InvoiceCoalescer: Sendable {
         return taken
     }
 
-    private func finished(_ keys: [ScopedKey], _ store: LedgerStore) {
-        let next = state.withLock { s -> [Waiting]? in
+    /// A write finished: frees its writer and keys, and hands back the next batch, if any.
+    private func release(_ keys: [ScopedKey]) -> [Waiting]? {
+        state.withLock { s -> [Waiting]? in
             s.writing -= 1
             for key in keys { s.keysInFlight.remove(key) }
             return Self.takeBatch(&s, writers: writers, maxBatch: maxBatch)
         }
-        if let next { startWriting(next, store) }
+    }
+
+    private func finished(_ keys: [ScopedKey], _ store: LedgerStore) {
+        if let next = release(keys) { startWriting(next, store) }
     }
 
     private func startWriting(_ waiting: [Waiting], _ store: LedgerStore) {
@@ -100,13 +104,7 @@ final class InvoiceCoalescer: Sendable {
         while true {
             let outcomes = await Self.run(current.map(\.item), store)
             for (index, entry) in current.enumerated() { entry.continuation.resume(returning: outcomes[index]) }
-            let keys = current.map(\.item.scopedKey)
-            let next = state.withLock { s -> [Waiting]? in
-                s.writing -= 1
-                for key in keys { s.keysInFlight.remove(key) }
-                return Self.takeBatch(&s, writers: writers, maxBatch: maxBatch)
-            }
-            guard let next else { return }
+            guard let next = release(current.map(\.item.scopedKey)) else { return }
             current = next
         }
     }

@@ -21,7 +21,9 @@ func gatewayBench(seconds: Int) async throws {
         RPCClientTransport(configuration: RPCClientConfiguration(host: "127.0.0.1", port: port), logger: logger)
     }
     let identity = transport(suite.identityPort), records = transport(suite.recordsPort), ledger = transport(suite.ledgerPort)
-    try await seedEntries(suite: suite, records: Wholecare_Records_V1_Records.Client(RPCClient(channel: records)), count: 500)
+    // BENCH_ENTRIES: how many entries the person has (default 500, every kind in turn).
+    let entryCount = ProcessInfo.processInfo.environment["BENCH_ENTRIES"].flatMap { Int($0) } ?? 500
+    try await seedEntries(suite: suite, records: Wholecare_Records_V1_Records.Client(RPCClient(channel: records)), count: entryCount)
 
     let settings = GatewaySettings(identity: .init(host: "127.0.0.1", port: suite.identityPort),
                                    records: .init(host: "127.0.0.1", port: suite.recordsPort),
@@ -82,7 +84,7 @@ func gatewayBench(seconds: Int) async throws {
     var rows: [(String, WrkResult, WrkResult)] = []
     let summary1 = try wrk(summaryURL, connections: 1, seconds: seconds, token: suite.person)
     let summary64 = try wrk(summaryURL, connections: 64, seconds: seconds, token: suite.person)
-    rows.append(("GET /v1/me/record through the gateway (500 entries)", summary1, summary64))
+    rows.append(("GET /v1/me/record through the gateway (\(entryCount) entries)", summary1, summary64))
     let sql1 = try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 1, seconds: seconds)
     let sql64 = try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 64, seconds: seconds)
     rows.append(("(a) pgbench: the summary's SQL, one transaction per request", sql1, sql64))
@@ -104,7 +106,7 @@ func gatewayBench(seconds: Int) async throws {
     print("- summary route ÷ its SQL in pgbench at 64: **\(String(format: "%.0f", summary64.rate / sql64.rate * 100))%** (target ≥ 50%)")
     print("- summary route p99 at 64 connections: **\(String(format: "%.1f", summary64.p99)) ms** (target < 25 ms)")
     print("- summary route ÷ bare handler at 64: \(String(format: "%.0f", summary64.rate / bare64.rate * 100))%")
-    print("- one summary response: \(checkParts.last ?? "?") bytes of JSON (\(goals.count) active goals of 500 entries)")
+    print("- one summary response: \(checkParts.last ?? "?") bytes of JSON (\(goals.count) active goals of \(entryCount) entries)")
 }
 
 struct WrkResult {
