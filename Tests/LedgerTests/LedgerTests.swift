@@ -307,6 +307,51 @@ struct LedgerTests {
                 }
             }
             #expect(unbalanced?.sqlState == "23514")
+            // Nor can balanced lines that sum to zero only by also adding lines elsewhere.
+            let spread = await #expect(throws: PostgresError.self) {
+                try await h.db.query("""
+                    INSERT INTO postings (transaction_id, line, account_id, amount)
+                    VALUES (\(UUID(uuidString: invoice.id)!), 97, \(UUID(uuidString: budget)!), 5),
+                           (\(UUID(uuidString: reversal.id)!), 97, \(UUID(uuidString: budget)!), -5)
+                    """)
+            }
+            #expect(spread?.sqlState == "23514")
+            // References are checked by the database: lines need a real transaction and
+            // real accounts, transactions a real budget; accounts and budgets stay.
+            let account = UUID(uuidString: budget)!
+            let missing = UUID()
+            let orphan = await #expect(throws: PostgresError.self) {
+                try await h.db.query("""
+                    INSERT INTO postings (transaction_id, line, account_id, amount)
+                    VALUES (\(missing), 1, \(account), 5), (\(missing), 2, \(account), -5)
+                    """)
+            }
+            #expect(orphan?.sqlState == "23503", "lines of a transaction that does not exist")
+            let transactionID = UUID()
+            let nowhere = await #expect(throws: PostgresError.self) {
+                try await h.db.withTransaction { s in
+                    try await s.query("""
+                        INSERT INTO transactions (id, kind, budget_id, person_id, amount, idempotency_key, created_by)
+                        VALUES (\(transactionID), 'allocation', \(account), \(UUID(uuidString: p.personID)!), 5, 'by-hand', 'test')
+                        """)
+                    try await s.query("""
+                        INSERT INTO postings (transaction_id, line, account_id, amount)
+                        VALUES (\(transactionID), 1, \(account), 5), (\(transactionID), 2, \(UUID()), -5)
+                        """)
+                }
+            }
+            #expect(nowhere?.sqlState == "23503", "a line naming an unknown account")
+            let noBudget = await #expect(throws: PostgresError.self) {
+                try await h.db.query("""
+                    INSERT INTO transactions (id, kind, budget_id, person_id, amount, idempotency_key, created_by)
+                    VALUES (\(UUID()), 'allocation', \(UUID()), \(UUID(uuidString: p.personID)!), 5, 'by-hand-2', 'test')
+                    """)
+            }
+            #expect(noBudget?.sqlState == "23503")
+            for statement in ["DELETE FROM budgets", "DELETE FROM accounts", "UPDATE accounts SET id = gen_random_uuid()", "TRUNCATE accounts CASCADE"] {
+                let refused = await #expect(throws: PostgresError.self) { try await h.db.query(PostgresQuery(unsafeSQL: statement)) }
+                #expect(refused?.sqlState == "42501", "\(statement)")
+            }
         }
     }
 
