@@ -83,4 +83,92 @@ struct GroupCommitTests {
             #expect(reused?.code == .alreadyExists)
         }
     }
+
+    @Test("invoices that queue behind a write in progress are committed as one group; an overdraft in a group refuses only its invoice")
+    func queuedInvoicesAreGrouped() async throws {
+        try await LedgerHarness.with { h in
+            let p = try await h.people()
+            let first = try await h.budget(for: p, allocate: 100_000)
+            let second = try await h.budget(for: p, allocate: 50_000, name: "Second budget")
+            let ledger = h.ledger, token = p.provider, agency = p.agency, db = h.db
+            @Sendable func post(_ budget: String, _ amount: Int64, _ key: String) async throws -> Wholecare_Ledger_V1_Transaction {
+                try await ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: agency, amount: amount, key: key),
+                                             options: LedgerHarness.bearer(token))
+            }
+            /// Holds the first budget's row for a moment, so that the invoice written first
+            /// waits on it and everything sent meanwhile queues; returns the results.
+            func whileWriterIsHeld(_ queued: [(String, Int64, String)]) async throws -> [Result<String, RPCError>] {
+                let (held, holding) = AsyncStream.makeStream(of: Void.self)
+                let lock = Task {
+                    try await db.withTransaction { s in
+                        try await s.query("SELECT id FROM budgets WHERE id = \(UUID(uuidString: first)!) FOR UPDATE")
+                        holding.yield()
+                        try await Task.sleep(for: .milliseconds(600))
+                    }
+                }
+                var signals = held.makeAsyncIterator()
+                _ = await signals.next()
+                let blocked = Task { try await post(first, 100, "blocked-\(queued.count)") }
+                try await Task.sleep(for: .milliseconds(150))
+                let results = await withTaskGroup(of: (Int, Result<String, RPCError>).self) { group in
+                    for (n, invoice) in queued.enumerated() {
+                        group.addTask {
+                            do {
+                                return (n, .success(try await post(invoice.0, invoice.1, invoice.2).id))
+                            } catch let error as RPCError {
+                                return (n, .failure(error))
+                            } catch {
+                                return (n, .failure(RPCError(code: .unknown, message: "\(error)")))
+                            }
+                        }
+                    }
+                    return await group.reduce(into: [Int: Result<String, RPCError>]()) { $0[$1.0] = $1.1 }
+                }
+                _ = try await blocked.value
+                try await lock.value
+                return queued.indices.map { results[$0]! }
+            }
+
+            // Round one: everything fits. The queued invoices go as one group, and a key
+            // already in flight waits for it and gets the same transaction.
+            let before = h.store.invoiceGroups
+            let one = try await whileWriterIsHeld([
+                (first, 1_000, "g-1"), (second, 2_000, "g-2"), (first, 3_000, "g-3"), (second, 4_000, "g-4"), (first, 5_000, "g-5"),
+            ])
+            let after = h.store.invoiceGroups
+            #expect(one.filter(\.isSuccess).count == one.count)
+            #expect(after.groups > before.groups, "the queued invoices were written together")
+            #expect(after.invoices - before.invoices >= 2)
+            var get = Wholecare_Ledger_V1_GetBudgetRequest()
+            get.budgetID = first
+            #expect(try await ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 100_000 - 100 - 1_000 - 3_000 - 5_000)
+            get.budgetID = second
+            #expect(try await ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 50_000 - 2_000 - 4_000)
+
+            // Round two: two invoices of £300 against the second budget's £440 cannot both
+            // fit, so the group is written invoice by invoice: exactly one is refused.
+            let two = try await whileWriterIsHeld([(second, 30_000, "h-1"), (second, 30_000, "h-2"), (first, 1_000, "h-3")])
+            let refused = two.filter { Self.code($0) == .failedPrecondition }
+            #expect(refused.count == 1)
+            #expect(two.filter(\.isSuccess).count == 2)
+            get.budgetID = second
+            #expect(try await ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 44_000 - 30_000)
+        }
+    }
+
+    static func code(_ result: Result<String, RPCError>) -> RPCError.Code? {
+        switch result {
+        case .success: nil
+        case .failure(let error): error.code
+        }
+    }
+}
+
+extension Result {
+    var isSuccess: Bool {
+        switch self {
+        case .success: true
+        case .failure: false
+        }
+    }
 }

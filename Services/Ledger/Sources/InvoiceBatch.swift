@@ -42,16 +42,18 @@ extension LedgerStore {
         return try await db.withBlockingTransaction { session in
             var outcomes: [Int: BatchItemOutcome] = [:]
             // 1. Claim the idempotency keys (sorted, so concurrent batches lock in one order).
-            let sorted = items.sorted { ($0.scope, $0.transaction.idempotencyKey) < ($1.scope, $1.transaction.idempotencyKey) }
+            // Keys are ASCII, so byte order (COLLATE "C") is the order every writer uses.
+            // Claims are matched by transaction id: a key given twice is claimed once.
             let claimed = Set(try session.query("""
                 INSERT INTO idempotency_keys (scope, key, request_hash, transaction_id)
                 SELECT s, k, decode(h, 'hex'), t
-                FROM unnest(\(sorted.map(\.scope))::text[], \(sorted.map(\.transaction.idempotencyKey))::text[],
-                            \(sorted.map { hex($0.requestHash) })::text[], \(sorted.map(\.transaction.id))::uuid[]) AS x(s, k, h, t)
-                ON CONFLICT DO NOTHING RETURNING scope, key
-                """).map { ScopedKey(scope: try $0.decode("scope"), key: try $0.decode("key")) })
+                FROM unnest(\(items.map(\.scope))::text[], \(items.map(\.transaction.idempotencyKey))::text[],
+                            \(items.map { hex($0.requestHash) })::text[], \(items.map(\.transaction.id))::uuid[]) AS x(s, k, h, t)
+                ORDER BY s COLLATE "C", k COLLATE "C"
+                ON CONFLICT DO NOTHING RETURNING transaction_id
+                """).map { try $0.decode("transaction_id", as: UUID.self) })
             // 2. Keys used before: the original result, or a refusal.
-            let repeats = items.filter { !claimed.contains($0.scopedKey) }
+            let repeats = items.filter { !claimed.contains($0.transaction.id) }
             if !repeats.isEmpty {
                 let keys = repeats.map(\.scopedKey)
                 let existing = try Self.storedKeys(keys, rows: try session.query(Self.storedKeysQuery(keys)))
@@ -63,7 +65,7 @@ extension LedgerStore {
                     }
                 }
             }
-            let fresh = items.filter { claimed.contains($0.scopedKey) }.sorted { $0.index < $1.index }
+            let fresh = items.filter { claimed.contains($0.transaction.id) }.sorted { $0.index < $1.index }
             guard !fresh.isEmpty else { return outcomes }
             // 3. Lock the budgets involved, in id order, and check funds invoice by invoice.
             let budgetIDs = Array(Set(fresh.flatMap { $0.plan.deltas.keys })).sorted { $0.uuidString < $1.uuidString }
@@ -76,9 +78,11 @@ extension LedgerStore {
             var accepted: [BatchInvoice] = []
             var refusedKeys: [ScopedKey] = []
             for item in fresh {
-                let fits = item.plan.deltas.allSatisfy { budget, delta in
-                    !item.plan.checkFunds.contains(budget) || (room[budget] ?? .min) + delta.available >= 0
-                } && item.plan.deltas.keys.allSatisfy { room[$0] != nil }
+                // A budget that was not found refuses the invoice (checked first: no
+                // arithmetic on a missing balance).
+                let fits = item.plan.deltas.keys.allSatisfy { room[$0] != nil } && item.plan.deltas.allSatisfy { budget, delta in
+                    !item.plan.checkFunds.contains(budget) || room[budget]! + delta.available >= 0
+                }
                 if fits {
                     for (budget, delta) in item.plan.deltas { room[budget]! += delta.available }
                     accepted.append(item)
@@ -133,11 +137,15 @@ extension LedgerStore {
                 sum.aboveCouncilRate += item.care.aboveCouncilRate
                 care[item.budget.personID] = sum
             }
-            let people = Array(care.keys)
+            // Only people whose care account changes, locked in id order (as every writer does).
+            let people = care.keys.filter { care[$0]! != CareCapMeter.Contribution(towardCap: 0, dailyLivingExcluded: 0, aboveCouncilRate: 0) }
+            guard !people.isEmpty else { return outcomes }
             try session.query("""
                 INSERT INTO care_accounts (person_id, eligible_total, daily_living_total, above_rate_total)
                 SELECT * FROM unnest(\(people)::uuid[], \(people.map { care[$0]!.towardCap })::int8[],
                                      \(people.map { care[$0]!.dailyLivingExcluded })::int8[], \(people.map { care[$0]!.aboveCouncilRate })::int8[])
+                    AS c(person_id, eligible, daily_living, above_rate)
+                ORDER BY person_id
                 ON CONFLICT (person_id) DO UPDATE SET eligible_total = care_accounts.eligible_total + EXCLUDED.eligible_total,
                     daily_living_total = care_accounts.daily_living_total + EXCLUDED.daily_living_total,
                     above_rate_total = care_accounts.above_rate_total + EXCLUDED.above_rate_total, updated_at = now()
@@ -197,7 +205,7 @@ extension LedgerStore {
             ),
             k AS (
                 INSERT INTO idempotency_keys (scope, key, request_hash, transaction_id)
-                SELECT scope, key, decode(hash, 'hex'), id FROM x ORDER BY scope, key
+                SELECT scope, key, decode(hash, 'hex'), id FROM x ORDER BY scope COLLATE "C", key COLLATE "C"
                 ON CONFLICT DO NOTHING RETURNING transaction_id
             ),
             s AS (

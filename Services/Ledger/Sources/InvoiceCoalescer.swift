@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import Synchronization
 
 /// Group commit for single invoices.
@@ -29,6 +30,9 @@ final class InvoiceCoalescer: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Groups of more than one invoice written so far, and the invoices in them.
+    let groupsWritten = Atomic<Int>(0)
+    let invoicesGrouped = Atomic<Int>(0)
     let writers: Int
     let maxBatch: Int
 
@@ -103,6 +107,10 @@ final class InvoiceCoalescer: Sendable {
         var current = waiting
         while true {
             let outcomes = await Self.run(current.map(\.item), store)
+            if current.count > 1 {
+                groupsWritten.add(1, ordering: .relaxed)
+                invoicesGrouped.add(current.count, ordering: .relaxed)
+            }
             for (index, entry) in current.enumerated() { entry.continuation.resume(returning: outcomes[index]) }
             guard let next = release(current.map(\.item.scopedKey)) else { return }
             current = next
@@ -110,8 +118,9 @@ final class InvoiceCoalescer: Sendable {
     }
 
     /// One outcome per item, in order. One invoice alone takes the single-statement path.
-    /// If the batch transaction fails as a whole (which refusals never cause), each item
-    /// is tried on its own, so one item's error is not every item's error.
+    /// If the group fails as a whole over its data (which refusals never cause), each item is
+    /// tried on its own, so one item's error is not every item's error; if the database is
+    /// unavailable, every item gets that error at once.
     private static func run(_ items: [BatchInvoice], _ store: LedgerStore) async -> [Outcome] {
         if items.count == 1 { return [await single(items[0], store)] }
         let indexed = items.enumerated().map { offset, item -> BatchInvoice in
@@ -135,11 +144,23 @@ final class InvoiceCoalescer: Sendable {
                 case nil: .failure(PostgresBatchGap())
                 }
             }
-        } catch {
+        } catch let error as PostgresError where error.kind == .server && Self.isAboutData(error) {
+            // Something in the data refused the whole group: try each invoice on its own.
             var outcomes: [Outcome] = []
             for item in items { outcomes.append(await single(item, store)) }
             return outcomes
+        } catch {
+            // The database is unreachable, busy or shutting down: one answer for all,
+            // at once, rather than every invoice waiting out the same failure in turn.
+            return items.map { _ in .failure(error) }
         }
+    }
+
+    /// Errors that one invoice's data can cause (invalid data, a violated constraint, a
+    /// refusal raised by the statement), as opposed to the database being unavailable.
+    static func isAboutData(_ error: PostgresError) -> Bool {
+        guard let state = error.sqlState else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("23") || state == "P0001"
     }
 
     private static func single(_ item: BatchInvoice, _ store: LedgerStore) async -> Outcome {

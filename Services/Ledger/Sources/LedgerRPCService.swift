@@ -239,64 +239,88 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
             return result
         }
         var seenKeys: Set<String> = []
-        var items: [BatchInvoice] = []
-        for (index, invoice) in request.invoices.enumerated() {
-            do {
-                guard !invoice.idempotencyKey.isEmpty else {
-                    throw RPCError.invalidArgument(field: "idempotency_key", "every invoice in a batch needs its own key")
+        let scope = Self.scope(principal)
+        // Answers a written chunk: fresh postings from what was written, replays read back.
+        func answer(_ items: [BatchInvoice], _ outcomes: [Int: BatchItemOutcome]) async throws {
+            let replayedIDs = outcomes.values.compactMap { outcome -> UUID? in
+                if case .replayed(let id) = outcome { return id } else { return nil }
+            }
+            let rows = try await store.transactions(ids: replayedIDs)
+            let written = Dictionary(uniqueKeysWithValues: items.map { ($0.index, $0) })
+            let postedAt = now()
+            for (index, outcome) in outcomes {
+                switch outcome {
+                case .posted:
+                    results[index].status = 0
+                    if let item = written[index] {
+                        results[index].transaction = LedgerProto.transaction(item.transaction, plan: item.plan, createdAt: postedAt)
+                    }
+                case .replayed(let id):
+                    results[index].status = 0
+                    if let row = rows[id] { results[index].transaction = LedgerProto.transaction(row) }
+                    results[index].replayed = true
+                case .keyReused:
+                    results[index].status = UInt32(RPCError.Code.alreadyExists.rawValue)
+                    results[index].message = "this idempotency key was already used with a different request"
+                case .insufficientFunds:
+                    results[index].status = UInt32(RPCError.Code.failedPrecondition.rawValue)
+                    results[index].message = "not enough available money in the budget (beyond its permitted overdraft)"
                 }
-                let key = try idempotencyKey(invoice.idempotencyKey, context)
-                guard seenKeys.insert(key).inserted else {
-                    throw RPCError.invalidArgument(field: "idempotency_key", "appears twice in this batch")
-                }
-                let (t, plan) = try await prepareInvoice(invoice, principal: principal, key: key)
-                items.append(BatchInvoice(index: index, transaction: t, plan: plan,
-                                          requestHash: try Self.requestHash(invoice.withoutKey, method: "PostInvoice"), scope: Self.scope(principal)))
-            } catch {
-                let status = RPCRouter.status(for: error, context: context)
-                results[index].status = UInt32(status.code.rawValue)
-                results[index].message = status.message
-                results[index].field = status.metadata[MetadataKey.field] ?? ""
             }
         }
-        // One statement when every invoice fits; otherwise invoice by invoice.
-        let outcomes: [Int: BatchItemOutcome]
-        if let together = try await store.postInvoicesTogether(items) {
-            outcomes = together
-        } else {
-            outcomes = try await store.postBatch(items)
+        // Written in chunks, in order, so that while one chunk is being written the next is
+        // validated and the one before answered: a large batch keeps both the service and
+        // the database busy instead of taking turns. Each invoice stands on its own, so the
+        // chunks commit separately; if writing one fails the call fails, and sending it
+        // again replays what was written.
+        var writing: (items: [BatchInvoice], task: Task<[Int: BatchItemOutcome], any Error>)?
+        for start in stride(from: 0, to: request.invoices.count, by: Self.batchChunk) {
+            var items: [BatchInvoice] = []
+            for index in start..<min(start + Self.batchChunk, request.invoices.count) {
+                let invoice = request.invoices[index]
+                do {
+                    guard !invoice.idempotencyKey.isEmpty else {
+                        throw RPCError.invalidArgument(field: "idempotency_key", "every invoice in a batch needs its own key")
+                    }
+                    let key = try idempotencyKey(invoice.idempotencyKey, context)
+                    guard seenKeys.insert(key).inserted else {
+                        throw RPCError.invalidArgument(field: "idempotency_key", "appears twice in this batch")
+                    }
+                    let (t, plan) = try await prepareInvoice(invoice, principal: principal, key: key)
+                    items.append(BatchInvoice(index: index, transaction: t, plan: plan,
+                                              requestHash: try Self.requestHash(invoice.withoutKey, method: "PostInvoice"), scope: scope))
+                } catch {
+                    let status = RPCRouter.status(for: error, context: context)
+                    results[index].status = UInt32(status.code.rawValue)
+                    results[index].message = status.message
+                    results[index].field = status.metadata[MetadataKey.field] ?? ""
+                }
+            }
+            // Chunks are written one after another, in order, so funds are checked in the
+            // batch's order; only validating and answering overlap a write.
+            let previous = writing
+            let outcomes = try await previous?.task.value
+            let store = store
+            let chunk = items
+            writing = (items, Task { try await Self.writeInvoices(chunk, store) })
+            if let previous, let outcomes { try await answer(previous.items, outcomes) }
         }
-        // Fresh postings are answered from what was written; only replays are read back.
-        let replayedIDs = outcomes.values.compactMap { outcome -> UUID? in
-            if case .replayed(let id) = outcome { return id } else { return nil }
-        }
-        let rows = try await store.transactions(ids: replayedIDs)
-        let written = Dictionary(uniqueKeysWithValues: items.map { ($0.index, $0) })
-        let postedAt = now()
+        if let last = writing { try await answer(last.items, try await last.task.value) }
         var response = Wholecare_Ledger_V1_PostInvoiceBatchResponse()
-        for (index, outcome) in outcomes {
-            switch outcome {
-            case .posted:
-                results[index].status = 0
-                if let item = written[index] {
-                    results[index].transaction = LedgerProto.transaction(item.transaction, plan: item.plan, createdAt: postedAt)
-                }
-            case .replayed(let id):
-                results[index].status = 0
-                if let row = rows[id] { results[index].transaction = LedgerProto.transaction(row) }
-                results[index].replayed = true
-            case .keyReused:
-                results[index].status = UInt32(RPCError.Code.alreadyExists.rawValue)
-                results[index].message = "this idempotency key was already used with a different request"
-            case .insufficientFunds:
-                results[index].status = UInt32(RPCError.Code.failedPrecondition.rawValue)
-                results[index].message = "not enough available money in the budget (beyond its permitted overdraft)"
-            }
-        }
         response.results = results
         response.posted = UInt32(results.filter { $0.status == 0 }.count)
         response.refused = UInt32(results.count) - response.posted
         return response
+    }
+
+    /// Invoices a batch writes at a time (see `postInvoiceBatch`).
+    static let batchChunk = 250
+
+    /// One statement when every invoice fits; otherwise invoice by invoice.
+    static func writeInvoices(_ items: [BatchInvoice], _ store: LedgerStore) async throws -> [Int: BatchItemOutcome] {
+        guard !items.isEmpty else { return [:] }
+        if let together = try await store.postInvoicesTogether(items) { return together }
+        return try await store.postBatch(items)
     }
 
     public func refund(request: Wholecare_Ledger_V1_RefundRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_Transaction {

@@ -83,6 +83,12 @@ public struct LedgerStore: Sendable {
         try await coalescer.post(item, store: self)
     }
 
+    /// How many groups of single invoices have been committed together, and how many
+    /// invoices they held (for tests and diagnostics).
+    public var invoiceGroups: (groups: Int, invoices: Int) {
+        (coalescer.groupsWritten.load(ordering: .relaxed), coalescer.invoicesGrouped.load(ordering: .relaxed))
+    }
+
     // MARK: Accounts and budgets
 
     /// The account of a funder or provider organisation, created on first use.
