@@ -81,6 +81,16 @@ struct GroupCommitTests {
                 _ = try await other
             }
             #expect(reused?.code == .alreadyExists)
+            // Keys belong to their caller: the same key from the provider system and from
+            // the care coordinator, sent together, makes two transactions.
+            let coordinator = p.coordinator
+            async let fromProvider = ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: agency, amount: 1_111, key: "shared-key"),
+                                                        options: LedgerHarness.bearer(token))
+            async let fromCoordinator = ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: agency, amount: 2_222, key: "shared-key"),
+                                                           options: LedgerHarness.bearer(coordinator))
+            let (a, b) = try await (fromProvider, fromCoordinator)
+            #expect(a.id != b.id)
+            #expect(a.amountPence == 1_111 && b.amountPence == 2_222)
         }
     }
 
