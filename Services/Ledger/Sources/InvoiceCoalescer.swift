@@ -7,14 +7,18 @@ import Synchronization
 /// Each invoice is its own all-or-nothing posting, and its caller is answered only after
 /// it has committed. While `writers` postings are already being written, invoices that
 /// arrive wait in a queue; when a write finishes, everything queued (up to `maxBatch`)
-/// goes to the database together as one transaction through the batch path, with an
-/// outcome per invoice, exactly as a `PostInvoiceBatch` call would post them. Under
-/// load the cost of a commit, a statement and a trip to the database is shared by many
-/// invoices (one statement when they all fit their budgets, `postBatch` otherwise); with nothing in flight an invoice goes straight to the single-statement
-/// path and waits for nobody.
+/// goes to the database together: one statement when every invoice fits its budget
+/// (`postInvoicesTogether`), otherwise `postBatch`, which decides invoice by invoice in
+/// arrival order. Either way each invoice gets the outcome it would have had alone, and
+/// under load the cost of a statement, a trip to the database and a commit is shared.
+/// With nothing in flight an invoice goes straight to the single-statement path and
+/// waits for nobody.
 ///
 /// Two invoices with the same idempotency key (in the same caller's scope) are never in
 /// flight at once: the second waits for the first, then finds its key and replays it.
+///
+/// Known limit: a write waits for the budget rows it locks, so a lock held for long on
+/// one budget (by another session) holds up every queued invoice, not only that budget's.
 final class InvoiceCoalescer: Sendable {
     typealias Outcome = Result<PostOutcome, any Error>
 
