@@ -19,6 +19,9 @@ public enum CareCapMeter {
         public var towardCap: Int64
         public var dailyLivingExcluded: Int64
         public var aboveCouncilRate: Int64
+
+        /// Nothing toward the cap and nothing excluded: the care account does not change.
+        public static let none = Contribution(towardCap: 0, dailyLivingExcluded: 0, aboveCouncilRate: 0)
     }
 
     public static func contribution(amount: Int64, eligible: Bool, councilRate: Int64, dailyLiving: Int64) -> Contribution {

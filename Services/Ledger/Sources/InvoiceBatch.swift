@@ -131,14 +131,14 @@ extension LedgerStore {
                 """)
             var care: [UUID: CareCapMeter.Contribution] = [:]
             for item in t {
-                var sum = care[item.budget.personID] ?? CareCapMeter.Contribution(towardCap: 0, dailyLivingExcluded: 0, aboveCouncilRate: 0)
+                var sum = care[item.budget.personID] ?? .none
                 sum.towardCap += item.care.towardCap
                 sum.dailyLivingExcluded += item.care.dailyLivingExcluded
                 sum.aboveCouncilRate += item.care.aboveCouncilRate
                 care[item.budget.personID] = sum
             }
             // Only people whose care account changes, locked in id order (as every writer does).
-            let people = care.keys.filter { care[$0]! != CareCapMeter.Contribution(towardCap: 0, dailyLivingExcluded: 0, aboveCouncilRate: 0) }
+            let people = care.keys.filter { care[$0]! != .none }
             guard !people.isEmpty else { return outcomes }
             try session.query("""
                 INSERT INTO care_accounts (person_id, eligible_total, daily_living_total, above_rate_total)
@@ -177,7 +177,6 @@ extension LedgerStore {
                  council_rate, daily_living, toward_cap, daily_living_excluded, above_rate, key, created_by)
         """
     }
-
 
     /// Posts invoices (from any callers) in one statement, when every fresh one fits its
     /// budget: the idempotency keys, budget locks (in id order) and totals, transactions,
@@ -250,7 +249,6 @@ extension LedgerStore {
                 RETURNING 1
             )
             SELECT ARRAY(SELECT transaction_id FROM k)::text[] AS fresh, (SELECT count(*) FROM t)::int8 AS written,
-                (SELECT count(*) FROM p)::int8 AS lines, (SELECT count(*) FROM b)::int8 AS budgets, (SELECT count(*) FROM ca)::int8 AS care,
                 CASE WHEN (SELECT ok FROM ok) THEN 0 ELSE ledger_refuse('insufficient_funds') END AS refused
             """)
         let row: PostgresRow

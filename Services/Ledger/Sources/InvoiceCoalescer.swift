@@ -133,12 +133,7 @@ final class InvoiceCoalescer: Sendable {
             return item
         }
         do {
-            let outcomes: [Int: BatchItemOutcome]
-            if let together = try await store.postInvoicesTogether(indexed) {
-                outcomes = together
-            } else {
-                outcomes = try await store.postBatch(indexed)
-            }
+            let outcomes = try await store.writeInvoices(indexed)
             return indexed.map { item in
                 switch outcomes[item.index] {
                 case .posted(let id): .success(.posted(id))

@@ -302,7 +302,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
             let outcomes = try await previous?.task.value
             let store = store
             let chunk = items
-            writing = (items, Task { try await Self.writeInvoices(chunk, store) })
+            writing = (items, Task { try await store.writeInvoices(chunk) })
             if let previous, let outcomes { try await answer(previous.items, outcomes) }
         }
         if let last = writing { try await answer(last.items, try await last.task.value) }
@@ -315,13 +315,6 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
 
     /// Invoices a batch writes at a time (see `postInvoiceBatch`).
     static let batchChunk = 250
-
-    /// One statement when every invoice fits; otherwise invoice by invoice.
-    static func writeInvoices(_ items: [BatchInvoice], _ store: LedgerStore) async throws -> [Int: BatchItemOutcome] {
-        guard !items.isEmpty else { return [:] }
-        if let together = try await store.postInvoicesTogether(items) { return together }
-        return try await store.postBatch(items)
-    }
 
     public func refund(request: Wholecare_Ledger_V1_RefundRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_Transaction {
         let principal = try context.principal()

@@ -26,7 +26,7 @@ public struct NewTransaction: Sendable {
     public var eligible = false
     public var councilRate: Int64 = 0
     public var dailyLiving: Int64 = 0
-    public var care = CareCapMeter.Contribution(towardCap: 0, dailyLivingExcluded: 0, aboveCouncilRate: 0)
+    public var care = CareCapMeter.Contribution.none
     public var reversesID: UUID?
     public var commitmentID: UUID?
     public var createdBy: String
@@ -81,6 +81,14 @@ public struct LedgerStore: Sendable {
     /// invoice's own, as if it had been posted alone.
     public func postInvoice(_ item: BatchInvoice) async throws -> PostOutcome {
         try await coalescer.post(item, store: self)
+    }
+
+    /// Writes a group of invoices: one statement when every one fits its budget
+    /// (`postInvoicesTogether`), otherwise invoice by invoice (`postBatch`).
+    public func writeInvoices(_ items: [BatchInvoice]) async throws -> [Int: BatchItemOutcome] {
+        guard !items.isEmpty else { return [:] }
+        if let together = try await postInvoicesTogether(items) { return together }
+        return try await postBatch(items)
     }
 
     /// How many groups of single invoices have been committed together, and how many
@@ -296,7 +304,7 @@ public struct LedgerStore: Sendable {
             ca AS (
                 INSERT INTO care_accounts (person_id, eligible_total, daily_living_total, above_rate_total)
                 SELECT \(t.budget.personID), \(t.care.towardCap), \(t.care.dailyLivingExcluded), \(t.care.aboveCouncilRate) FROM t
-                WHERE \(t.care != CareCapMeter.Contribution(towardCap: 0, dailyLivingExcluded: 0, aboveCouncilRate: 0))
+                WHERE \(t.care != .none)
                 ON CONFLICT (person_id) DO UPDATE SET eligible_total = care_accounts.eligible_total + EXCLUDED.eligible_total,
                     daily_living_total = care_accounts.daily_living_total + EXCLUDED.daily_living_total,
                     above_rate_total = care_accounts.above_rate_total + EXCLUDED.above_rate_total, updated_at = now()
