@@ -17,6 +17,10 @@ public struct PostgresConfiguration: Sendable {
     public var transactionAttempts: Int
     /// Schema search path set on each new connection (`nil` keeps the role's default).
     public var searchPath: String?
+    /// The longest a statement waits for a lock another session holds (a row being
+    /// written, an advisory lock) before failing with SQLSTATE 55P03 (`isLockTimeout`);
+    /// `nil` keeps the server's setting (by default, wait for ever).
+    public var lockTimeout: Duration?
 
     public init(
         connectionString: String = "postgresql:///wholecare",
@@ -26,7 +30,8 @@ public struct PostgresConfiguration: Sendable {
         applicationName: String = "wholecare",
         statementCacheLimit: Int = 512,
         transactionAttempts: Int = 6,
-        searchPath: String? = nil
+        searchPath: String? = nil,
+        lockTimeout: Duration? = nil
     ) {
         self.connectionString = connectionString
         self.maxConnections = maxConnections
@@ -36,6 +41,7 @@ public struct PostgresConfiguration: Sendable {
         self.statementCacheLimit = statementCacheLimit
         self.transactionAttempts = transactionAttempts
         self.searchPath = searchPath
+        self.lockTimeout = lockTimeout
     }
 }
 

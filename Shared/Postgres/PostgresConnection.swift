@@ -206,6 +206,7 @@ final class PostgresConnection: @unchecked Sendable {
         case "40P01": return "deadlock detected"
         case "42501": return "permission denied"
         case "57014": return "statement cancelled (timeout)"
+        case "55P03": return "lock not available (timeout)"
         default:
             switch sqlState.prefix(2) {
             case "22": return "invalid data"

@@ -64,6 +64,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     }
 
     public var isUniqueViolation: Bool { kind == .server && sqlState == "23505" }
+    /// 55P03 (lock_not_available): a lock another session held was not released within
+    /// the connection's `lockTimeout`. Nothing the statement did is kept.
+    public var isLockTimeout: Bool { kind == .server && sqlState == "55P03" }
     public var isForeignKeyViolation: Bool { kind == .server && sqlState == "23503" }
     public var isCheckViolation: Bool { kind == .server && sqlState == "23514" }
 

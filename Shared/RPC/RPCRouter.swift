@@ -126,7 +126,11 @@ public struct RPCRouter: Sendable {
         case let error as RPCError:
             return error
         case let error as any RPCErrorConvertible:
-            return error.rpcError
+            let status = error.rpcError
+            if status.code == .internal || status.code == .unknown {
+                context.logger.error("handler failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+            }
+            return status
         case is CancellationError:
             return RPCError(code: .cancelled, message: "the call was cancelled")
         default:

@@ -43,11 +43,13 @@ public struct ServiceRunner: Sendable {
         let url = try environment.databaseURL("DATABASE_URL")
         let size = try environment.int("DATABASE_POOL_SIZE", default: 8, range: 1...200)
         let timeout = try environment.duration("DATABASE_ACQUIRE_TIMEOUT", default: .seconds(5))
+        let lockTimeout = try environment.duration("DATABASE_LOCK_TIMEOUT", default: .seconds(5))
         var dbLogger = logger
         dbLogger[metadataKey: "component"] = "postgres"
         return PostgresClient(
             configuration: PostgresConfiguration(
-                connectionString: url, maxConnections: size, acquireTimeout: timeout, applicationName: "wholecare-\(name)"),
+                connectionString: url, maxConnections: size, acquireTimeout: timeout, applicationName: "wholecare-\(name)",
+                lockTimeout: lockTimeout == .zero ? nil : lockTimeout),
             logger: dbLogger)
     }
 

@@ -73,7 +73,7 @@ struct SchemathesisTests {
     /// Runs a child process without blocking a cooperative thread, its output into a file.
     static func run(_ executable: String, arguments: [String], environment: [String: String], output: URL,
                     in directory: URL) async throws -> Int32 {
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
         defer { try? handle.close() }
         let process = Process()

@@ -5,6 +5,7 @@ import Postgres
 import RPC
 import ServiceTestSupport
 import TestSupport
+import Synchronization
 import Testing
 
 /// Single invoices that arrive while another is being written are committed together
@@ -96,15 +97,14 @@ struct GroupCommitTests {
 
     @Test("invoices that queue behind a write in progress are committed as one group; an overdraft in a group refuses only its invoice")
     func queuedInvoicesAreGrouped() async throws {
-        try await LedgerHarness.with { h in
+        // The held lock must not count as a stall here (see the next test), or the queued
+        // invoices would be posted on their own instead of together.
+        try await LedgerHarness.with(invoiceStallAfter: .seconds(60)) { h in
             let p = try await h.people()
             let first = try await h.budget(for: p, allocate: 100_000)
             let second = try await h.budget(for: p, allocate: 50_000, name: "Second budget")
-            let ledger = h.ledger, token = p.provider, agency = p.agency, db = h.db
-            @Sendable func post(_ budget: String, _ amount: Int64, _ key: String) async throws -> Wholecare_Ledger_V1_Transaction {
-                try await ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: agency, amount: amount, key: key),
-                                             options: LedgerHarness.bearer(token))
-            }
+            let ledger = h.ledger, db = h.db
+            let post = Self.poster(h, p)
             /// Holds the first budget's row for a moment, so that the invoice written first
             /// waits on it and everything sent meanwhile queues; returns the results.
             func whileWriterIsHeld(_ queued: [(String, Int64, String)]) async throws -> [Result<String, RPCError>] {
@@ -166,12 +166,122 @@ struct GroupCommitTests {
         }
     }
 
+    @Test("a budget row locked by another session holds up only that budget's invoices, not those queued behind its write")
+    func stalledWriteDoesNotHoldUpOtherBudgets() async throws {
+        try await LedgerHarness.with { h in
+            let p = try await h.people()
+            let locked = try await h.budget(for: p, allocate: 100_000)
+            let free = try await h.budget(for: p, allocate: 100_000, name: "Other budget")
+            let ledger = h.ledger, db = h.db
+            let post = Self.poster(h, p)
+            let released = Flag()
+            let (held, holding) = AsyncStream.makeStream(of: Int.self)
+            let lock = Task {
+                try await db.withTransaction { s in
+                    try await s.query("SELECT id FROM budgets WHERE id = \(UUID(uuidString: locked)!) FOR UPDATE")
+                    holding.yield(try await s.query("SELECT pg_backend_pid() AS pid").first!.decode("pid", as: Int.self))
+                    try await Task.sleep(for: .seconds(3))
+                    released.set()
+                }
+            }
+            var signals = held.makeAsyncIterator()
+            let holder = try #require(await signals.next())
+            let before = h.store.invoicesPostedAroundStall
+            // Written first: the invoice writer waits on the locked row (checked in the
+            // server, so that everything below is sent while it waits).
+            let stuck = Task { try await post(locked, 1_000, "stuck") }
+            while try await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(holder) = ANY(pg_blocking_pids(pid))")
+                .first!.decode("n", as: Int.self) == 0 {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            // Sent (in a quiet run) before the write counts as stalled: these queue, then go
+            // around it; in a busy one they may go around it at once.
+            async let queuedEarly = post(free, 2_000, "early")
+            async let queuedForLocked = post(locked, 500, "also-locked")
+            try await Task.sleep(for: .milliseconds(300))
+            // Sent once it is stalled: posted straight away on its own.
+            let late = try await post(free, 3_000, "late")
+            let early = try await queuedEarly
+            #expect(!released.isSet, "the other budget's invoices did not wait for the lock")
+            #expect(early.amountPence == 2_000 && late.amountPence == 3_000)
+            #expect(h.store.invoicesPostedAroundStall - before >= 2)
+            // The locked budget's invoices post once the lock is gone.
+            let first = try await stuck.value
+            let second = try await queuedForLocked
+            #expect(released.isSet)
+            #expect(first.amountPence == 1_000 && second.amountPence == 500)
+            try await lock.value
+            var get = Wholecare_Ledger_V1_GetBudgetRequest()
+            get.budgetID = locked
+            #expect(try await ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 100_000 - 1_500)
+            get.budgetID = free
+            #expect(try await ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 100_000 - 5_000)
+            // Back to normal: invoices sent together after the stall still post.
+            async let a = post(free, 100, "after-1")
+            async let b = post(locked, 100, "after-2")
+            _ = try await (a, b)
+        }
+    }
+
+    @Test("an invoice that waits longer than the lock timeout is refused as UNAVAILABLE, writes nothing, and its retry posts")
+    func lockTimeoutRefusesAndRetrySucceeds() async throws {
+        try await LedgerHarness.with(lockTimeout: .milliseconds(300)) { h in
+            let p = try await h.people()
+            let budget = try await h.budget(for: p, allocate: 100_000)
+            let ledger = h.ledger, token = p.provider, agency = p.agency, db = h.db
+            let request = LedgerHarness.invoice(budget: budget, provider: agency, amount: 4_000, key: "held-up")
+            let transactionsBefore = try await h.transactionCount()
+            let (held, holding) = AsyncStream.makeStream(of: Void.self)
+            let (done, finished) = AsyncStream.makeStream(of: Void.self)
+            let lock = Task {
+                try await db.withTransaction { s in
+                    try await s.query("SELECT id FROM budgets WHERE id = \(UUID(uuidString: budget)!) FOR UPDATE")
+                    holding.yield()
+                    var wait = done.makeAsyncIterator()
+                    _ = await wait.next()
+                }
+            }
+            var signals = held.makeAsyncIterator()
+            _ = await signals.next()
+            let refused = await #expect(throws: RPCError.self) {
+                _ = try await ledger.postInvoice(request, options: LedgerHarness.bearer(token))
+            }
+            #expect(refused?.code == .unavailable)
+            #expect(refused?.message.contains("retried") == true)
+            #expect(refused.map { !$0.message.contains("budgets") && !$0.message.contains("55P03") } == true, "no SQL or server detail")
+            finished.yield()
+            try await lock.value
+            #expect(try await h.transactionCount() == transactionsBefore, "the refused invoice wrote nothing")
+            let posted = try await ledger.postInvoice(request, options: LedgerHarness.bearer(token))
+            #expect(posted.amountPence == 4_000)
+            let replayed = try await ledger.postInvoice(request, options: LedgerHarness.bearer(token))
+            #expect(replayed.id == posted.id)
+        }
+    }
+
+    /// Posts an invoice from the agency's provider system: `post(budget, amount, key)`.
+    static func poster(_ h: LedgerHarness, _ p: LedgerHarness.People)
+        -> @Sendable (String, Int64, String) async throws -> Wholecare_Ledger_V1_Transaction {
+        let ledger = h.ledger, token = p.provider, agency = p.agency
+        return { budget, amount, key in
+            try await ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: agency, amount: amount, key: key),
+                                         options: LedgerHarness.bearer(token))
+        }
+    }
+
     static func code(_ result: Result<String, RPCError>) -> RPCError.Code? {
         switch result {
         case .success: nil
         case .failure(let error): error.code
         }
     }
+}
+
+/// A flag tasks can set and read.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .sequentiallyConsistent) }
+    var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
 }
 
 extension Result {

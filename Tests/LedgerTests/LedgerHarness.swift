@@ -32,15 +32,18 @@ struct LedgerHarness {
         var personID: String { person.account.id }
     }
 
-    static func with<T: Sendable>(_ body: (LedgerHarness) async throws -> T) async throws -> T {
+    /// `lockTimeout`: the ledger's connections' `DATABASE_LOCK_TIMEOUT` (none by default);
+    /// `invoiceStallAfter`: see `LedgerStore.init`.
+    static func with<T: Sendable>(lockTimeout: Duration? = nil, invoiceStallAfter: Duration = .milliseconds(100),
+                                  _ body: (LedgerHarness) async throws -> T) async throws -> T {
         try await IdentityHarness.with { identity in
-            try await TestDatabase.withFreshSchema(maxConnections: 8) { db, schema in
+            try await TestDatabase.withFreshSchema(maxConnections: 8, lockTimeout: lockTimeout) { db, schema in
                 try await Migrator(schema: schema, migrations: try LedgerServiceApp.migrations()).migrate(using: db)
                 let secret = SecureRandom.token(byteCount: 32)
                 try await identity.store.createClient(clientID: "svc-ledger", secretHash: Digest.sha256(secret), kind: "service",
                                                       name: "ledger", organisationID: nil)
                 let link = IdentityLink(channel: identity.channel, clientID: "svc-ledger", secret: secret, factsTTL: .zero)
-                let store = LedgerStore(db: db)
+                let store = LedgerStore(db: db, invoiceStallAfter: invoiceStallAfter)
                 var router = RPCRouter()
                 router.register(LedgerRPCService(store: store, authorizer: link.authorizer))
                 router.interceptors = [link.authInterceptor()]

@@ -17,8 +17,13 @@ import Synchronization
 /// Two invoices with the same idempotency key (in the same caller's scope) are never in
 /// flight at once: the second waits for the first, then finds its key and replays it.
 ///
-/// Known limit: a write waits for the budget rows it locks, so a lock held for long on
-/// one budget (by another session) holds up every queued invoice, not only that budget's.
+/// A write waits for the budget rows it locks. If another session holds one of them for
+/// long (a long transaction, an idle `psql`), the write stalls, and so would everything
+/// queued behind it: so once every writer has been busy on one write for `stallAfter`,
+/// queued and newly arriving invoices stop waiting for the writers and are each posted on
+/// their own, waiting only for their own budget's row, until the stalled write finishes.
+/// (The connection's lock timeout, `DATABASE_LOCK_TIMEOUT`, bounds how long any of them
+/// waits for a lock.)
 final class InvoiceCoalescer: Sendable {
     typealias Outcome = Result<PostOutcome, any Error>
 
@@ -27,97 +32,189 @@ final class InvoiceCoalescer: Sendable {
         let continuation: CheckedContinuation<Outcome, Never>
     }
 
+    /// Invoices one writer is writing together.
+    private struct Group {
+        let id: UInt64
+        var waiting: [Waiting]
+    }
+
+    private enum Route {
+        case write(UInt64)
+        case alone
+        case queue
+    }
+
     private struct State {
         var queue: [Waiting] = []
         var writing = 0
         var keysInFlight: Set<ScopedKey> = []
+        /// When each write in progress began, by write id.
+        var writeStarts: [UInt64: ContinuousClock.Instant] = [:]
+        var nextWriteID: UInt64 = 0
+        /// A task is watching the queue for a stalled write.
+        var watching = false
+
+        mutating func beginWrite() -> UInt64 {
+            nextWriteID += 1
+            writing += 1
+            writeStarts[nextWriteID] = .now
+            return nextWriteID
+        }
+
+        /// Every writer is busy and one of them has been on the same write too long.
+        func stalled(after limit: Duration, writers: Int) -> Bool {
+            guard writing >= writers else { return false }
+            let now = ContinuousClock.now
+            return writeStarts.values.contains { now - $0 >= limit }
+        }
     }
 
     private let state = Mutex(State())
     /// Groups of more than one invoice written so far, and the invoices in them.
     let groupsWritten = Atomic<Int>(0)
     let invoicesGrouped = Atomic<Int>(0)
+    /// Invoices posted on their own because the writers were stalled.
+    let postedAroundStall = Atomic<Int>(0)
     let writers: Int
     let maxBatch: Int
+    let stallAfter: Duration
 
-    init(writers: Int, maxBatch: Int) {
-        precondition(writers > 0 && maxBatch > 0)
+    init(writers: Int, maxBatch: Int, stallAfter: Duration = .milliseconds(100)) {
+        precondition(writers > 0 && maxBatch > 0 && stallAfter > .zero)
         self.writers = writers
         self.maxBatch = maxBatch
+        self.stallAfter = stallAfter
     }
 
     func post(_ item: BatchInvoice, store: LedgerStore) async throws -> PostOutcome {
         let key = item.scopedKey
-        let goesNow = state.withLock { s -> Bool in
-            guard s.writing < writers, s.queue.isEmpty, !s.keysInFlight.contains(key) else { return false }
-            s.writing += 1
-            s.keysInFlight.insert(key)
-            return true
+        let route = state.withLock { s -> Route in
+            if !s.keysInFlight.contains(key) {
+                if s.writing < writers, s.queue.isEmpty {
+                    s.keysInFlight.insert(key)
+                    return .write(s.beginWrite())
+                }
+                if s.stalled(after: stallAfter, writers: writers) {
+                    s.keysInFlight.insert(key)
+                    return .alone
+                }
+            }
+            return .queue
         }
-        if goesNow {
+        switch route {
+        case .write(let id):
             let outcome = await Self.single(item, store)
-            finished([key], store)
+            finished(write: id, keys: [key], store)
+            return try outcome.get()
+        case .alone:
+            postedAroundStall.add(1, ordering: .relaxed)
+            let outcome = await Self.single(item, store)
+            finished(write: nil, keys: [key], store)
+            return try outcome.get()
+        case .queue:
+            let outcome = await withCheckedContinuation { continuation in
+                let (next, armWatchdog) = state.withLock { s -> (Group?, Bool) in
+                    s.queue.append(Waiting(item: item, continuation: continuation))
+                    let next = Self.takeGroup(&s, writers: writers, maxBatch: maxBatch)
+                    let arm = !s.watching && !s.queue.isEmpty
+                    if arm { s.watching = true }
+                    return (next, arm)
+                }
+                if let next { startWriting(next, store) }
+                if armWatchdog { watchForStalls(store) }
+            }
             return try outcome.get()
         }
-        let outcome = await withCheckedContinuation { continuation in
-            let next = state.withLock { s -> [Waiting]? in
-                s.queue.append(Waiting(item: item, continuation: continuation))
-                return Self.takeBatch(&s, writers: writers, maxBatch: maxBatch)
-            }
-            if let next { startWriting(next, store) }
-        }
-        return try outcome.get()
     }
 
-    /// The next batch if a writer is free: queued invoices in arrival order, skipping
+    /// The next group if a writer is free: queued invoices in arrival order, skipping
     /// keys already in flight (they stay queued), at most `maxBatch`.
-    private static func takeBatch(_ s: inout State, writers: Int, maxBatch: Int) -> [Waiting]? {
+    private static func takeGroup(_ s: inout State, writers: Int, maxBatch: Int) -> Group? {
         guard s.writing < writers, !s.queue.isEmpty else { return nil }
+        let (taken, kept) = takeQueued(&s, limit: maxBatch)
+        guard !taken.isEmpty else { return nil }
+        s.queue = kept
+        return Group(id: s.beginWrite(), waiting: taken)
+    }
+
+    /// Splits the queue into up to `limit` invoices whose keys are not in flight (now
+    /// marked in flight) and the rest.
+    private static func takeQueued(_ s: inout State, limit: Int) -> (taken: [Waiting], kept: [Waiting]) {
         var taken: [Waiting] = []
         var kept: [Waiting] = []
         for waiting in s.queue {
             let key = waiting.item.scopedKey
-            if taken.count < maxBatch, !s.keysInFlight.contains(key) {
+            if taken.count < limit, !s.keysInFlight.contains(key) {
                 s.keysInFlight.insert(key)
                 taken.append(waiting)
             } else {
                 kept.append(waiting)
             }
         }
-        guard !taken.isEmpty else { return nil }
-        s.queue = kept
-        s.writing += 1
-        return taken
+        return (taken, kept)
     }
 
-    /// A write finished: frees its writer and keys, and hands back the next batch, if any.
-    private func release(_ keys: [ScopedKey]) -> [Waiting]? {
-        state.withLock { s -> [Waiting]? in
-            s.writing -= 1
+    /// A write (or an invoice posted on its own, `write` nil) finished: frees its writer
+    /// and keys, and starts the next group, if any.
+    private func finished(write id: UInt64?, keys: [ScopedKey], _ store: LedgerStore) {
+        if let next = release(write: id, keys: keys) { startWriting(next, store) }
+    }
+
+    private func release(write id: UInt64?, keys: [ScopedKey]) -> Group? {
+        state.withLock { s -> Group? in
+            if let id {
+                s.writing -= 1
+                s.writeStarts[id] = nil
+            }
             for key in keys { s.keysInFlight.remove(key) }
-            return Self.takeBatch(&s, writers: writers, maxBatch: maxBatch)
+            return Self.takeGroup(&s, writers: writers, maxBatch: maxBatch)
         }
     }
 
-    private func finished(_ keys: [ScopedKey], _ store: LedgerStore) {
-        if let next = release(keys) { startWriting(next, store) }
+    private func startWriting(_ group: Group, _ store: LedgerStore) {
+        Task { await write(group, store) }
     }
 
-    private func startWriting(_ waiting: [Waiting], _ store: LedgerStore) {
-        Task { await write(waiting, store) }
-    }
-
-    private func write(_ waiting: [Waiting], _ store: LedgerStore) async {
-        var current = waiting
+    private func write(_ group: Group, _ store: LedgerStore) async {
+        var current = group
         while true {
-            let outcomes = await Self.run(current.map(\.item), store)
-            if current.count > 1 {
+            let outcomes = await Self.run(current.waiting.map(\.item), store)
+            if current.waiting.count > 1 {
                 groupsWritten.add(1, ordering: .relaxed)
-                invoicesGrouped.add(current.count, ordering: .relaxed)
+                invoicesGrouped.add(current.waiting.count, ordering: .relaxed)
             }
-            for (index, entry) in current.enumerated() { entry.continuation.resume(returning: outcomes[index]) }
-            guard let next = release(current.map(\.item.scopedKey)) else { return }
+            for (index, entry) in current.waiting.enumerated() { entry.continuation.resume(returning: outcomes[index]) }
+            guard let next = release(write: current.id, keys: current.waiting.map(\.item.scopedKey)) else { return }
             current = next
+        }
+    }
+
+    /// While anything is queued, checks twice per `stallAfter` whether the writers are
+    /// stalled; if so, posts every queued invoice whose key is free on its own.
+    private func watchForStalls(_ store: LedgerStore) {
+        Task {
+            while true {
+                try? await Task.sleep(for: stallAfter / 2)
+                let (around, done) = state.withLock { s -> ([Waiting], Bool) in
+                    if s.queue.isEmpty {
+                        s.watching = false
+                        return ([], true)
+                    }
+                    guard s.stalled(after: stallAfter, writers: writers) else { return ([], false) }
+                    let (taken, kept) = Self.takeQueued(&s, limit: .max)
+                    s.queue = kept
+                    return (taken, false)
+                }
+                for waiting in around {
+                    postedAroundStall.add(1, ordering: .relaxed)
+                    Task {
+                        let outcome = await Self.single(waiting.item, store)
+                        waiting.continuation.resume(returning: outcome)
+                        finished(write: nil, keys: [waiting.item.scopedKey], store)
+                    }
+                }
+                if done { return }
+            }
         }
     }
 

@@ -71,9 +71,12 @@ public struct LedgerStore: Sendable {
 
     /// `invoiceWriters`: how many writes of single invoices may be in flight at once;
     /// invoices arriving while they are busy are committed together (see `InvoiceCoalescer`).
-    public init(db: PostgresClient, invoiceWriters: Int = 1) {
+    /// `invoiceStallAfter`: how long every writer may be stuck on one write (waiting for a
+    /// lock) before invoices stop queueing behind them.
+    public init(db: PostgresClient, invoiceWriters: Int = 1, invoiceStallAfter: Duration = .milliseconds(100)) {
         self.db = db
-        self.coalescer = InvoiceCoalescer(writers: max(1, min(invoiceWriters, db.configuration.maxConnections)), maxBatch: 500)
+        self.coalescer = InvoiceCoalescer(writers: max(1, min(invoiceWriters, db.configuration.maxConnections)), maxBatch: 500,
+                                          stallAfter: invoiceStallAfter)
     }
 
     /// Posts one invoice (a purchase from a provider), committed together with other
@@ -96,6 +99,10 @@ public struct LedgerStore: Sendable {
     public var invoiceGroups: (groups: Int, invoices: Int) {
         (coalescer.groupsWritten.load(ordering: .relaxed), coalescer.invoicesGrouped.load(ordering: .relaxed))
     }
+
+    /// How many single invoices were posted on their own because the invoice writers were
+    /// stuck waiting for a lock (for tests and diagnostics).
+    public var invoicesPostedAroundStall: Int { coalescer.postedAroundStall.load(ordering: .relaxed) }
 
     // MARK: Accounts and budgets
 

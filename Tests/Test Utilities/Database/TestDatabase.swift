@@ -24,11 +24,13 @@ public enum TestDatabase {
     public static func binDirectory() throws -> String { try environment("WHOLECARE_BIN_DIR") }
 
     public static func client(url: String, maxConnections: Int = 4, searchPath: String? = nil,
-                              acquireTimeout: Duration = .seconds(30), transactionAttempts: Int = 6) -> PostgresClient {
+                              acquireTimeout: Duration = .seconds(30), transactionAttempts: Int = 6,
+                              lockTimeout: Duration? = nil) -> PostgresClient {
         PostgresClient(
             configuration: PostgresConfiguration(
                 connectionString: url, maxConnections: maxConnections, acquireTimeout: acquireTimeout,
-                applicationName: "wholecare-tests", transactionAttempts: transactionAttempts, searchPath: searchPath),
+                applicationName: "wholecare-tests", transactionAttempts: transactionAttempts, searchPath: searchPath,
+                lockTimeout: lockTimeout),
             logger: Logger(label: "tests.postgres"))
     }
 
@@ -36,13 +38,14 @@ public enum TestDatabase {
     /// Tests that use it do not depend on each other or on order.
     public static func withFreshSchema<T: Sendable>(
         maxConnections: Int = 4, acquireTimeout: Duration = .seconds(30), transactionAttempts: Int = 6,
+        lockTimeout: Duration? = nil,
         _ body: (_ client: PostgresClient, _ schema: String) async throws -> T
     ) async throws -> T {
         let schema = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
         let admin = client(url: try adminURL(), maxConnections: 1)
         try await admin.withConnection { try await $0.run(unsafeSQL: "CREATE SCHEMA \(PostgresQuery.quoteIdentifier(schema))") }
         let scoped = client(url: try adminURL(), maxConnections: maxConnections, searchPath: schema,
-                            acquireTimeout: acquireTimeout, transactionAttempts: transactionAttempts)
+                            acquireTimeout: acquireTimeout, transactionAttempts: transactionAttempts, lockTimeout: lockTimeout)
         do {
             let result = try await body(scoped, schema)
             await scoped.shutdown()
