@@ -21,6 +21,7 @@ struct LedgerHarness {
         let council: String
         let agency: String
         let coordinator: String
+        let coordinatorID: String
         let finance: String
         let financeElsewhere: String
         let person: Wholecare_Identity_V1_SignInResponse
@@ -107,7 +108,7 @@ struct LedgerHarness {
         var accept = Wholecare_Identity_V1_AcceptCarerInvitationRequest()
         accept.invitationCode = invitation.invitationCode
         _ = try await i.api.acceptCarerInvitation(accept, options: IdentityHarness.bearer(carer.accessToken))
-        return People(admin: admin, council: council, agency: agency, coordinator: coordinator.token, finance: finance.token,
+        return People(admin: admin, council: council, agency: agency, coordinator: coordinator.token, coordinatorID: coordinator.id, finance: finance.token,
                       financeElsewhere: financeElsewhere.token, person: person, carer: carer, stranger: stranger,
                       provider: try await provider(org: agency, admin: admin), providerNoConsent: try await provider(org: lonely, admin: admin),
                       lonelyAgency: lonely)

@@ -219,6 +219,70 @@ struct LedgerTests {
         }
     }
 
+    @Test("a large batch for many people, written on parallel connections, decides every budget's invoices in batch order")
+    func batchAcrossPeopleKeepsEachBudgetsOrder() async throws {
+        try await LedgerHarness.with { h in
+            let p = try await h.people()
+            let i = h.identity
+            // People whose invoices go on different lanes (at least one on each).
+            var budgets: [(person: String, budget: String)] = []
+            var lanesUsed: Set<Int> = []
+            var n = 0
+            while budgets.count < 4 || (lanesUsed.count < 2 && n < 40) {
+                n += 1
+                let person = try await i.register("billed\(n)@example.org", name: "Billed \(n)")
+                var assign = Wholecare_Identity_V1_AssignCareRelationshipRequest()
+                assign.personID = person.account.id
+                assign.professionalID = p.coordinatorID
+                assign.role = .careCoordinator
+                _ = try await i.api.assignCareRelationship(assign, options: IdentityHarness.bearer(p.admin))
+                var consent = Wholecare_Identity_V1_GrantConsentRequest()
+                consent.granteeOrganisationID = p.agency
+                consent.categories = [.budget]
+                _ = try await i.api.grantConsent(consent, options: IdentityHarness.bearer(person.accessToken))
+                var create = Wholecare_Ledger_V1_CreateBudgetRequest()
+                create.personID = person.account.id
+                create.funderOrganisationID = p.council
+                create.name = "Personal budget"
+                let budget = try await h.ledger.createBudget(create, options: LedgerHarness.bearer(p.coordinator)).id
+                _ = try await h.allocate(budget, 1_000_000, token: p.coordinator)
+                budgets.append((person.account.id, budget))
+                lanesUsed.insert(LedgerRPCService.lane(of: UUID(uuidString: person.account.id)!, lanes: h.store.batchLanes))
+            }
+            #expect(h.store.batchLanes == 2 && lanesUsed.count == 2)
+            // 900 invoices, the people interleaved, amounts varying so that which invoice
+            // fits depends on what came before it for the same budget.
+            let amounts: [Int64] = [30_000, 45_000, 20_000, 9_000, 1_000, 3_000, 50_000, 700, 12_000]
+            var batch = Wholecare_Ledger_V1_PostInvoiceBatchRequest()
+            var expected: [RPCError.Code] = []
+            var available = Dictionary(uniqueKeysWithValues: budgets.map { ($0.budget, Int64(1_000_000)) })
+            for k in 0..<900 {
+                let budget = budgets[(k * 7 + k / 5) % budgets.count].budget
+                let amount = amounts[(k * 5 + k / 3) % amounts.count] / Int64(1 + k / 300)
+                batch.invoices.append(LedgerHarness.invoice(budget: budget, provider: p.agency, amount: amount, key: "run-\(k)"))
+                if amount <= available[budget]! {
+                    available[budget]! -= amount
+                    expected.append(.ok)
+                } else {
+                    expected.append(.failedPrecondition)
+                }
+            }
+            #expect(expected.filter { $0 == .ok }.count > 200 && expected.contains(.failedPrecondition))
+            let response = try await h.ledger.postInvoiceBatch(batch, options: LedgerHarness.bearer(p.provider))
+            #expect(response.results.map { RPCError.Code(rawValue: Int($0.status)) } == expected,
+                    "each budget's invoices were decided in the batch's order")
+            #expect(Int(response.posted) == expected.filter { $0 == .ok }.count)
+            for (_, budget) in budgets {
+                var get = Wholecare_Ledger_V1_GetBudgetRequest()
+                get.budgetID = budget
+                #expect(try await h.ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == available[budget]!)
+            }
+            // Every posted invoice carries its own transaction, once.
+            let ids = response.results.filter { $0.status == 0 }.map(\.transaction.id)
+            #expect(Set(ids).count == ids.count)
+        }
+    }
+
     @Test("commitments reserve money; settling pays part and releases the rest; releasing returns it")
     func commitments() async throws {
         try await LedgerHarness.with { h in

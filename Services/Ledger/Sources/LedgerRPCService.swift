@@ -268,44 +268,63 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
                 }
             }
         }
-        // Written in chunks, in order, so that while one chunk is being written the next is
+        // Written in rounds of chunks, so that while one round is being written the next is
         // validated and the one before answered: a large batch keeps both the service and
-        // the database busy instead of taking turns. Each invoice stands on its own, so the
-        // chunks commit separately; if writing one fails the call fails, and sending it
-        // again replays what was written.
-        var writing: (items: [BatchInvoice], task: Task<[Int: BatchItemOutcome], any Error>)?
-        for start in stride(from: 0, to: request.invoices.count, by: Self.batchChunk) {
-            var items: [BatchInvoice] = []
-            for index in start..<min(start + Self.batchChunk, request.invoices.count) {
-                let invoice = request.invoices[index]
-                do {
-                    guard !invoice.idempotencyKey.isEmpty else {
-                        throw RPCError.invalidArgument(field: "idempotency_key", "every invoice in a batch needs its own key")
+        // the database busy instead of taking turns. The people billed are split between
+        // `lanes` database connections, each writing its own people's chunks in batch
+        // order: a budget and a care account are only ever written by one lane, so lanes
+        // never wait for each other's locks, and funds are checked in the batch's order for
+        // every budget. Each invoice stands on its own, so the chunks commit separately; if
+        // writing one fails the call fails (its lane writes nothing after it), and sending
+        // the batch again replays what was written.
+        let lanes = store.batchLanes
+        var laneTails: [Task<[Int: BatchItemOutcome], any Error>?] = Array(repeating: nil, count: lanes)
+        var writing: [(items: [BatchInvoice], task: Task<[Int: BatchItemOutcome], any Error>)] = []
+        do {
+            for start in stride(from: 0, to: request.invoices.count, by: Self.batchChunk * lanes) {
+                var byLane: [[BatchInvoice]] = Array(repeating: [], count: lanes)
+                for index in start..<min(start + Self.batchChunk * lanes, request.invoices.count) {
+                    let invoice = request.invoices[index]
+                    do {
+                        guard !invoice.idempotencyKey.isEmpty else {
+                            throw RPCError.invalidArgument(field: "idempotency_key", "every invoice in a batch needs its own key")
+                        }
+                        let key = try idempotencyKey(invoice.idempotencyKey, context)
+                        guard seenKeys.insert(key).inserted else {
+                            throw RPCError.invalidArgument(field: "idempotency_key", "appears twice in this batch")
+                        }
+                        let (t, plan) = try await prepareInvoice(invoice, principal: principal, key: key)
+                        byLane[Self.lane(of: t.budget.personID, lanes: lanes)].append(
+                            BatchInvoice(index: index, transaction: t, plan: plan,
+                                         requestHash: try Self.requestHash(invoice.withoutKey, method: "PostInvoice"), scope: scope))
+                    } catch {
+                        let status = RPCRouter.status(for: error, context: context)
+                        results[index].status = UInt32(status.code.rawValue)
+                        results[index].message = status.message
+                        results[index].field = status.metadata[MetadataKey.field] ?? ""
                     }
-                    let key = try idempotencyKey(invoice.idempotencyKey, context)
-                    guard seenKeys.insert(key).inserted else {
-                        throw RPCError.invalidArgument(field: "idempotency_key", "appears twice in this batch")
-                    }
-                    let (t, plan) = try await prepareInvoice(invoice, principal: principal, key: key)
-                    items.append(BatchInvoice(index: index, transaction: t, plan: plan,
-                                              requestHash: try Self.requestHash(invoice.withoutKey, method: "PostInvoice"), scope: scope))
-                } catch {
-                    let status = RPCRouter.status(for: error, context: context)
-                    results[index].status = UInt32(status.code.rawValue)
-                    results[index].message = status.message
-                    results[index].field = status.metadata[MetadataKey.field] ?? ""
                 }
+                let previousRound = writing
+                writing = []
+                let store = store
+                for (lane, items) in byLane.enumerated() where !items.isEmpty {
+                    let before = laneTails[lane]
+                    let task = Task {
+                        // The lane's chunks go one after another; after a failure, none.
+                        _ = try await before?.value
+                        return try await store.writeInvoices(items)
+                    }
+                    laneTails[lane] = task
+                    writing.append((items, task))
+                }
+                for previous in previousRound { try await answer(previous.items, try await previous.task.value) }
             }
-            // Chunks are written one after another, in order, so funds are checked in the
-            // batch's order; only validating and answering overlap a write.
-            let previous = writing
-            let outcomes = try await previous?.task.value
-            let store = store
-            let chunk = items
-            writing = (items, Task { try await store.writeInvoices(chunk) })
-            if let previous, let outcomes { try await answer(previous.items, outcomes) }
+            for last in writing { try await answer(last.items, try await last.task.value) }
+        } catch {
+            // Nothing is still being written when the caller hears of the failure.
+            for tail in laneTails { _ = try? await tail?.value }
+            throw error
         }
-        if let last = writing { try await answer(last.items, try await last.task.value) }
         var response = Wholecare_Ledger_V1_PostInvoiceBatchResponse()
         response.results = results
         response.posted = UInt32(results.filter { $0.status == 0 }.count)
@@ -313,8 +332,15 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         return response
     }
 
-    /// Invoices a batch writes at a time (see `postInvoiceBatch`).
+    /// Invoices a batch writes at a time on each lane (see `postInvoiceBatch`).
     static let batchChunk = 250
+
+    /// The lane a person's invoices are written on: the same for all of them.
+    public static func lane(of person: UUID, lanes: Int) -> Int {
+        guard lanes > 1 else { return 0 }
+        let bytes = person.uuid
+        return Int((UInt16(bytes.14) << 8 | UInt16(bytes.15)) % UInt16(lanes))
+    }
 
     public func refund(request: Wholecare_Ledger_V1_RefundRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_Transaction {
         let principal = try context.principal()

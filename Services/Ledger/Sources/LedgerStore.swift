@@ -66,6 +66,7 @@ public struct LedgerStore: Sendable {
     public let db: PostgresClient
     private let cache = LedgerCache()
     private let coalescer: InvoiceCoalescer
+    public let batchLanes: Int
 
     public static let contributionAccount = UUID(uuidString: "00000000-0000-4000-8000-00000000c001")!
 
@@ -73,8 +74,11 @@ public struct LedgerStore: Sendable {
     /// invoices arriving while they are busy are committed together (see `InvoiceCoalescer`).
     /// `invoiceStallAfter`: how long every writer may be stuck on one write (waiting for a
     /// lock) before invoices stop queueing behind them.
-    public init(db: PostgresClient, invoiceWriters: Int = 1, invoiceStallAfter: Duration = .milliseconds(100)) {
+    /// `batchLanes`: how many connections one invoice batch is written on at once (each
+    /// lane writes its own people's invoices; see `postInvoiceBatch`).
+    public init(db: PostgresClient, invoiceWriters: Int = 1, invoiceStallAfter: Duration = .milliseconds(100), batchLanes: Int = 2) {
         self.db = db
+        self.batchLanes = max(1, min(batchLanes, db.configuration.maxConnections / 2))
         self.coalescer = InvoiceCoalescer(writers: max(1, min(invoiceWriters, db.configuration.maxConnections)), maxBatch: 500,
                                           stallAfter: invoiceStallAfter)
     }

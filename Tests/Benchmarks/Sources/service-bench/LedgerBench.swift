@@ -68,9 +68,11 @@ struct BenchSuite {
         }
         let ledgerLink = link("ledger"), recordsLink = link("records")
         var ledgerRouter = RPCRouter()
-        // BENCH_INVOICE_WRITERS overrides how many single-invoice writes may be in flight.
-        let writers = ProcessInfo.processInfo.environment["BENCH_INVOICE_WRITERS"].flatMap { Int($0) }
-        let ledgerStore = writers.map { LedgerStore(db: ledgerDB, invoiceWriters: $0) } ?? LedgerStore(db: ledgerDB)
+        // BENCH_INVOICE_WRITERS overrides how many single-invoice writes may be in flight,
+        // BENCH_BATCH_LANES how many connections one batch is written on.
+        let environment = ProcessInfo.processInfo.environment
+        let ledgerStore = LedgerStore(db: ledgerDB, invoiceWriters: environment["BENCH_INVOICE_WRITERS"].flatMap { Int($0) } ?? 1,
+                                      batchLanes: environment["BENCH_BATCH_LANES"].flatMap { Int($0) } ?? 2)
         ledgerRouter.register(LedgerRPCService(store: ledgerStore, authorizer: ledgerLink.authorizer))
         ledgerRouter.interceptors = [ledgerLink.authInterceptor()]
         let ledgerServer = RPCServer(configuration: RPCServerConfiguration(port: 0, serverName: "ledger"), router: ledgerRouter, logger: logger)
