@@ -38,7 +38,7 @@ public final class Authorizer: Sendable {
     }
 
     public func facts(for principal: Principal, person: UUID) async throws -> AccessFacts {
-        let key = "\(principal.subject)|\(principal.organisationID?.uuidString ?? "-")|\(person.uuidString)"
+        let key = "\(principal.subject)|\(principal.organisationID?.lowercasedString ?? "-")|\(person.lowercasedString)"
         if let hit = cache.withLock({ $0[key] }), ContinuousClock.now - hit.at < factsTTL { return hit.facts }
         let facts = try await fetch(principal, person)
         cache.withLock { cache in

@@ -23,14 +23,14 @@ public struct IdentityLink: Sendable {
         }
         guard !missing.isEmpty else { return result }
         var request = Wholecare_Identity_V1_GetDisplayNamesRequest()
-        request.accountIds = missing.map { $0.uuidString.lowercased() }
+        request.accountIds = missing.map(\.lowercasedString)
         // Asked in the service's own name (display names are not personal data categories).
         let token = try await credentials.token()
         let response = try await anonymousIdentity.getDisplayNames(request, options: CallOptions(metadata: ["authorization": "Bearer " + token]))
         names.withLock { cache in
             if cache.count > 20_000 { cache.removeAll() }
             for (key, name) in response.names {
-                guard let id = UUID(uuidString: key) else { continue }
+                guard let id = UUID(hyphenated: key) else { continue }
                 cache[id] = (name, now)
                 result[id] = name
             }
@@ -95,9 +95,9 @@ public struct IdentityLink: Sendable {
         self.authorizer = Authorizer(factsTTL: factsTTL) { principal, person in
             guard let subject = principal.subjectID else { return .none }
             var request = Wholecare_Identity_V1_GetAccessFactsRequest()
-            request.subjectID = subject.uuidString.lowercased()
-            request.subjectOrganisationID = principal.organisationID?.uuidString.lowercased() ?? ""
-            request.personID = person.uuidString.lowercased()
+            request.subjectID = subject.lowercasedString
+            request.subjectOrganisationID = principal.organisationID?.lowercasedString ?? ""
+            request.personID = person.lowercasedString
             // The service asks for facts in its own name, not the person's.
             let token = try await credentials.token()
             let facts = try await anonymous.getAccessFacts(request, options: CallOptions(metadata: ["authorization": "Bearer " + token]))

@@ -1,4 +1,5 @@
 import Foundation
+import RPC
 
 /// Who is calling, as established from a verified access token.
 public struct Principal: Sendable, Equatable, CustomStringConvertible {
@@ -37,7 +38,7 @@ public struct Principal: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The subject as a UUID (people, provider systems); nil for services.
-    public var subjectID: UUID? { UUID(uuidString: subject) }
+    public var subjectID: UUID? { UUID(hyphenated: subject) }
 
     /// A person (service user or carer) who may hold their own record.
     public var isPerson: Bool { kind == .serviceUser || kind == .carer }

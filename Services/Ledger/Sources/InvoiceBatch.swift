@@ -68,7 +68,7 @@ extension LedgerStore {
             let fresh = items.filter { claimed.contains($0.transaction.id) }.sorted { $0.index < $1.index }
             guard !fresh.isEmpty else { return outcomes }
             // 3. Lock the budgets involved, in id order, and check funds invoice by invoice.
-            let budgetIDs = Array(Set(fresh.flatMap { $0.plan.deltas.keys })).sorted { $0.uuidString < $1.uuidString }
+            let budgetIDs = Array(Set(fresh.flatMap { $0.plan.deltas.keys })).sorted { $0.lowercasedString < $1.lowercasedString }
             var room: [UUID: Int64] = [:]
             for row in try session.query("""
                 SELECT id, available + overdraft_limit AS room FROM budgets WHERE id = ANY(\(budgetIDs)::uuid[]) ORDER BY id FOR UPDATE
@@ -168,7 +168,7 @@ extension LedgerStore {
             toward_cap, daily_living_excluded, above_rate, key, created_by
         FROM unnest(\(t.map(\.id))::uuid[], \(t.map(\.kind))::text[], \(t.map(\.budget.id))::uuid[],
             \(t.map(\.budget.personID))::uuid[], \(t.map(\.amount))::int8[], \(t.map(\.memo))::text[],
-            \(t.map(\.invoiceReference))::text[], \(t.map { $0.providerOrganisationID?.uuidString ?? "" })::text[],
+            \(t.map(\.invoiceReference))::text[], \(t.map { $0.providerOrganisationID?.lowercasedString ?? "" })::text[],
             \(t.map { $0.serviceStart?.description ?? "" })::text[], \(t.map { $0.serviceEnd?.description ?? "" })::text[],
             \(t.map { $0.eligible ? "t" : "f" })::bool[], \(t.map(\.councilRate))::int8[], \(t.map(\.dailyLiving))::int8[],
             \(t.map(\.care.towardCap))::int8[], \(t.map(\.care.dailyLivingExcluded))::int8[], \(t.map(\.care.aboveCouncilRate))::int8[],
@@ -257,7 +257,7 @@ extension LedgerStore {
         } catch let error as PostgresError where error.sqlState == "P0001" || (error.sqlState == "23514" && error.constraint == "budgets_check") {
             return nil
         }
-        let fresh = Set(try row.decode("fresh", as: [String].self).compactMap(UUID.init(uuidString:)))
+        let fresh = Set(try row.decode("fresh", as: [String].self).compactMap { UUID(hyphenated: $0) })
         guard try row.decode("written", as: Int.self) == fresh.count else {
             throw PostgresError(kind: .server, safeMessage: "a grouped posting wrote an unexpected number of transactions")
         }

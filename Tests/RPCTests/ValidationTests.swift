@@ -1,0 +1,53 @@
+import Foundation
+@testable import RPC
+import Testing
+
+@Suite("Input validation")
+struct ValidationTests {
+    @Test("ids: the hyphenated form in either case parses to Foundation's value; anything else is refused naming the field")
+    func uuids() throws {
+        for _ in 0..<200 {
+            let id = UUID()
+            #expect(try Validate.uuid(id.uuidString, field: "id") == id)
+            #expect(try Validate.uuid(id.uuidString.lowercased(), field: "id") == id)
+            #expect(id.lowercasedString == id.uuidString.lowercased())
+            #expect(UUID(hyphenated: id.lowercasedString) == id)
+        }
+        let bad = [
+            "", "3f1c2a4e-1111-4222-8333-94445555666", "3f1c2a4e-1111-4222-8333-9444555566667",
+            "3f1c2a4e11114222833394445555666600ab", "3f1c2a4e-1111-4222-8333_944455556666", "3g1c2a4e-1111-4222-8333-944455556666",
+            "{3f1c2a4e-1111-4222-8333-944455556666", " 3f1c2a4e-1111-4222-8333-94445555666", "3f1c2a4e-1111-4222-8333-94445555666é",
+        ]
+        for text in bad {
+            #expect(UUID(hyphenated: text) == nil, "\(text)")
+            let error = #expect(throws: RPCError.self) { try Validate.uuid(text, field: "budget_id") }
+            #expect(error?.code == .invalidArgument && error?.metadata[MetadataKey.field] == "budget_id")
+        }
+    }
+
+    @Test("text: plain ASCII is returned as given; other text is trimmed; control characters, emptiness and length are refused")
+    func text() throws {
+        #expect(try Validate.text("INV-2026-11 Home care, week 3", field: "memo", max: 100) == "INV-2026-11 Home care, week 3")
+        #expect(try Validate.text("  padded\n", field: "memo", max: 100) == "padded")
+        #expect(try Validate.text("Zoë’s café", field: "memo", max: 100) == "Zoë’s café")
+        #expect(try Validate.text("", field: "memo", max: 10, allowEmpty: true) == "")
+        #expect(try Validate.text("line one\nline two", field: "note", max: 100, multiline: true) == "line one\nline two")
+        #expect(try Validate.text("abcdé", field: "memo", max: 5) == "abcdé", "characters, not bytes, are counted")
+        let refused: [(String, Int, Bool, String)] = [
+            ("", 10, false, "is required"),
+            ("   ", 10, false, "is required"),
+            ("abcdefghijk", 10, false, "at most 10"),
+            ("bell\u{07}", 10, false, "control characters"),
+            ("tab\there", 20, false, "control characters"),
+            ("line one\nline two", 100, false, "control characters"),
+            ("zero\u{0}", 10, false, "control characters"),
+            ("del\u{7f}", 10, false, "control characters"),
+        ]
+        for (value, max, allowEmpty, problem) in refused {
+            let error = #expect(throws: RPCError.self) { try Validate.text(value, field: "memo", max: max, allowEmpty: allowEmpty) }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message.contains(problem) == true, "\(value.debugDescription): \(error?.message ?? "")")
+            #expect(error?.message.contains(value) == false || value.isEmpty || value == "   ", "the value is not echoed")
+        }
+    }
+}
