@@ -393,6 +393,20 @@ struct LedgerTests {
             #expect(orphan?.sqlState == "23503", "lines of a transaction that does not exist")
             let transactionID = UUID()
             let nowhere = await #expect(throws: PostgresError.self) {
+                try await h.db.query("""
+                    WITH t AS (
+                        INSERT INTO transactions (id, kind, budget_id, person_id, amount, idempotency_key, created_by)
+                        VALUES (\(transactionID), 'allocation', \(account), \(UUID(uuidString: p.personID)!), 5, 'by-hand', 'test')
+                        RETURNING id)
+                    INSERT INTO postings (transaction_id, line, account_id, amount)
+                    VALUES (\(transactionID), 1, \(account), 5), (\(transactionID), 2, \(UUID()), -5)
+                    """)
+            }
+            #expect(nowhere?.sqlState == "23503", "a line naming an unknown account")
+            // A transaction needs its lines, written by the same statement (a single line
+            // cannot balance, as no line is zero).
+            let linesBefore = try await h.db.query("SELECT count(*) AS n FROM postings").first!.decode("n", as: Int.self)
+            let bare = await #expect(throws: PostgresError.self) {
                 try await h.db.withTransaction { s in
                     try await s.query("""
                         INSERT INTO transactions (id, kind, budget_id, person_id, amount, idempotency_key, created_by)
@@ -400,11 +414,14 @@ struct LedgerTests {
                         """)
                     try await s.query("""
                         INSERT INTO postings (transaction_id, line, account_id, amount)
-                        VALUES (\(transactionID), 1, \(account), 5), (\(transactionID), 2, \(UUID()), -5)
+                        VALUES (\(transactionID), 1, \(account), 5), (\(transactionID), 2, \(account), -5)
                         """)
                 }
             }
-            #expect(nowhere?.sqlState == "23503", "a line naming an unknown account")
+            #expect(bare?.sqlState == "23514", "a transaction without lines")
+            #expect(bare?.serverMessage?.contains("at least two postings") == true)
+            #expect(try await h.db.query("SELECT count(*) AS n FROM postings").first!.decode("n", as: Int.self) == linesBefore)
+            #expect(try await h.db.query("SELECT count(*) AS n FROM transactions WHERE id = \(transactionID)").first!.decode("n", as: Int.self) == 0)
             let noBudget = await #expect(throws: PostgresError.self) {
                 try await h.db.query("""
                     INSERT INTO transactions (id, kind, budget_id, person_id, amount, idempotency_key, created_by)

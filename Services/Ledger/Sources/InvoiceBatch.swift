@@ -100,14 +100,19 @@ extension LedgerStore {
             }
             guard !accepted.isEmpty else { return outcomes }
             // 4. Write the accepted invoices: transactions, postings, budget totals, care accounts.
+            // Transactions and their lines in one statement: the database checks, after each
+            // statement, that every new transaction has balanced lines.
             let t = accepted.map(\.transaction)
-            try session.query(Self.insertTransactions(t))
             let postings = accepted.flatMap { item in item.plan.postings.enumerated().map { (item.transaction.id, Int64($0.offset + 1), $0.element) } }
-            try session.query("""
+            var write: PostgresQuery = "WITH t AS ("
+            write.append(Self.insertTransactions(t))
+            write.append("""
+                 RETURNING 1)
                 INSERT INTO postings (transaction_id, line, account_id, amount)
                 SELECT * FROM unnest(\(postings.map(\.0))::uuid[], \(postings.map(\.1))::int8[]::int2[], \(postings.map(\.2.account))::uuid[],
                                      \(postings.map(\.2.amount))::int8[])
                 """)
+            try session.query(write)
             var totals: [UUID: BudgetDelta] = [:]
             for item in accepted {
                 for (budget, delta) in item.plan.deltas {

@@ -53,7 +53,7 @@ struct BenchSuite {
         let hashing = PasswordHashingPool(hasher: PasswordHasher(parameters: .testOnly), threads: 1)
         let identityService = IdentityRPCService(store: identityStore, hashing: hashing, passwordPolicy: try PasswordPolicy.bundled(),
                                                  issuer: TokenIssuer(keyring: keyring))
-        let identityServer = RPCServer(configuration: RPCServerConfiguration(port: 0, serverName: "identity"),
+        let identityServer = RPCServer(configuration: serverConfiguration("identity"),
                                        router: IdentityServiceApp.router(service: identityService, keyring: keyring), logger: logger)
         let identityPort = try await identityServer.start()
         var secrets: [String: String] = [:]
@@ -75,13 +75,13 @@ struct BenchSuite {
                                       batchLanes: environment["BENCH_BATCH_LANES"].flatMap { Int($0) } ?? 2)
         ledgerRouter.register(LedgerRPCService(store: ledgerStore, authorizer: ledgerLink.authorizer))
         ledgerRouter.interceptors = [ledgerLink.authInterceptor()]
-        let ledgerServer = RPCServer(configuration: RPCServerConfiguration(port: 0, serverName: "ledger"), router: ledgerRouter, logger: logger)
+        let ledgerServer = RPCServer(configuration: serverConfiguration("ledger"), router: ledgerRouter, logger: logger)
         let ledgerPort = try await ledgerServer.start()
         var recordsRouter = RPCRouter()
         let cipher = try FieldCipher(keys: ["bench": SecureRandom.bytes(32)], currentKeyID: "bench")
         recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink))
         recordsRouter.interceptors = [recordsLink.authInterceptor()]
-        let recordsServer = RPCServer(configuration: RPCServerConfiguration(port: 0, serverName: "records"), router: recordsRouter, logger: logger)
+        let recordsServer = RPCServer(configuration: serverConfiguration("records"), router: recordsRouter, logger: logger)
         let recordsPort = try await recordsServer.start()
 
         // People: an administrator, a council with a coordinator, an agency with a system.
@@ -173,6 +173,13 @@ struct BenchSuite {
                 await admin.shutdown()
             })
     }
+}
+
+/// A benchmark server on a free port; BENCH_HANDLERS_OFF_LOOP=1 runs handlers on the
+/// shared pool instead of each connection's event loop.
+func serverConfiguration(_ name: String) -> RPCServerConfiguration {
+    RPCServerConfiguration(port: 0, serverName: name,
+                           runHandlersOnEventLoop: ProcessInfo.processInfo.environment["BENCH_HANDLERS_OFF_LOOP"] != "1")
 }
 
 func rate(_ count: Int, _ nanos: UInt64) -> Double { Double(count) / (Double(nanos) / 1e9) }
