@@ -182,6 +182,23 @@ public final class PostgresClient: Sendable {
         }
     }
 
+    /// Runs `body` on one connection, outside an explicit transaction, in one hop to one of
+    /// the pool's threads: for several reads (and the decoding of their rows) that would
+    /// otherwise each hop there and back. Each statement sees its own snapshot, as with
+    /// separate `query` calls.
+    public func withBlockingConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresBlockingSession) throws -> T) async throws -> T {
+        let connection = try await acquire()
+        let outcome: Result<T, any Error> = await {
+            do {
+                return .success(try await threadPool.runIfActive { try body(PostgresBlockingSession(connection: connection)) })
+            } catch {
+                return .failure(error)
+            }
+        }()
+        await release(connection)
+        return try outcome.get()
+    }
+
     /// Jittered exponential backoff: uniformly random in [0, 5ms · 2^attempt), capped.
     static func backoff(attempt: Int) -> Duration {
         let ceiling = min(5.0 * pow(2.0, Double(attempt)), 250.0)

@@ -35,6 +35,25 @@ struct PoolTests {
         await db.shutdown()
     }
 
+    @Test("several reads in one hop share one connection and return it, also when one fails")
+    func blockingConnection() async throws {
+        let db = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 1, acquireTimeout: .seconds(5))
+        let (pid, values) = try await db.withBlockingConnection { session -> (Int, [Int]) in
+            let pid = try session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+            let values = try (1...3).map { n in try session.query("SELECT \(n) * 10 AS v")[0].decode("v", as: Int.self) }
+            #expect(try session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self) == pid, "the same connection throughout")
+            return (pid, values)
+        }
+        #expect(values == [10, 20, 30])
+        let failed = await #expect(throws: PostgresError.self) {
+            try await db.withBlockingConnection { session in try session.query("SELECT 1 / 0 AS v") }
+        }
+        #expect(failed?.sqlState == "22012")
+        // The only connection came back to the pool both times, usable.
+        #expect(try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self) == pid)
+        await db.shutdown()
+    }
+
     @Test("waiters are served in turn when connections are released")
     func waitersServed() async throws {
         let db = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 2, acquireTimeout: .seconds(10))

@@ -171,15 +171,13 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     public func getSummary(request: Wholecare_Records_V1_GetSummaryRequest, context: ServerContext) async throws -> Wholecare_Records_V1_Summary {
         let person = try Validate.uuid(request.personID, field: "person_id")
         let principal = try await authorize(context, person: person, .read(.record), part: "summary", purpose: request.purpose)
-        async let details = store.currentDetails(person: person)
-        async let entries = store.summaryEntries(person: person, latest: 10)
         async let team = careTeam(person: person)
-        let (active, latest) = try await entries
+        let data = try await store.summary(person: person, latest: 10)
+        let active = data.active, latest = data.latest, progress = data.progress
         let goals = active.filter { $0.kind == "goal" }
-        let progress = try await store.latestProgress(goalLineages: goals.map(\.lineageID))
         var summary = Wholecare_Records_V1_Summary()
         summary.personID = person.lowercasedString
-        summary.details = RecordsProto.details(try await details, person: person, viewer: principal)
+        summary.details = RecordsProto.details(data.details, person: person, viewer: principal)
         summary.activeConditions = active.filter { $0.kind == "condition" }.map { RecordsProto.entry($0, viewer: principal) }
         summary.currentMedications = active.filter { $0.kind == "medication" }
             .sorted { ($0.nextRefillOn ?? CalendarDate(year: 2200, month: 1, day: 1)!) < ($1.nextRefillOn ?? CalendarDate(year: 2200, month: 1, day: 1)!) }

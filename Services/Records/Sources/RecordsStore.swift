@@ -164,18 +164,42 @@ public struct RecordsStore: Sendable {
 
     /// What a summary needs in one round trip: every active condition, medication,
     /// allergy and goal, plus the latest entries of any kind.
-    public func summaryEntries(person: UUID, latest: Int) async throws -> (active: [RecordEntry], latest: [RecordEntry]) {
-        let active = try await db.query("""
-            SELECT \(unsafeRaw: Self.entryColumns) FROM entries
-            WHERE person_id = \(person) AND status = 'active' AND kind IN ('condition', 'medication', 'allergy', 'goal')
-            ORDER BY effective_date DESC, recorded_at DESC
-            """).map(entry)
-        let recent = try await db.query("""
-            SELECT \(unsafeRaw: Self.entryColumns) FROM entries
-            WHERE person_id = \(person) AND status <> 'superseded'
-            ORDER BY effective_date DESC, recorded_at DESC, id DESC LIMIT \(latest)
-            """).map(entry)
-        return (active, recent)
+    /// What a record summary shows, read on one connection in one hop to the database
+    /// thread, rows decoded (and decrypted) there: the current details, the active
+    /// conditions, medications, allergies and goals, the latest entries, and each active
+    /// goal's latest progress.
+    public struct SummaryData: Sendable {
+        public var details: DetailsVersion?
+        public var active: [RecordEntry]
+        public var latest: [RecordEntry]
+        public var progress: [UUID: GoalProgressRow]
+    }
+
+    public func summary(person: UUID, latest: Int) async throws -> SummaryData {
+        try await db.withBlockingConnection { session in
+            let details = try session.query(Self.currentDetailsQuery(person)).first.map(self.details)
+            let active = try session.query(Self.activeEntriesQuery(person)).map(self.entry)
+            let recent = try session.query(Self.latestEntriesQuery(person, latest)).map(self.entry)
+            let goals = active.filter { $0.kind == "goal" }.map(\.lineageID)
+            let progress = goals.isEmpty ? [:] : try self.progressByGoal(session.query(Self.latestProgressQuery(goals)))
+            return SummaryData(details: details, active: active, latest: recent, progress: progress)
+        }
+    }
+
+    static func activeEntriesQuery(_ person: UUID) -> PostgresQuery {
+        """
+        SELECT \(unsafeRaw: Self.entryColumns) FROM entries
+        WHERE person_id = \(person) AND status = 'active' AND kind IN ('condition', 'medication', 'allergy', 'goal')
+        ORDER BY effective_date DESC, recorded_at DESC
+        """
+    }
+
+    static func latestEntriesQuery(_ person: UUID, _ latest: Int) -> PostgresQuery {
+        """
+        SELECT \(unsafeRaw: Self.entryColumns) FROM entries
+        WHERE person_id = \(person) AND status <> 'superseded'
+        ORDER BY effective_date DESC, recorded_at DESC, id DESC LIMIT \(latest)
+        """
     }
 
     public func medications(person: UUID) async throws -> [RecordEntry] {
@@ -220,12 +244,20 @@ public struct RecordsStore: Sendable {
     /// The latest progress for each of the given goals.
     public func latestProgress(goalLineages: [UUID]) async throws -> [UUID: GoalProgressRow] {
         guard !goalLineages.isEmpty else { return [:] }
+        return try progressByGoal(try await db.query(Self.latestProgressQuery(goalLineages)))
+    }
+
+    static func latestProgressQuery(_ goalLineages: [UUID]) -> PostgresQuery {
+        """
+        SELECT DISTINCT ON (goal_lineage_id) id, goal_lineage_id, percent, note_sealed, source_kind, author_id, author_display, recorded_at
+        FROM goal_progress WHERE goal_lineage_id = ANY(\(goalLineages)::uuid[])
+        ORDER BY goal_lineage_id, recorded_at DESC
+        """
+    }
+
+    func progressByGoal(_ rows: PostgresRows) throws -> [UUID: GoalProgressRow] {
         var out: [UUID: GoalProgressRow] = [:]
-        for row in try await db.query("""
-            SELECT DISTINCT ON (goal_lineage_id) id, goal_lineage_id, percent, note_sealed, source_kind, author_id, author_display, recorded_at
-            FROM goal_progress WHERE goal_lineage_id = ANY(\(goalLineages)::uuid[])
-            ORDER BY goal_lineage_id, recorded_at DESC
-            """) {
+        for row in rows {
             let progress = try progress(row)
             out[progress.goalLineageID] = progress
         }
@@ -249,10 +281,14 @@ public struct RecordsStore: Sendable {
     }
 
     public func currentDetails(person: UUID) async throws -> DetailsVersion? {
-        try await db.query("""
-            SELECT person_id, version, sealed, source_kind, updated_by_id, updated_by_display, updated_at FROM person_details
-            WHERE person_id = \(person) ORDER BY version DESC LIMIT 1
-            """).first.map(details)
+        try await db.query(Self.currentDetailsQuery(person)).first.map(details)
+    }
+
+    static func currentDetailsQuery(_ person: UUID) -> PostgresQuery {
+        """
+        SELECT person_id, version, sealed, source_kind, updated_by_id, updated_by_display, updated_at FROM person_details
+        WHERE person_id = \(person) ORDER BY version DESC LIMIT 1
+        """
     }
 
     public func detailsVersions(person: UUID) async throws -> [DetailsVersion] {
