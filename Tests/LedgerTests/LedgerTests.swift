@@ -247,7 +247,7 @@ struct LedgerTests {
                 let budget = try await h.ledger.createBudget(create, options: LedgerHarness.bearer(p.coordinator)).id
                 _ = try await h.allocate(budget, 1_000_000, token: p.coordinator)
                 budgets.append((person.account.id, budget))
-                lanesUsed.insert(LedgerRPCService.lane(of: UUID(uuidString: person.account.id)!, lanes: h.store.batchLanes))
+                lanesUsed.insert(LedgerStore.lane(of: UUID(uuidString: person.account.id)!, lanes: h.store.batchLanes))
             }
             #expect(h.store.batchLanes == 2 && lanesUsed.count == 2)
             // 900 invoices, the people interleaved, amounts varying so that which invoice

@@ -294,7 +294,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
                             throw RPCError.invalidArgument(field: "idempotency_key", "appears twice in this batch")
                         }
                         let (t, plan) = try await prepareInvoice(invoice, principal: principal, key: key)
-                        byLane[Self.lane(of: t.budget.personID, lanes: lanes)].append(
+                        byLane[LedgerStore.lane(of: t.budget.personID, lanes: lanes)].append(
                             BatchInvoice(index: index, transaction: t, plan: plan,
                                          requestHash: try Self.requestHash(invoice.withoutKey, method: "PostInvoice"), scope: scope))
                     } catch {
@@ -334,13 +334,6 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
 
     /// Invoices a batch writes at a time on each lane (see `postInvoiceBatch`).
     static let batchChunk = 250
-
-    /// The lane a person's invoices are written on: the same for all of them.
-    public static func lane(of person: UUID, lanes: Int) -> Int {
-        guard lanes > 1 else { return 0 }
-        let bytes = person.uuid
-        return Int((UInt16(bytes.14) << 8 | UInt16(bytes.15)) % UInt16(lanes))
-    }
 
     public func refund(request: Wholecare_Ledger_V1_RefundRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_Transaction {
         let principal = try context.principal()

@@ -83,6 +83,14 @@ public struct LedgerStore: Sendable {
                                           stallAfter: invoiceStallAfter)
     }
 
+    /// The lane of a batch a person's invoices are written on (see `postInvoiceBatch`): the
+    /// same for all of them.
+    public static func lane(of person: UUID, lanes: Int) -> Int {
+        guard lanes > 1 else { return 0 }
+        let bytes = person.uuid
+        return Int((UInt16(bytes.14) << 8 | UInt16(bytes.15)) % UInt16(lanes))
+    }
+
     /// Posts one invoice (a purchase from a provider), committed together with other
     /// invoices that arrive while earlier ones are being written. The outcome is the
     /// invoice's own, as if it had been posted alone.
