@@ -127,8 +127,14 @@ public struct RPCRouter: Sendable {
             return error
         case let error as any RPCErrorConvertible:
             let status = error.rpcError
-            if status.code == .internal || status.code == .unknown {
+            switch status.code {
+            case .internal, .unknown:
                 context.logger.error("handler failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+            case .unavailable, .aborted:
+                // A dependency (the database) failed or was busy: worth an operator's eye.
+                context.logger.warning("handler failed", metadata: ["error": "\(String(reflecting: type(of: error)))", "status": "\(status.code)"])
+            default:
+                break
             }
             return status
         case is CancellationError:

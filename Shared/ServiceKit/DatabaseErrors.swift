@@ -20,6 +20,9 @@ extension PostgresError: RPCErrorConvertible {
         switch rpcErrorCode {
         case .unavailable where isLockTimeout:
             "the data this call changes is locked by another operation; the call can be retried"
+        case .unavailable where kind == .connectionLost:
+            "the database connection was lost during the call; a call that changes data may or may not have taken effect"
+                + " (one with an idempotency key can be retried with the same key)"
         case .unavailable: "the database is unavailable or busy; the call can be retried"
         case .aborted: "the call conflicted with concurrent changes; it can be retried"
         default: "internal error"

@@ -199,7 +199,18 @@ struct GroupCommitTests {
             async let queuedEarly = post(free, 2_000, "early")
             async let queuedForLocked = post(locked, 500, "also-locked")
             try await Task.sleep(for: .milliseconds(300))
-            // Sent once it is stalled: posted straight away on its own.
+            // More invoices for the locked budget wait their turn instead of each taking a
+            // connection: reads still find one free.
+            let piling = (0..<8).map { n in Task { try await post(locked, 10, "pile-\(n)") } }
+            try await Task.sleep(for: .milliseconds(200))
+            var read = Wholecare_Ledger_V1_GetBudgetRequest()
+            read.budgetID = free
+            _ = try await ledger.getBudget(read, options: LedgerHarness.bearer(p.coordinator))
+            let busy = try await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(holder) = ANY(pg_blocking_pids(pid))")
+                .first!.decode("n", as: Int.self)
+            #expect(busy == 1, "only the stalled write waits on the lock: its budget's other invoices wait in the queue")
+            // Sent once it is stalled: posted around the stalled write, ahead of the queued
+            // invoices for the locked budget.
             let late = try await post(free, 3_000, "late")
             let early = try await queuedEarly
             #expect(!released.isSet, "the other budget's invoices did not wait for the lock")
@@ -210,10 +221,11 @@ struct GroupCommitTests {
             let second = try await queuedForLocked
             #expect(released.isSet)
             #expect(first.amountPence == 1_000 && second.amountPence == 500)
+            for task in piling { #expect(try await task.value.amountPence == 10) }
             try await lock.value
             var get = Wholecare_Ledger_V1_GetBudgetRequest()
             get.budgetID = locked
-            #expect(try await ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 100_000 - 1_500)
+            #expect(try await ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 100_000 - 1_500 - 80)
             get.budgetID = free
             #expect(try await ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 100_000 - 5_000)
             // Back to normal: invoices sent together after the stall still post.

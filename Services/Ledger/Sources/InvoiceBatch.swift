@@ -20,6 +20,8 @@ struct ScopedKey: Hashable, Sendable {
 
 extension BatchInvoice {
     var scopedKey: ScopedKey { ScopedKey(scope: scope, key: transaction.idempotencyKey) }
+    /// The budget an invoice draws on.
+    var budgetID: UUID { transaction.budget.id }
 }
 
 public enum BatchItemOutcome: Sendable, Equatable {

@@ -19,11 +19,14 @@ import Synchronization
 ///
 /// A write waits for the budget rows it locks. If another session holds one of them for
 /// long (a long transaction, an idle `psql`), the write stalls, and so would everything
-/// queued behind it: so once every writer has been busy on one write for `stallAfter`,
-/// queued and newly arriving invoices stop waiting for the writers and are each posted on
-/// their own, waiting only for their own budget's row, until the stalled write finishes.
-/// (The connection's lock timeout, `DATABASE_LOCK_TIMEOUT`, bounds how long any of them
-/// waits for a lock.)
+/// queued behind it: so once every writer has been on one write for longer than expected
+/// (`stallAfter`, plus half a millisecond per invoice in it), queued and newly arriving
+/// invoices are posted on their own, in arrival order, until the stalled write finishes —
+/// except those for a budget the stalled write or another such invoice is writing (they
+/// would only wait for the same lock), and at most `aroundLimit` at a time, so that
+/// waiting invoices cannot take every connection of the pool. The connection's lock
+/// timeout (`DATABASE_LOCK_TIMEOUT`) bounds every wait; a group that reaches it is
+/// answered UNAVAILABLE as a whole, which its callers may retry with the same keys.
 final class InvoiceCoalescer: Sendable {
     typealias Outcome = Result<PostOutcome, any Error>
 
@@ -48,24 +51,47 @@ final class InvoiceCoalescer: Sendable {
         var queue: [Waiting] = []
         var writing = 0
         var keysInFlight: Set<ScopedKey> = []
-        /// When each write in progress began, by write id.
-        var writeStarts: [UInt64: ContinuousClock.Instant] = [:]
+        /// When each write in progress counts as stalled, and the budgets it writes, by
+        /// write id.
+        var stallDeadlines: [UInt64: ContinuousClock.Instant] = [:]
+        var writeBudgets: [UInt64: Set<UUID>] = [:]
+        /// Budgets of the invoices being posted on their own around a stalled write (one
+        /// at a time per budget).
+        var aroundBudgets: Set<UUID> = []
         var nextWriteID: UInt64 = 0
         /// A task is watching the queue for a stalled write.
         var watching = false
 
-        mutating func beginWrite() -> UInt64 {
+        mutating func beginWrite(_ items: [BatchInvoice], stallAfter: Duration) -> UInt64 {
             nextWriteID += 1
             writing += 1
-            writeStarts[nextWriteID] = .now
+            stallDeadlines[nextWriteID] = .now + stallAfter + .microseconds(500) * items.count
+            writeBudgets[nextWriteID] = Set(items.map(\.budgetID))
             return nextWriteID
         }
 
+        /// A write (`id`) or an invoice posted around one (`id` nil) finished.
+        mutating func release(write id: UInt64?, _ items: [BatchInvoice]) {
+            if let id {
+                writing -= 1
+                stallDeadlines[id] = nil
+                writeBudgets[id] = nil
+            } else {
+                for item in items { aroundBudgets.remove(item.budgetID) }
+            }
+            for item in items { keysInFlight.remove(item.scopedKey) }
+        }
+
+        /// Whether an invoice for `budget` may be posted around a stalled write now.
+        func mayGoAround(_ budget: UUID, limit: Int) -> Bool {
+            aroundBudgets.count < limit && !aroundBudgets.contains(budget) && !writeBudgets.values.contains { $0.contains(budget) }
+        }
+
         /// Every writer is busy and one of them has been on the same write too long.
-        func stalled(after limit: Duration, writers: Int) -> Bool {
+        func stalled(writers: Int) -> Bool {
             guard writing >= writers else { return false }
             let now = ContinuousClock.now
-            return writeStarts.values.contains { now - $0 >= limit }
+            return stallDeadlines.values.contains { now >= $0 }
         }
     }
 
@@ -78,12 +104,14 @@ final class InvoiceCoalescer: Sendable {
     let writers: Int
     let maxBatch: Int
     let stallAfter: Duration
+    let aroundLimit: Int
 
-    init(writers: Int, maxBatch: Int, stallAfter: Duration = .milliseconds(100)) {
-        precondition(writers > 0 && maxBatch > 0 && stallAfter > .zero)
+    init(writers: Int, maxBatch: Int, stallAfter: Duration = .milliseconds(100), aroundLimit: Int = 2) {
+        precondition(writers > 0 && maxBatch > 0 && stallAfter > .zero && aroundLimit > 0)
         self.writers = writers
         self.maxBatch = maxBatch
         self.stallAfter = stallAfter
+        self.aroundLimit = aroundLimit
     }
 
     func post(_ item: BatchInvoice, store: LedgerStore) async throws -> PostOutcome {
@@ -92,10 +120,11 @@ final class InvoiceCoalescer: Sendable {
             if !s.keysInFlight.contains(key) {
                 if s.writing < writers, s.queue.isEmpty {
                     s.keysInFlight.insert(key)
-                    return .write(s.beginWrite())
+                    return .write(s.beginWrite([item], stallAfter: stallAfter))
                 }
-                if s.stalled(after: stallAfter, writers: writers) {
+                if s.queue.isEmpty, s.stalled(writers: writers), s.mayGoAround(item.budgetID, limit: aroundLimit) {
                     s.keysInFlight.insert(key)
+                    s.aroundBudgets.insert(item.budgetID)
                     return .alone
                 }
             }
@@ -104,23 +133,25 @@ final class InvoiceCoalescer: Sendable {
         switch route {
         case .write(let id):
             let outcome = await Self.single(item, store)
-            finished(write: id, keys: [key], store)
+            finished(write: id, [item], store)
             return try outcome.get()
         case .alone:
             postedAroundStall.add(1, ordering: .relaxed)
             let outcome = await Self.single(item, store)
-            finished(write: nil, keys: [key], store)
+            finished(write: nil, [item], store)
             return try outcome.get()
         case .queue:
             let outcome = await withCheckedContinuation { continuation in
-                let (next, armWatchdog) = state.withLock { s -> (Group?, Bool) in
+                let (next, around, armWatchdog) = state.withLock { s -> (Group?, [Waiting], Bool) in
                     s.queue.append(Waiting(item: item, continuation: continuation))
-                    let next = Self.takeGroup(&s, writers: writers, maxBatch: maxBatch)
+                    let next = Self.takeGroup(&s, writers: writers, maxBatch: maxBatch, stallAfter: stallAfter)
+                    let around = next == nil ? takeAround(&s) : []
                     let arm = !s.watching && !s.queue.isEmpty
                     if arm { s.watching = true }
-                    return (next, arm)
+                    return (next, around, arm)
                 }
                 if let next { startWriting(next, store) }
+                postAround(around, store)
                 if armWatchdog { watchForStalls(store) }
             }
             return try outcome.get()
@@ -129,12 +160,12 @@ final class InvoiceCoalescer: Sendable {
 
     /// The next group if a writer is free: queued invoices in arrival order, skipping
     /// keys already in flight (they stay queued), at most `maxBatch`.
-    private static func takeGroup(_ s: inout State, writers: Int, maxBatch: Int) -> Group? {
+    private static func takeGroup(_ s: inout State, writers: Int, maxBatch: Int, stallAfter: Duration) -> Group? {
         guard s.writing < writers, !s.queue.isEmpty else { return nil }
         let (taken, kept) = takeQueued(&s, limit: maxBatch)
         guard !taken.isEmpty else { return nil }
         s.queue = kept
-        return Group(id: s.beginWrite(), waiting: taken)
+        return Group(id: s.beginWrite(taken.map(\.item), stallAfter: stallAfter), waiting: taken)
     }
 
     /// Splits the queue into up to `limit` invoices whose keys are not in flight (now
@@ -154,20 +185,47 @@ final class InvoiceCoalescer: Sendable {
         return (taken, kept)
     }
 
-    /// A write (or an invoice posted on its own, `write` nil) finished: frees its writer
-    /// and keys, and starts the next group, if any.
-    private func finished(write id: UInt64?, keys: [ScopedKey], _ store: LedgerStore) {
-        if let next = release(write: id, keys: keys) { startWriting(next, store) }
+    /// Queued invoices to post on their own now, if the writers are stalled: in arrival
+    /// order, keys not in flight, budgets that `mayGoAround`.
+    private func takeAround(_ s: inout State) -> [Waiting] {
+        guard !s.queue.isEmpty, s.aroundBudgets.count < aroundLimit, s.stalled(writers: writers) else { return [] }
+        var taken: [Waiting] = []
+        var kept: [Waiting] = []
+        for waiting in s.queue {
+            let item = waiting.item
+            if !s.keysInFlight.contains(item.scopedKey), s.mayGoAround(item.budgetID, limit: aroundLimit) {
+                s.keysInFlight.insert(item.scopedKey)
+                s.aroundBudgets.insert(item.budgetID)
+                taken.append(waiting)
+            } else {
+                kept.append(waiting)
+            }
+        }
+        s.queue = kept
+        return taken
     }
 
-    private func release(write id: UInt64?, keys: [ScopedKey]) -> Group? {
-        state.withLock { s -> Group? in
-            if let id {
-                s.writing -= 1
-                s.writeStarts[id] = nil
+    /// A write (or an invoice posted on its own, `write` nil) finished: frees its writer,
+    /// keys and budgets, and starts the next group, or posts queued invoices around a
+    /// write still stalled.
+    private func finished(write id: UInt64?, _ items: [BatchInvoice], _ store: LedgerStore) {
+        let (next, around) = state.withLock { s -> (Group?, [Waiting]) in
+            s.release(write: id, items)
+            if let next = Self.takeGroup(&s, writers: writers, maxBatch: maxBatch, stallAfter: stallAfter) { return (next, []) }
+            return (nil, takeAround(&s))
+        }
+        if let next { startWriting(next, store) }
+        postAround(around, store)
+    }
+
+    private func postAround(_ waiting: [Waiting], _ store: LedgerStore) {
+        for entry in waiting {
+            postedAroundStall.add(1, ordering: .relaxed)
+            Task {
+                let outcome = await Self.single(entry.item, store)
+                entry.continuation.resume(returning: outcome)
+                finished(write: nil, [entry.item], store)
             }
-            for key in keys { s.keysInFlight.remove(key) }
-            return Self.takeGroup(&s, writers: writers, maxBatch: maxBatch)
         }
     }
 
@@ -184,13 +242,17 @@ final class InvoiceCoalescer: Sendable {
                 invoicesGrouped.add(current.waiting.count, ordering: .relaxed)
             }
             for (index, entry) in current.waiting.enumerated() { entry.continuation.resume(returning: outcomes[index]) }
-            guard let next = release(write: current.id, keys: current.waiting.map(\.item.scopedKey)) else { return }
+            let items = current.waiting.map(\.item)
+            guard let next = state.withLock({ s -> Group? in
+                s.release(write: current.id, items)
+                return Self.takeGroup(&s, writers: writers, maxBatch: maxBatch, stallAfter: stallAfter)
+            }) else { return }
             current = next
         }
     }
 
     /// While anything is queued, checks twice per `stallAfter` whether the writers are
-    /// stalled; if so, posts every queued invoice whose key is free on its own.
+    /// stalled; if so, posts queued invoices on their own (see `takeAround`).
     private func watchForStalls(_ store: LedgerStore) {
         Task {
             while true {
@@ -200,19 +262,9 @@ final class InvoiceCoalescer: Sendable {
                         s.watching = false
                         return ([], true)
                     }
-                    guard s.stalled(after: stallAfter, writers: writers) else { return ([], false) }
-                    let (taken, kept) = Self.takeQueued(&s, limit: .max)
-                    s.queue = kept
-                    return (taken, false)
+                    return (takeAround(&s), false)
                 }
-                for waiting in around {
-                    postedAroundStall.add(1, ordering: .relaxed)
-                    Task {
-                        let outcome = await Self.single(waiting.item, store)
-                        waiting.continuation.resume(returning: outcome)
-                        finished(write: nil, keys: [waiting.item.scopedKey], store)
-                    }
-                }
+                postAround(around, store)
                 if done { return }
             }
         }

@@ -80,7 +80,7 @@ public struct LedgerStore: Sendable {
         self.db = db
         self.batchLanes = max(1, min(batchLanes, db.configuration.maxConnections / 2))
         self.coalescer = InvoiceCoalescer(writers: max(1, min(invoiceWriters, db.configuration.maxConnections)), maxBatch: 500,
-                                          stallAfter: invoiceStallAfter)
+                                          stallAfter: invoiceStallAfter, aroundLimit: max(1, db.configuration.maxConnections / 4))
     }
 
     /// The lane of a batch a person's invoices are written on (see `postInvoiceBatch`): the
