@@ -271,6 +271,63 @@ struct GroupCommitTests {
         }
     }
 
+    @Test("a group that meets the lock timeout on one budget fails only that budget's invoices; the others are posted")
+    func lockTimeoutInAGroupFailsOnlyTheLockedBudget() async throws {
+        // Stalls are not detected here, so that the queued invoices are written as a group.
+        try await LedgerHarness.with(lockTimeout: .milliseconds(300), invoiceStallAfter: .seconds(60)) { h in
+            let p = try await h.people()
+            let locked = try await h.budget(for: p, allocate: 100_000)
+            let free = try await h.budget(for: p, allocate: 100_000, name: "Other budget")
+            let db = h.db
+            let post = Self.poster(h, p)
+            let (held, holding) = AsyncStream.makeStream(of: Int.self)
+            let (done, finish) = AsyncStream.makeStream(of: Void.self)
+            let lock = Task {
+                try await db.withTransaction { s in
+                    try await s.query("SELECT id FROM budgets WHERE id = \(UUID(uuidString: locked)!) FOR UPDATE")
+                    holding.yield(try await s.query("SELECT pg_backend_pid() AS pid").first!.decode("pid", as: Int.self))
+                    var wait = done.makeAsyncIterator()
+                    _ = await wait.next()
+                }
+            }
+            var signals = held.makeAsyncIterator()
+            let holder = try #require(await signals.next())
+            @Sendable func attempt(_ budget: String, _ amount: Int64, _ key: String) async -> RPCError.Code {
+                do {
+                    _ = try await post(budget, amount, key)
+                    return .ok
+                } catch let error as RPCError {
+                    return error.code
+                } catch {
+                    return .unknown
+                }
+            }
+            // The writer waits on the locked row; what arrives meanwhile queues, and is
+            // written as one group when the writer's wait times out.
+            async let stuck = attempt(locked, 1_000, "stuck")
+            while try await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(holder) = ANY(pg_blocking_pids(pid))")
+                .first!.decode("n", as: Int.self) == 0 {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            async let free1 = attempt(free, 2_000, "free-1")
+            async let lockedToo = attempt(locked, 500, "locked-2")
+            async let free2 = attempt(free, 3_000, "free-2")
+            let results = await (stuck, free1, lockedToo, free2)
+            finish.yield()
+            try await lock.value
+            #expect(results.0 == .unavailable && results.2 == .unavailable, "the locked budget's invoices timed out")
+            #expect(results.1 == .ok && results.3 == .ok, "the other budget's invoices in the same group were posted")
+            var get = Wholecare_Ledger_V1_GetBudgetRequest()
+            get.budgetID = free
+            #expect(try await h.ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 100_000 - 5_000)
+            get.budgetID = locked
+            #expect(try await h.ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator)).availablePence == 100_000)
+            // Once the lock is gone, the refused invoices go through when sent again.
+            #expect(await attempt(locked, 1_000, "stuck") == .ok)
+            #expect(await attempt(locked, 500, "locked-2") == .ok)
+        }
+    }
+
     /// Posts an invoice from the agency's provider system: `post(budget, amount, key)`.
     static func poster(_ h: LedgerHarness, _ p: LedgerHarness.People)
         -> @Sendable (String, Int64, String) async throws -> Wholecare_Ledger_V1_Transaction {

@@ -25,8 +25,9 @@ import Synchronization
 /// except those for a budget the stalled write or another such invoice is writing (they
 /// would only wait for the same lock), and at most `aroundLimit` at a time, so that
 /// waiting invoices cannot take every connection of the pool. The connection's lock
-/// timeout (`DATABASE_LOCK_TIMEOUT`) bounds every wait; a group that reaches it is
-/// answered UNAVAILABLE as a whole, which its callers may retry with the same keys.
+/// timeout (`DATABASE_LOCK_TIMEOUT`) bounds every wait; when a group reaches it, its
+/// invoices are tried again on their own, so only those for the locked budget fail
+/// (UNAVAILABLE, which their callers may retry with the same keys).
 final class InvoiceCoalescer: Sendable {
     typealias Outcome = Result<PostOutcome, any Error>
 
@@ -297,10 +298,51 @@ final class InvoiceCoalescer: Sendable {
             var outcomes: [Outcome] = []
             for item in items { outcomes.append(await single(item, store)) }
             return outcomes
+        } catch let error as PostgresError where error.isLockTimeout {
+            // One budget stayed locked by another session: the others need not fail with it.
+            return await retryByBudget(items, store)
         } catch {
             // The database is unreachable, busy or shutting down: one answer for all,
             // at once, rather than every invoice waiting out the same failure in turn.
             return items.map { _ in .failure(error) }
+        }
+    }
+
+    /// Each invoice on its own, a few budgets at a time (each budget's invoices in order):
+    /// those for a budget still locked wait out the lock timeout again, the rest go through.
+    private static func retryByBudget(_ items: [BatchInvoice], _ store: LedgerStore, workers: Int = 4) async -> [Outcome] {
+        var buckets: [[Int]] = []
+        var bucketOf: [UUID: Int] = [:]
+        for (index, item) in items.enumerated() {
+            if let bucket = bucketOf[item.budgetID] {
+                buckets[bucket].append(index)
+            } else {
+                bucketOf[item.budgetID] = buckets.count
+                buckets.append([index])
+            }
+        }
+        return await withTaskGroup(of: [(Int, Outcome)].self) { group in
+            @Sendable func retry(_ bucket: [Int]) async -> [(Int, Outcome)] {
+                var done: [(Int, Outcome)] = []
+                for index in bucket { done.append((index, await single(items[index], store))) }
+                return done
+            }
+            var started = 0
+            while started < min(workers, buckets.count) {
+                let bucket = buckets[started]
+                group.addTask { await retry(bucket) }
+                started += 1
+            }
+            var outcomes = [Outcome?](repeating: nil, count: items.count)
+            while let done = await group.next() {
+                for (index, outcome) in done { outcomes[index] = outcome }
+                if started < buckets.count {
+                    let bucket = buckets[started]
+                    group.addTask { await retry(bucket) }
+                    started += 1
+                }
+            }
+            return outcomes.map { $0 ?? .failure(PostgresBatchGap()) }
         }
     }
 
