@@ -25,6 +25,23 @@ struct ValidationTests {
         }
     }
 
+    @Test("time-ordered ids: version 7, the RFC 4122 variant, the time in their first 48 bits, later ids sorting after")
+    func timeOrderedIDs() {
+        let start = Date(timeIntervalSince1970: 1_795_000_000.123)
+        var previous = ""
+        for step in 0..<50 {
+            let at = start.addingTimeInterval(Double(step) * 0.002)
+            let id = UUID.timeOrdered(now: at)
+            let bytes = withUnsafeBytes(of: id.uuid) { Array($0) }
+            #expect(bytes[6] >> 4 == 7 && bytes[8] >> 6 == 0b10)
+            let millis = bytes[0..<6].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            #expect(millis == UInt64(at.timeIntervalSince1970 * 1000))
+            #expect(id.lowercasedString > previous, "an id made later sorts after")
+            previous = id.lowercasedString
+        }
+        #expect(UUID.timeOrdered(now: start) != UUID.timeOrdered(now: start), "ids made in the same millisecond still differ")
+    }
+
     @Test("text: plain ASCII is returned as given; other text is trimmed; control characters, emptiness and length are refused")
     func text() throws {
         #expect(try Validate.text("INV-2026-11 Home care, week 3", field: "memo", max: 100) == "INV-2026-11 Home care, week 3")

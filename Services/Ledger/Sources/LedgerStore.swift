@@ -14,7 +14,7 @@ public struct BudgetInfo: Sendable, Equatable {
 
 /// A transaction about to be written.
 public struct NewTransaction: Sendable {
-    public var id = UUID.random()
+    public var id = UUID.timeOrdered()
     public var kind: String
     public var budget: BudgetInfo
     public var amount: Int64
