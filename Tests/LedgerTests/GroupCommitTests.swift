@@ -328,6 +328,74 @@ struct GroupCommitTests {
         }
     }
 
+    @Test("many concurrent invoices while budget rows are locked now and then: every call is answered, nothing is lost or overspent")
+    func concurrentInvoicesAroundRepeatedStalls() async throws {
+        try await LedgerHarness.with { h in
+            let p = try await h.people()
+            var budgets: [String] = []
+            for n in 0..<3 { budgets.append(try await h.budget(for: p, allocate: 60_000, name: "Budget \(n)")) }
+            let db = h.db, post = Self.poster(h, p), all = budgets
+            let before = h.store.invoicesPostedAroundStall
+            // Another session holds one budget's row for 300 ms, five times over.
+            let locker = Task {
+                for round in 0..<5 {
+                    let budget = UUID(uuidString: all[round % all.count])!
+                    try await db.withTransaction { s in
+                        try await s.query("SELECT id FROM budgets WHERE id = \(budget) FOR UPDATE")
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            // Eight callers, 25 invoices each, over the three budgets; every fifth key is
+            // sent twice (a retry) by the same caller.
+            let answers = try await withThrowingTaskGroup(of: [(String, Int64, RPCError.Code)].self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        var mine: [(String, Int64, RPCError.Code)] = []
+                        for n in 0..<25 {
+                            let budget = all[(worker + n) % all.count]
+                            let amount = Int64(500 + (worker * 37 + n * 11) % 900)
+                            let key = "w\(worker)-\(n)"
+                            for _ in 0..<(n % 5 == 0 ? 2 : 1) {
+                                do {
+                                    mine.append((key, try await post(budget, amount, key).amountPence, .ok))
+                                } catch let error as RPCError {
+                                    mine.append((key, amount, error.code))
+                                }
+                            }
+                        }
+                        return mine
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            try await locker.value
+            let calls = 8 * 25 + 8 * 5
+            #expect(answers.count == calls, "every call was answered")
+            let onlyFunds = answers.allSatisfy { $0.2 == .ok || $0.2 == .failedPrecondition }
+            #expect(onlyFunds, "only refusals for funds")
+            // A retried key got the same answer both times.
+            let byKey: [String: [RPCError.Code]] = Dictionary(grouping: answers, by: \.0).mapValues { $0.map(\.2) }
+            let consistent = byKey.values.allSatisfy { Set($0).count == 1 }
+            #expect(consistent)
+            // The budgets moved by exactly what was posted, once per key.
+            var postedPence: Int64 = 0
+            var postedKeys: Set<String> = []
+            for (key, amount, code) in answers where code == .ok && postedKeys.insert(key).inserted { postedPence += amount }
+            var spent: Int64 = 0
+            for budget in all {
+                let b = try await h.read(budget: budget, token: p.coordinator)
+                #expect(b.availablePence >= 0)
+                spent += b.spentPence
+            }
+            #expect(spent == postedPence)
+            let transactions = try await h.transactionCount()
+            #expect(transactions == 3 + postedKeys.count)
+            #expect(h.store.invoicesPostedAroundStall > before, "some invoices went around a stalled write")
+        }
+    }
+
     /// Posts an invoice from the agency's provider system: `post(budget, amount, key)`.
     static func poster(_ h: LedgerHarness, _ p: LedgerHarness.People)
         -> @Sendable (String, Int64, String) async throws -> Wholecare_Ledger_V1_Transaction {

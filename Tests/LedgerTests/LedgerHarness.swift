@@ -127,6 +127,13 @@ struct LedgerHarness {
 
     static func bearer(_ token: String) -> CallOptions { IdentityHarness.bearer(token) }
 
+    /// A budget as `token`'s holder reads it.
+    func read(budget id: String, token: String) async throws -> Wholecare_Ledger_V1_Budget {
+        var get = Wholecare_Ledger_V1_GetBudgetRequest()
+        get.budgetID = id
+        return try await ledger.getBudget(get, options: Self.bearer(token))
+    }
+
     func budget(for p: People, allocate amount: Int64 = 0, overdraft: Int64 = 0, name: String = "Personal budget") async throws -> String {
         var create = Wholecare_Ledger_V1_CreateBudgetRequest()
         create.personID = p.personID

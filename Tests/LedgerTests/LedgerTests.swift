@@ -94,9 +94,7 @@ struct LedgerTests {
             }
             var total: Int64 = 0
             for id in ids {
-                var get = Wholecare_Ledger_V1_GetBudgetRequest()
-                get.budgetID = id
-                let b = try await h.ledger.getBudget(get, options: LedgerHarness.bearer(p.coordinator))
+                let b = try await h.read(budget: id, token: p.coordinator)
                 #expect(b.availablePence >= 0)
                 total += b.availablePence
             }
