@@ -46,8 +46,13 @@ var targets: [Target] = [
         providers: [.apt(["libssl-dev"])]
     ),
     .target(
+        name: "UUIDText",
+        path: "Shared/UUIDText",
+        swiftSettings: swiftSettings
+    ),
+    .target(
         name: "Postgres",
-        dependencies: ["CLibPQ", nioCore, nioPosix, logging],
+        dependencies: ["CLibPQ", "UUIDText", nioCore, nioPosix, logging],
         path: "Shared/Postgres",
         swiftSettings: swiftSettings
     ),
@@ -59,7 +64,7 @@ var targets: [Target] = [
     ),
     .target(
         name: "RPC",
-        dependencies: [protobuf, logging, metrics],
+        dependencies: ["UUIDText", protobuf, logging, metrics],
         path: "Shared/RPC",
         swiftSettings: swiftSettings
     ),

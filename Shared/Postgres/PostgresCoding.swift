@@ -1,4 +1,5 @@
 import Foundation
+import UUIDText
 
 /// A Swift value that can be sent to PostgreSQL as a bind parameter.
 public protocol PostgresEncodable: Sendable {
@@ -101,49 +102,15 @@ extension Bool: PostgresEncodable, PostgresDecodable {
 
 extension UUID: PostgresEncodable, PostgresDecodable {
     public static var postgresType: PostgresType { .uuid }
-    public var postgresBind: PostgresBind { PostgresBind(text: hexText, type: .uuid) }
+    public var postgresBind: PostgresBind { PostgresBind(text: lowercasedString, type: .uuid) }
 
-    /// Lower-case hyphenated text without Foundation's `sprintf` path.
-    var hexText: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(36)
-        withUnsafeBytes(of: uuid) { bytes in
-            for (index, byte) in bytes.enumerated() {
-                if index == 4 || index == 6 || index == 8 || index == 10 { out.append(UInt8(ascii: "-")) }
-                out.append(digits[Int(byte >> 4)])
-                out.append(digits[Int(byte & 0x0f)])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
     public static var postgresExpectation: String { "UUID" }
+
     /// PostgreSQL prints a uuid as 36 lower-case hex digits and hyphens; parsed directly
-    /// (Foundation's `UUID(uuidString:)` goes through `sscanf`, which showed up in profiles
-    /// of reads that return hundreds of rows).
+    /// (`UUIDText`), not through Foundation's `sscanf`.
     public static func decode(postgresText text: Substring) -> UUID? {
         var copy = text
-        let fast = copy.withUTF8 { parseHyphenated($0) }
-        return fast ?? UUID(uuidString: String(text))
-    }
-
-    static func parseHyphenated(_ utf8: UnsafeBufferPointer<UInt8>) -> UUID? {
-        guard utf8.count == 36 else { return nil }
-        var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        let ok = withUnsafeMutableBytes(of: &bytes) { out -> Bool in
-            var position = 0
-            for index in 0..<16 {
-                if position == 8 || position == 13 || position == 18 || position == 23 {
-                    guard utf8[position] == UInt8(ascii: "-") else { return false }
-                    position += 1
-                }
-                guard let high = PostgresBytes.hexValue(utf8[position]), let low = PostgresBytes.hexValue(utf8[position + 1]) else { return false }
-                out[index] = high << 4 | low
-                position += 2
-            }
-            return true
-        }
-        return ok ? UUID(uuid: bytes) : nil
+        return copy.withUTF8 { UUID(hyphenatedUTF8: $0) } ?? UUID(uuidString: String(text))
     }
 }
 
@@ -172,21 +139,11 @@ public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Hashable, Sen
         out.reserveCapacity((utf8.count - 2) / 2)
         var index = 2
         while index < utf8.count {
-            guard let high = hexValue(utf8[index]), let low = hexValue(utf8[index + 1]) else { return nil }
+            guard let high = Hex.value(utf8[index]), let low = Hex.value(utf8[index + 1]) else { return nil }
             out.append(high << 4 | low)
             index += 2
         }
         return PostgresBytes(out)
-    }
-
-    @inline(__always)
-    static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
 
@@ -338,7 +295,7 @@ extension Int64: PostgresArrayElement {
 
 extension UUID: PostgresArrayElement {
     public static var postgresArrayType: PostgresType { .uuidArray }
-    public var postgresArrayText: String { hexText }
+    public var postgresArrayText: String { lowercasedString }
 }
 
 enum PostgresArrayLiteral {

@@ -137,10 +137,7 @@ final class InvoiceCoalescer: Sendable {
             finished(write: id, [item], store)
             return try outcome.get()
         case .alone:
-            postedAroundStall.add(1, ordering: .relaxed)
-            let outcome = await Self.single(item, store)
-            finished(write: nil, [item], store)
-            return try outcome.get()
+            return try await postAround(item, store).get()
         case .queue:
             let outcome = await withCheckedContinuation { continuation in
                 let (next, around, armWatchdog) = state.withLock { s -> (Group?, [Waiting], Bool) in
@@ -221,13 +218,17 @@ final class InvoiceCoalescer: Sendable {
 
     private func postAround(_ waiting: [Waiting], _ store: LedgerStore) {
         for entry in waiting {
-            postedAroundStall.add(1, ordering: .relaxed)
-            Task {
-                let outcome = await Self.single(entry.item, store)
-                entry.continuation.resume(returning: outcome)
-                finished(write: nil, [entry.item], store)
-            }
+            Task { entry.continuation.resume(returning: await postAround(entry.item, store)) }
         }
+    }
+
+    /// One invoice posted on its own around a stalled write (its key and budget already
+    /// marked), then freed.
+    private func postAround(_ item: BatchInvoice, _ store: LedgerStore) async -> Outcome {
+        postedAroundStall.add(1, ordering: .relaxed)
+        let outcome = await Self.single(item, store)
+        finished(write: nil, [item], store)
+        return outcome
     }
 
     private func startWriting(_ group: Group, _ store: LedgerStore) {

@@ -1,0 +1,95 @@
+import Foundation
+
+// Ids as text, without Foundation's `sscanf` (`UUID(uuidString:)`) and `sprintf`
+// (`uuidString`), which show up in profiles of bulk work. Shared by RPC (which re-exports
+// it) and Postgres, so that both read and write ids the same way.
+
+/// Hexadecimal digits.
+public enum Hex {
+    /// The value of one hexadecimal digit (either case), or nil.
+    public static func value(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c &- UInt8(ascii: "a") &+ 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c &- UInt8(ascii: "A") &+ 10
+        default: nil
+        }
+    }
+}
+
+extension UUID {
+    /// Parses the 36-character hyphenated form (either case) directly: Foundation's
+    /// `UUID(uuidString:)` goes through `sscanf`, which shows up in profiles of bulk work.
+    public init?(hyphenated text: String) {
+        var text = text
+        guard let parsed = text.withUTF8({ Self.parseHyphenated($0) }) else { return nil }
+        self.init(uuid: parsed)
+    }
+
+    /// The same, from UTF-8 bytes (e.g. a uuid column's text from PostgreSQL).
+    public init?(hyphenatedUTF8 utf8: UnsafeBufferPointer<UInt8>) {
+        guard let parsed = Self.parseHyphenated(utf8) else { return nil }
+        self.init(uuid: parsed)
+    }
+
+    private static func parseHyphenated(_ utf8: UnsafeBufferPointer<UInt8>) -> uuid_t? {
+        guard utf8.count == 36 else { return nil }
+        var value: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var at = 0
+        let complete = withUnsafeMutableBytes(of: &value) { out -> Bool in
+            for index in 0..<16 {
+                if at == 8 || at == 13 || at == 18 || at == 23 {
+                    if utf8[at] != UInt8(ascii: "-") { return false }
+                    at += 1
+                }
+                guard let high = Hex.value(utf8[at]), let low = Hex.value(utf8[at + 1]) else { return false }
+                out[index] = high &<< 4 | low
+                at += 2
+            }
+            return true
+        }
+        return complete ? value : nil
+    }
+
+    /// The lower-case hyphenated form, built directly (Foundation's `uuidString` goes
+    /// through `sprintf`, which shows up in profiles of bulk work).
+    public var lowercasedString: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(36)
+        withUnsafeBytes(of: uuid) { bytes in
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { out.append(UInt8(ascii: "-")) }
+                out.append(digits[Int(byte >> 4)])
+                out.append(digits[Int(byte & 0x0f)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A time-ordered (version 7, RFC 9562) UUID: the Unix time in milliseconds, then
+    /// random bits. Ids made one after another sort one after another, so a table keyed by
+    /// them grows at the end of its index instead of at random places in it.
+    public static func timeOrdered(now: Date = Date()) -> UUID {
+        var bytes = random().uuid
+        let millis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        withUnsafeMutableBytes(of: &bytes) { raw in
+            for index in 0..<6 { raw[index] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - UInt64(index)))) }
+            raw[6] = (raw[6] & 0x0f) | 0x70
+        }
+        return UUID(uuid: bytes)
+    }
+
+    /// A random (version 4) UUID from the OS's random generator without opening a file
+    /// per call.
+    public static func random() -> UUID {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = (generator.next() as UInt64, generator.next() as UInt64)
+        return withUnsafeMutableBytes(of: &bytes) { raw -> UUID in
+            raw[6] = (raw[6] & 0x0f) | 0x40
+            raw[8] = (raw[8] & 0x3f) | 0x80
+            return UUID(uuid: (raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
+                               raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]))
+        }
+    }
+}
