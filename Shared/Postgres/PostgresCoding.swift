@@ -13,18 +13,25 @@ public protocol PostgresDecodable {
     static var postgresExpectation: String { get }
     /// Decodes a non-NULL column value; returns `nil` if the text is not a valid value.
     static func decode(postgresText text: Substring) -> Self?
-    /// Decodes a possibly NULL value; the default refuses NULL.
-    static func decode(nullable text: Substring?, column: String) throws -> Self
+    /// The same from the cell's UTF-8 bytes, as rows hold them. The default makes a string
+    /// and calls `decode(postgresText:)`; ids, numbers, times and bytes read the bytes.
+    static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Self?
+    /// Decodes a possibly NULL value (`nil` bytes); the default refuses NULL.
+    static func decode(nullableUTF8 utf8: UnsafeBufferPointer<UInt8>?, column: String) throws -> Self
 }
 
 extension PostgresDecodable {
-    public static func decode(nullable text: Substring?, column: String) throws -> Self {
-        guard let text else {
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Self? {
+        decode(postgresText: Substring(String(decoding: utf8, as: UTF8.self)))
+    }
+
+    public static func decode(nullableUTF8 utf8: UnsafeBufferPointer<UInt8>?, column: String) throws -> Self {
+        guard let utf8 else {
             throw PostgresError(
                 kind: .decoding, safeMessage: "column \"\(column)\" is NULL, expected \(postgresExpectation)",
                 column: column)
         }
-        guard let value = decode(postgresText: text) else {
+        guard let value = decode(postgresUTF8: utf8) else {
             throw PostgresError(
                 kind: .decoding, safeMessage: "column \"\(column)\" could not be read as \(postgresExpectation)",
                 column: column)
@@ -36,10 +43,34 @@ extension PostgresDecodable {
 extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
     public static var postgresExpectation: String { "\(Wrapped.postgresExpectation)?" }
     public static func decode(postgresText text: Substring) -> Self? { Wrapped.decode(postgresText: text).map { .some($0) } }
-    public static func decode(nullable text: Substring?, column: String) throws -> Self {
-        guard let text else { return .none }
-        return .some(try Wrapped.decode(nullable: text, column: column))
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Self? {
+        Wrapped.decode(postgresUTF8: utf8).map { .some($0) }
     }
+    public static func decode(nullableUTF8 utf8: UnsafeBufferPointer<UInt8>?, column: String) throws -> Self {
+        guard let utf8 else { return .none }
+        return .some(try Wrapped.decode(nullableUTF8: utf8, column: column))
+    }
+}
+
+/// Parses a decimal integer as PostgreSQL prints it (optional `-`, digits), refusing
+/// anything else and values out of `T`'s range.
+@inline(__always)
+func parseDecimal<T: FixedWidthInteger & SignedInteger>(_ utf8: UnsafeBufferPointer<UInt8>) -> T? {
+    var index = 0
+    let negative = utf8.first == UInt8(ascii: "-")
+    if negative || utf8.first == UInt8(ascii: "+") { index = 1 }
+    guard index < utf8.count else { return nil }
+    var value: T = 0
+    while index < utf8.count {
+        let digit = utf8[index] &- UInt8(ascii: "0")
+        guard digit < 10 else { return nil }
+        let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+        let (next, o2) = negative ? times10.subtractingReportingOverflow(T(digit)) : times10.addingReportingOverflow(T(digit))
+        guard !o1, !o2 else { return nil }
+        value = next
+        index += 1
+    }
+    return value
 }
 
 // MARK: - Strings and numbers
@@ -50,6 +81,7 @@ extension String: PostgresEncodable, PostgresDecodable {
     public var postgresBind: PostgresBind { PostgresBind(text: self, type: .unspecified) }
     public static var postgresExpectation: String { "String" }
     public static func decode(postgresText text: Substring) -> String? { String(text) }
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> String? { String(decoding: utf8, as: UTF8.self) }
 }
 
 extension Int64: PostgresEncodable, PostgresDecodable {
@@ -57,6 +89,7 @@ extension Int64: PostgresEncodable, PostgresDecodable {
     public var postgresBind: PostgresBind { PostgresBind(text: String(self), type: .int8) }
     public static var postgresExpectation: String { "Int64" }
     public static func decode(postgresText text: Substring) -> Int64? { Int64(text) }
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Int64? { parseDecimal(utf8) }
 }
 
 extension Int: PostgresEncodable, PostgresDecodable {
@@ -64,6 +97,7 @@ extension Int: PostgresEncodable, PostgresDecodable {
     public var postgresBind: PostgresBind { PostgresBind(text: String(self), type: .int8) }
     public static var postgresExpectation: String { "Int" }
     public static func decode(postgresText text: Substring) -> Int? { Int(text) }
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Int? { parseDecimal(utf8) }
 }
 
 extension Int32: PostgresEncodable, PostgresDecodable {
@@ -71,6 +105,7 @@ extension Int32: PostgresEncodable, PostgresDecodable {
     public var postgresBind: PostgresBind { PostgresBind(text: String(self), type: .int4) }
     public static var postgresExpectation: String { "Int32" }
     public static func decode(postgresText text: Substring) -> Int32? { Int32(text) }
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Int32? { parseDecimal(utf8) }
 }
 
 extension Double: PostgresEncodable, PostgresDecodable {
@@ -98,6 +133,10 @@ extension Bool: PostgresEncodable, PostgresDecodable {
         default: return nil
         }
     }
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Bool? {
+        if utf8.count == 1 { return utf8[0] == UInt8(ascii: "t") ? true : utf8[0] == UInt8(ascii: "f") ? false : nil }
+        return decode(postgresText: Substring(String(decoding: utf8, as: UTF8.self)))
+    }
 }
 
 extension UUID: PostgresEncodable, PostgresDecodable {
@@ -111,6 +150,10 @@ extension UUID: PostgresEncodable, PostgresDecodable {
     public static func decode(postgresText text: Substring) -> UUID? {
         var copy = text
         return copy.withUTF8 { UUID(hyphenatedUTF8: $0) } ?? UUID(uuidString: String(text))
+    }
+
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> UUID? {
+        UUID(hyphenatedUTF8: utf8) ?? UUID(uuidString: String(decoding: utf8, as: UTF8.self))
     }
 }
 
@@ -131,19 +174,29 @@ public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Hashable, Sen
         return copy.withUTF8 { decodeHex($0) }
     }
 
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> PostgresBytes? { decodeHex(utf8) }
+
     static func decodeHex(_ utf8: UnsafeBufferPointer<UInt8>) -> PostgresBytes? {
         guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"), utf8.count % 2 == 0 else {
             return nil
         }
-        var out = [UInt8]()
-        out.reserveCapacity((utf8.count - 2) / 2)
-        var index = 2
-        while index < utf8.count {
-            guard let high = Hex.value(utf8[index]), let low = Hex.value(utf8[index + 1]) else { return nil }
-            out.append(high << 4 | low)
-            index += 2
+        var valid = true
+        let out = Hex.values.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: (utf8.count - 2) / 2) { buffer, initialized in
+                var invalid: UInt8 = 0
+                var index = 2, at = 0
+                while index < utf8.count {
+                    let high = table[Int(utf8[index])], low = table[Int(utf8[index + 1])]
+                    invalid |= high | low
+                    buffer[at] = high &<< 4 | low
+                    at += 1
+                    index += 2
+                }
+                valid = invalid & 0xF0 == 0
+                initialized = at
+            }
         }
-        return PostgresBytes(out)
+        return valid ? PostgresBytes(out) : nil
     }
 }
 
@@ -153,7 +206,11 @@ extension Date: PostgresEncodable, PostgresDecodable {
     public static var postgresType: PostgresType { .timestamptz }
     public var postgresBind: PostgresBind { PostgresBind(text: PostgresTimestamp.format(self), type: .timestamptz) }
     public static var postgresExpectation: String { "Date (timestamptz)" }
-    public static func decode(postgresText text: Substring) -> Date? { PostgresTimestamp.parse(text) }
+    public static func decode(postgresText text: Substring) -> Date? {
+        var copy = text
+        return copy.withUTF8 { PostgresTimestamp.parse($0) }
+    }
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Date? { PostgresTimestamp.parse(utf8) }
 }
 
 /// Conversions for `timestamptz` in the ISO text format (the connection sets
@@ -178,8 +235,7 @@ enum PostgresTimestamp {
     }
 
     /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]` (also accepts a `T` separator).
-    static func parse(_ text: Substring) -> Date? {
-        let b = Array(text.utf8)
+    static func parse(_ b: UnsafeBufferPointer<UInt8>) -> Date? {
         guard b.count >= 19 else { return nil }
         func number(_ from: Int, _ length: Int) -> Int? {
             guard from + length <= b.count else { return nil }

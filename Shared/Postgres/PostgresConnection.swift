@@ -115,8 +115,12 @@ final class PostgresConnection: @unchecked Sendable {
         let result = try withBinds(query.binds) { values, lengths, formats in
             PQexecPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
         }
-        defer { PQclear(result) }
-        try check(result)
+        do {
+            try check(result)
+        } catch {
+            PQclear(result)
+            throw error
+        }
         return Self.read(result!)
     }
 
@@ -219,33 +223,10 @@ final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// Wraps a result; the rows own it from here on.
     private static func read(_ result: OpaquePointer) -> PostgresRows {
-        let rowCount = Int(PQntuples(result))
-        let columnCount = Int(PQnfields(result))
-        var columns: [String] = []
-        columns.reserveCapacity(columnCount)
-        for column in 0..<columnCount {
-            columns.append(String(cString: PQfname(result, Int32(column))))
-        }
-        var cells: [Substring?] = []
-        cells.reserveCapacity(rowCount * columnCount)
-        for row in 0..<rowCount {
-            for column in 0..<columnCount {
-                if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
-                    cells.append(nil)
-                } else {
-                    let pointer = PQgetvalue(result, Int32(row), Int32(column))!
-                    let length = Int(PQgetlength(result, Int32(row), Int32(column)))
-                    let text = pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
-                        String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
-                    }
-                    cells.append(Substring(text))
-                }
-            }
-        }
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
-        return PostgresRows(
-            storage: PostgresRows.Storage(columns: columns, cells: cells, rowCount: rowCount), affectedRows: affected)
+        return PostgresRows(storage: PostgresRows.Storage(result: result), affectedRows: affected)
     }
 
     // MARK: - LISTEN / NOTIFY support

@@ -1,19 +1,42 @@
+import CLibPQ
+
 /// The rows a statement returned, fully read into memory.
+///
+/// The rows keep libpq's result alive and read cells straight out of it: no copy of the
+/// cells, and no `String` made for a value that is not a string (an id, a number, a time,
+/// bytes). The result is immutable once received, so reading it from any thread is safe.
 public struct PostgresRows: Sendable, RandomAccessCollection {
-    final class Storage: Sendable {
+    final class Storage: @unchecked Sendable {
         let columns: [String]
         let columnIndex: [String: Int]
-        /// Row-major cells in text format; `nil` is SQL NULL.
-        let cells: [Substring?]
         let rowCount: Int
+        private let result: OpaquePointer
 
-        init(columns: [String], cells: [Substring?], rowCount: Int) {
-            self.columns = columns
+        /// Takes ownership of `result` (cleared when the last row is gone).
+        init(result: OpaquePointer) {
+            self.result = result
+            let columnCount = Int(PQnfields(result))
+            var columns: [String] = []
+            columns.reserveCapacity(columnCount)
             var index: [String: Int] = [:]
-            for (position, name) in columns.enumerated() where index[name] == nil { index[name] = position }
+            for position in 0..<columnCount {
+                let name = String(cString: PQfname(result, Int32(position)))
+                columns.append(name)
+                if index[name] == nil { index[name] = position }
+            }
+            self.columns = columns
             self.columnIndex = index
-            self.cells = cells
-            self.rowCount = rowCount
+            self.rowCount = Int(PQntuples(result))
+        }
+
+        deinit { PQclear(result) }
+
+        /// The cell's text as UTF-8 bytes (valid while `self` lives), or nil for NULL.
+        func cell(row: Int, column: Int) -> UnsafeBufferPointer<UInt8>? {
+            if PQgetisnull(result, Int32(row), Int32(column)) == 1 { return nil }
+            let length = Int(PQgetlength(result, Int32(row), Int32(column)))
+            let start = UnsafeRawPointer(PQgetvalue(result, Int32(row), Int32(column))!).assumingMemoryBound(to: UInt8.self)
+            return UnsafeBufferPointer(start: start, count: length)
         }
     }
 
@@ -33,10 +56,13 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
 }
 
 /// One result row. Decode columns by name:
-/// `let id = try row.decode("id", as: UUID.self)`.
+/// `let id = try row.decode("id", as: UUID.self)`, or by position in hot loops.
 public struct PostgresRow: Sendable {
     let storage: PostgresRows.Storage
     let row: Int
+
+    /// The result's column names, in order.
+    public var columns: [String] { storage.columns }
 
     /// Decodes the named column; the error names the column and the expected type.
     public func decode<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T {
@@ -45,7 +71,9 @@ public struct PostgresRow: Sendable {
                 kind: .decoding, safeMessage: "no column \"\(column)\" in the result (expected \(T.postgresExpectation))",
                 column: column)
         }
-        return try T.decode(nullable: storage.cells[row * storage.columns.count + position], column: column)
+        return try withExtendedLifetime(storage) {
+            try T.decode(nullableUTF8: storage.cell(row: row, column: position), column: column)
+        }
     }
 
     /// Decodes the column at a position (0-based).
@@ -53,13 +81,14 @@ public struct PostgresRow: Sendable {
         guard position >= 0, position < storage.columns.count else {
             throw PostgresError(kind: .decoding, safeMessage: "no column at position \(position)")
         }
-        return try T.decode(
-            nullable: storage.cells[row * storage.columns.count + position], column: storage.columns[position])
+        return try withExtendedLifetime(storage) {
+            try T.decode(nullableUTF8: storage.cell(row: row, column: position), column: storage.columns[position])
+        }
     }
 
     /// Whether the named column is NULL (or absent).
     public func isNull(_ column: String) -> Bool {
         guard let position = storage.columnIndex[column] else { return true }
-        return storage.cells[row * storage.columns.count + position] == nil
+        return storage.cell(row: row, column: position) == nil
     }
 }

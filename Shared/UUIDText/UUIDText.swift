@@ -7,6 +7,7 @@ import Foundation
 /// Hexadecimal digits.
 public enum Hex {
     /// The value of one hexadecimal digit (either case), or nil.
+    @inlinable
     public static func value(_ c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): c &- UInt8(ascii: "0")
@@ -14,6 +15,16 @@ public enum Hex {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): c &- UInt8(ascii: "A") &+ 10
         default: nil
         }
+    }
+
+    /// Each byte's value as a hexadecimal digit (either case), 0xFF for any other byte:
+    /// one load per digit in bulk decoding.
+    public static let values: [UInt8] = (0...255).map { value(UInt8($0)) ?? 0xFF }
+
+    /// The lower-case digit for a value 0–15.
+    @inlinable
+    public static func lowerDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") &+ value : UInt8(ascii: "a") &+ (value &- 10)
     }
 }
 
@@ -36,17 +47,21 @@ extension UUID {
         guard utf8.count == 36 else { return nil }
         var value: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         var at = 0
-        let complete = withUnsafeMutableBytes(of: &value) { out -> Bool in
-            for index in 0..<16 {
-                if at == 8 || at == 13 || at == 18 || at == 23 {
-                    if utf8[at] != UInt8(ascii: "-") { return false }
-                    at += 1
+        let complete = Hex.values.withUnsafeBufferPointer { table in
+            withUnsafeMutableBytes(of: &value) { out -> Bool in
+                var invalid: UInt8 = 0
+                for index in 0..<16 {
+                    if at == 8 || at == 13 || at == 18 || at == 23 {
+                        if utf8[at] != UInt8(ascii: "-") { return false }
+                        at += 1
+                    }
+                    let high = table[Int(utf8[at])], low = table[Int(utf8[at + 1])]
+                    invalid |= high | low
+                    out[index] = high &<< 4 | low
+                    at += 2
                 }
-                guard let high = Hex.value(utf8[at]), let low = Hex.value(utf8[at + 1]) else { return false }
-                out[index] = high &<< 4 | low
-                at += 2
+                return invalid & 0xF0 == 0
             }
-            return true
         }
         return complete ? value : nil
     }
@@ -54,17 +69,21 @@ extension UUID {
     /// The lower-case hyphenated form, built directly (Foundation's `uuidString` goes
     /// through `sprintf`, which shows up in profiles of bulk work).
     public var lowercasedString: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(36)
         withUnsafeBytes(of: uuid) { bytes in
-            for (index, byte) in bytes.enumerated() {
-                if index == 4 || index == 6 || index == 8 || index == 10 { out.append(UInt8(ascii: "-")) }
-                out.append(digits[Int(byte >> 4)])
-                out.append(digits[Int(byte & 0x0f)])
+            String(unsafeUninitializedCapacity: 36) { out in
+                var at = 0
+                for index in 0..<16 {
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        out[at] = UInt8(ascii: "-")
+                        at += 1
+                    }
+                    out[at] = Hex.lowerDigit(bytes[index] &>> 4)
+                    out[at + 1] = Hex.lowerDigit(bytes[index] & 0x0f)
+                    at += 2
+                }
+                return at
             }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// A time-ordered (version 7, RFC 9562) UUID: the Unix time in milliseconds, then

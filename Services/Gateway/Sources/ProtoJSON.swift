@@ -5,7 +5,7 @@ import SwiftProtobuf
 
 /// Requests and responses are protobuf messages in their JSON mapping: original
 /// (snake_case) field names, 64-bit integers as JSON numbers, enums by name, defaults
-/// omitted. Unknown fields in a request are refused.
+/// omitted. Unknown fields in a request are refused. Responses are written by `FastJSON`.
 enum ProtoJSON {
     static let encoding: JSONEncodingOptions = {
         var options = JSONEncodingOptions()
@@ -22,7 +22,7 @@ enum ProtoJSON {
     }()
 
     static func response(_ message: some SwiftProtobuf.Message, status: HTTPResponse.Status = .ok) throws -> Response {
-        let bytes: [UInt8] = try message.jsonUTF8Bytes(options: encoding)
+        let bytes = try FastJSON.encode(message)
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 

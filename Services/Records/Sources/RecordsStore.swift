@@ -37,24 +37,32 @@ public struct RecordsStore: Sendable {
 
     static func aad(_ id: UUID, _ column: String) -> [UInt8] { Array("records.entries:\(id.lowercasedString):\(column)".utf8) }
 
+    /// Reads a row of `entryColumns`, by position (the summary reads hundreds of them).
     func entry(_ row: PostgresRow) throws -> RecordEntry {
-        let id: UUID = try row.decode("id")
-        let sealedText = try row.decode("text_sealed", as: PostgresBytes?.self)
-        let sealedReason = try row.decode("error_reason_sealed", as: PostgresBytes?.self)
-        let detailsJSON: String = try row.decode("details")
-        let details = JSONValue.parseObject(detailsJSON) ?? [:]
+        assert(row.columns.starts(with: ["id", "lineage_id", "version", "person_id", "kind", "status", "source_kind",
+                                         "source_organisation_id", "author_id", "author_display", "effective_start",
+                                         "effective_end", "effective_date", "code_system", "code", "code_display", "text_sealed",
+                                         "details", "next_refill_on", "supersedes_id", "superseded_by_id",
+                                         "error_reason_sealed", "recorded_at"]))
+        let id: UUID = try row.decode(at: 0)
+        let sealedText = try row.decode(at: 16, as: PostgresBytes?.self)
+        let sealedReason = try row.decode(at: 21, as: PostgresBytes?.self)
+        let details = JSONValue.parseObject(try row.decode(at: 17, as: String.self)) ?? [:]
+        guard let effectiveDate = CalendarDate(try row.decode(at: 12, as: String.self)) else {
+            throw PostgresError(kind: .decoding, safeMessage: "column \"effective_date\" could not be read as a date", column: "effective_date")
+        }
         return RecordEntry(
-            id: id, lineageID: try row.decode("lineage_id"), version: try row.decode("version"), personID: try row.decode("person_id"),
-            kind: try row.decode("kind"), status: try row.decode("status"), sourceKind: try row.decode("source_kind"),
-            sourceOrganisationID: try row.decode("source_organisation_id"), authorID: try row.decode("author_id"),
-            authorDisplay: try row.decode("author_display"), effectiveStart: try row.decode("effective_start"),
-            effectiveEnd: try row.decode("effective_end"), effectiveDate: CalendarDate(try row.decode("effective_date", as: String.self))!,
-            codeSystem: try row.decode("code_system"), code: try row.decode("code"), codeDisplay: try row.decode("code_display"),
+            id: id, lineageID: try row.decode(at: 1), version: try row.decode(at: 2), personID: try row.decode(at: 3),
+            kind: try row.decode(at: 4), status: try row.decode(at: 5), sourceKind: try row.decode(at: 6),
+            sourceOrganisationID: try row.decode(at: 7), authorID: try row.decode(at: 8),
+            authorDisplay: try row.decode(at: 9), effectiveStart: try row.decode(at: 10),
+            effectiveEnd: try row.decode(at: 11), effectiveDate: effectiveDate,
+            codeSystem: try row.decode(at: 13), code: try row.decode(at: 14), codeDisplay: try row.decode(at: 15),
             text: try sealedText.map { try cipher.openString($0.bytes, associatedData: Self.aad(id, "text")) },
-            details: details, nextRefillOn: try row.decode("next_refill_on", as: String?.self).flatMap(CalendarDate.init),
-            supersedesID: try row.decode("supersedes_id"), supersededByID: try row.decode("superseded_by_id"),
+            details: details, nextRefillOn: try row.decode(at: 18, as: String?.self).flatMap(CalendarDate.init),
+            supersedesID: try row.decode(at: 19), supersededByID: try row.decode(at: 20),
             errorReason: try sealedReason.map { try cipher.openString($0.bytes, associatedData: Self.aad(id, "reason")) },
-            recordedAt: try row.decode("recorded_at"))
+            recordedAt: try row.decode(at: 22))
     }
 
     private func insertQuery(id: UUID, lineage: UUID, version: Int, person: UUID, entry: NewEntry, source: EntrySource,
