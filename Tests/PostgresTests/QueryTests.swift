@@ -67,6 +67,39 @@ struct QueryTests {
         }
     }
 
+    @Test("cells are read from the server's text at their limits, and anything out of range or malformed is refused")
+    func edgeValuesFromText() async throws {
+        try await TestDatabase.withFreshSchema { db, _ in
+            let row = try await db.query("""
+                SELECT '-9223372036854775808'::int8 AS low, '9223372036854775807'::int8 AS high, '0'::int8 AS zero,
+                       '2147483648'::int8 AS past_int32, '-2147483648'::int4 AS low32, false AS no,
+                       'ABCDEF01-2345-6789-abcd-ef0123456789'::uuid AS id, ''::bytea AS empty, '\\xDEADbeef'::bytea AS mixed,
+                       '1969-12-31 23:59:59.5+00'::timestamptz AS before_epoch, 'x1'::text AS word, '12-'::text AS dash,
+                       '-'::text AS sign, '\\x0g'::text AS not_hex, '0123456789abcdef0123456789abcdef0123'::text AS not_id,
+                       99999999999999999999::numeric::text AS too_big, 'é'::text AS accent
+                """)[0]
+            #expect(try row.decode("low", as: Int64.self) == .min)
+            #expect(try row.decode("high", as: Int64.self) == .max)
+            #expect(try row.decode("zero", as: Int.self) == 0)
+            #expect(try row.decode("low32", as: Int32.self) == .min)
+            #expect(try row.decode("past_int32", as: Int64.self) == 2_147_483_648)
+            #expect(throws: PostgresError.self) { try row.decode("past_int32", as: Int32.self) }
+            #expect(try row.decode("no", as: Bool.self) == false)
+            #expect(try row.decode("id", as: UUID.self) == UUID(uuidString: "abcdef01-2345-6789-abcd-ef0123456789"))
+            #expect(try row.decode("empty", as: PostgresBytes.self).bytes.isEmpty)
+            #expect(try row.decode("mixed", as: PostgresBytes.self).bytes == [0xDE, 0xAD, 0xBE, 0xEF])
+            #expect(try row.decode("before_epoch", as: Date.self).timeIntervalSince1970 == -0.5)
+            #expect(try row.decode("accent", as: String.self) == "é")
+            for column in ["word", "dash", "sign", "too_big", "accent"] {
+                #expect(throws: PostgresError.self) { try row.decode(column, as: Int64.self) }
+            }
+            #expect(throws: PostgresError.self) { try row.decode("not_hex", as: PostgresBytes.self) }
+            #expect(throws: PostgresError.self) { try row.decode("not_id", as: UUID.self) }
+            #expect(throws: PostgresError.self) { try row.decode("word", as: Date.self) }
+            #expect(throws: PostgresError.self) { try row.decode("word", as: Bool.self) }
+        }
+    }
+
     @Test("decoding errors name the column and the expected type")
     func decodingErrorsNameColumn() async throws {
         try await TestDatabase.withFreshSchema { db, _ in
