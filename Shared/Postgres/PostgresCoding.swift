@@ -299,34 +299,47 @@ enum PostgresTimestamp {
 
 extension Array: PostgresEncodable where Element: PostgresArrayElement {
     public static var postgresType: PostgresType { Element.postgresArrayType }
+
+    /// Sent in PostgreSQL's binary array format (one dimension, no NULLs): each element's
+    /// bytes with its length, so neither side prints or parses text (the ledger's batches
+    /// send arrays of thousands of ids and amounts).
     public var postgresBind: PostgresBind {
-        // Built byte by byte: every element is quoted, and only `\` and `"` need escaping.
-        var bytes: [UInt8] = [UInt8(ascii: "{")]
-        bytes.reserveCapacity(count * 40 + 2)
-        for (index, element) in enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            bytes.append(UInt8(ascii: "\""))
-            for byte in element.postgresArrayText.utf8 {
-                if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { bytes.append(UInt8(ascii: "\\")) }
-                bytes.append(byte)
-            }
-            bytes.append(UInt8(ascii: "\""))
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(20 + count * (4 + Element.binarySizeHint))
+        func int32(_ value: Int32) { Swift.withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) } }
+        int32(isEmpty ? 0 : 1)                              // dimensions
+        int32(0)                                            // no NULLs
+        int32(Int32(bitPattern: Element.postgresElementType.rawValue))
+        if !isEmpty {
+            int32(Int32(count))                             // length of the dimension
+            int32(1)                                        // lower bound
         }
-        bytes.append(UInt8(ascii: "}"))
-        var bind = PostgresBind(text: "", type: Element.postgresArrayType)
-        bind.bytes = bytes
-        return bind
+        for element in self {
+            let lengthAt = bytes.count
+            int32(0)
+            element.appendPostgresBinary(to: &bytes)
+            let length = Int32(bytes.count - lengthAt - 4).bigEndian
+            Swift.withUnsafeBytes(of: length) { raw in
+                for offset in 0..<4 { bytes[lengthAt + offset] = raw[offset] }
+            }
+        }
+        return PostgresBind(binary: bytes, type: Element.postgresArrayType)
     }
 }
 
 extension Array: PostgresDecodable where Element: PostgresDecodable {
     public static var postgresExpectation: String { "[\(Element.postgresExpectation)]" }
     public static func decode(postgresText text: Substring) -> [Element]? {
-        guard let items = PostgresArrayLiteral.parse(text) else { return nil }
+        var copy = text
+        return copy.withUTF8 { decode(postgresUTF8: $0) }
+    }
+
+    public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> [Element]? {
+        guard let items = PostgresArrayLiteral.parse(utf8) else { return nil }
         var out: [Element] = []
         out.reserveCapacity(items.count)
         for item in items {
-            guard let item, let value = Element.decode(postgresText: Substring(item)) else { return nil }
+            guard var item, let value = item.withUTF8({ Element.decode(postgresUTF8: $0) }) else { return nil }
             out.append(value)
         }
         return out
@@ -336,54 +349,71 @@ extension Array: PostgresDecodable where Element: PostgresDecodable {
 /// Element types that can be sent inside a one-dimensional array bind.
 public protocol PostgresArrayElement: Sendable {
     static var postgresArrayType: PostgresType { get }
-    var postgresArrayText: String { get }
+    /// The element's own type (the array's element OID in the binary format).
+    static var postgresElementType: PostgresType { get }
+    /// About how many bytes one element takes in the binary format.
+    static var binarySizeHint: Int { get }
+    /// Appends the element's value in PostgreSQL's binary format for its type.
+    func appendPostgresBinary(to bytes: inout [UInt8])
 }
 
 extension String: PostgresArrayElement {
     public static var postgresArrayType: PostgresType { .textArray }
-    public var postgresArrayText: String { self }
+    public static var postgresElementType: PostgresType { .text }
+    public static var binarySizeHint: Int { 16 }
+    public func appendPostgresBinary(to bytes: inout [UInt8]) { bytes.append(contentsOf: utf8) }
 }
 
 extension Int64: PostgresArrayElement {
     public static var postgresArrayType: PostgresType { .int8Array }
-    public var postgresArrayText: String { String(self) }
+    public static var postgresElementType: PostgresType { .int8 }
+    public static var binarySizeHint: Int { 8 }
+    public func appendPostgresBinary(to bytes: inout [UInt8]) { withUnsafeBytes(of: bigEndian) { bytes.append(contentsOf: $0) } }
 }
 
 extension UUID: PostgresArrayElement {
     public static var postgresArrayType: PostgresType { .uuidArray }
-    public var postgresArrayText: String { lowercasedString }
+    public static var postgresElementType: PostgresType { .uuid }
+    public static var binarySizeHint: Int { 16 }
+    public func appendPostgresBinary(to bytes: inout [UInt8]) { withUnsafeBytes(of: uuid) { bytes.append(contentsOf: $0) } }
 }
 
 enum PostgresArrayLiteral {
     /// Parses `{a,"b c",NULL}` into its items (`nil` for NULL).
     static func parse(_ text: Substring) -> [String?]? {
-        let chars = Array(text)
-        guard chars.first == "{", chars.last == "}" else { return nil }
+        var copy = text
+        return copy.withUTF8 { parse($0) }
+    }
+
+    /// The same over UTF-8 bytes: quotes, backslashes and commas are ASCII, so items are
+    /// cut out of the bytes without looking at characters.
+    static func parse(_ utf8: UnsafeBufferPointer<UInt8>) -> [String?]? {
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\"), comma = UInt8(ascii: ",")
+        guard utf8.count >= 2, utf8[0] == UInt8(ascii: "{"), utf8[utf8.count - 1] == UInt8(ascii: "}") else { return nil }
         var items: [String?] = []
         var index = 1
-        let end = chars.count - 1
+        let end = utf8.count - 1
         if index == end { return [] }
         while index < end {
-            if chars[index] == "\"" {
-                var value = ""
+            if utf8[index] == quote {
+                var value: [UInt8] = []
                 index += 1
-                while index < end, chars[index] != "\"" {
-                    if chars[index] == "\\", index + 1 < end { index += 1 }
-                    value.append(chars[index])
+                while index < end, utf8[index] != quote {
+                    if utf8[index] == backslash, index + 1 < end { index += 1 }
+                    value.append(utf8[index])
                     index += 1
                 }
-                index += 1 // closing quote
-                items.append(value)
+                guard index < end else { return nil }  // no closing quote
+                index += 1
+                items.append(String(decoding: value, as: UTF8.self))
             } else {
-                var value = ""
-                while index < end, chars[index] != "," {
-                    value.append(chars[index])
-                    index += 1
-                }
-                items.append(value == "NULL" ? nil : value)
+                let start = index
+                while index < end, utf8[index] != comma { index += 1 }
+                let value = UnsafeBufferPointer(rebasing: utf8[start..<index])
+                items.append(value.elementsEqual("NULL".utf8) ? nil : String(decoding: value, as: UTF8.self))
             }
             if index < end {
-                guard chars[index] == "," else { return nil }
+                guard utf8[index] == comma else { return nil }
                 index += 1
             }
         }

@@ -100,6 +100,31 @@ struct QueryTests {
         }
     }
 
+    @Test("array binds (sent in the binary format) arrive whole: empty, large, and with quotes, commas, backslashes and non-ASCII text")
+    func arrayBinds() async throws {
+        try await TestDatabase.withFreshSchema { db, _ in
+            let ids = (0..<1000).map { _ in UUID() }
+            let amounts = (0..<1000).map { Int64($0) * 7_919 - 3_000_000 } + [.min, .max]
+            let words = ["", "a,b", "\"quoted\"", "back\\slash", "{braces}", "NULL", "null", "é 💥 ß", " spaced "]
+            let row = try await db.query("""
+                SELECT cardinality(\([UUID]())::uuid[]) AS no_ids, cardinality(\([String]())::text[]) AS no_words,
+                       cardinality(\([Int64]())::int8[]) AS no_amounts, \(ids)::uuid[] AS ids, \(amounts)::int8[] AS amounts,
+                       \(words)::text[] AS words, (SELECT sum(a)::text FROM unnest(\(amounts)::int8[]) AS a) AS total,
+                       \(words)::text[] = ARRAY['', 'a,b', '"quoted"', 'back\\slash', '{braces}', 'NULL', 'null', 'é 💥 ß', ' spaced ']
+                           AS same_words
+                """)[0]
+            #expect(try row.decode("no_ids", as: Int.self) == 0)
+            #expect(try row.decode("no_words", as: Int.self) == 0)
+            #expect(try row.decode("no_amounts", as: Int.self) == 0)
+            #expect(try row.decode("ids", as: [UUID].self) == ids)
+            #expect(try row.decode("amounts", as: [Int64].self) == amounts)
+            #expect(try row.decode("words", as: [String].self) == words)
+            let total = amounts.dropLast(2).reduce(Int64(0), +) - 1  // .min + .max == -1
+            #expect(try row.decode("total", as: String.self) == String(total))
+            #expect(try row.decode("same_words", as: Bool.self))
+        }
+    }
+
     @Test("decoding errors name the column and the expected type")
     func decodingErrorsNameColumn() async throws {
         try await TestDatabase.withFreshSchema { db, _ in
