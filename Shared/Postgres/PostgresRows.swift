@@ -52,7 +52,10 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
     public var columns: [String] { storage.columns }
     public var startIndex: Int { 0 }
     public var endIndex: Int { storage.rowCount }
-    public subscript(position: Int) -> PostgresRow { PostgresRow(storage: storage, row: position) }
+    public subscript(position: Int) -> PostgresRow {
+        precondition(position >= 0 && position < storage.rowCount, "row index out of range")
+        return PostgresRow(storage: storage, row: position)
+    }
 }
 
 /// One result row. Decode columns by name:

@@ -17,9 +17,14 @@ import SwiftProtobuf
 /// extensions, groups, maps of enums) makes it hand the whole message to swift-protobuf.
 enum FastJSON {
     static func encode<M: SwiftProtobuf.Message>(_ message: M) throws -> [UInt8] {
+        if unsupportedTypes.withLock({ $0.contains(ObjectIdentifier(M.self)) }) {
+            return try message.jsonUTF8Bytes(options: ProtoJSON.encoding)
+        }
         do {
             return try write(message)
         } catch is Unsupported {
+            // From now on straight to swift-protobuf for this type.
+            unsupportedTypes.withLock { _ = $0.insert(ObjectIdentifier(M.self)) }
             return try message.jsonUTF8Bytes(options: ProtoJSON.encoding)
         }
     }
@@ -52,6 +57,8 @@ enum FastJSON {
     }
 
     private static let fieldNames = Mutex<[ObjectIdentifier: FieldNames]>([:])
+    /// Types found to need swift-protobuf (asked once).
+    private static let unsupportedTypes = Mutex<Set<ObjectIdentifier>>([])
     private static let enumTokens = Mutex<[EnumKey: [UInt8]]>([:])
 
     struct EnumKey: Hashable {
@@ -69,7 +76,10 @@ enum FastJSON {
         // Well-known types (Timestamp, Struct, wrappers…) have their own JSON forms.
         guard !type.protoMessageName.hasPrefix("google.protobuf."),
               let named = type as? any (SwiftProtobuf.Message & _ProtoNameProviding).Type
-        else { throw Unsupported() }
+        else {
+            unsupportedTypes.withLock { _ = $0.insert(key) }
+            throw Unsupported()
+        }
         let table = FieldNames(type: type, byNumber: scan(named))
         fieldNames.withLock { $0[key] = table }
         return table
@@ -115,7 +125,11 @@ enum FastJSON {
             token = Array(token.dropFirst().dropLast())
         }
         guard !token.isEmpty, !token.contains(UInt8(ascii: ",")) else { throw Unsupported() }
-        enumTokens.withLock { $0[key] = token }
+        // Values without a name are numbers a sender chose: bound what they can make us keep.
+        enumTokens.withLock { tokens in
+            if tokens.count >= 10_000 { tokens.removeAll() }
+            tokens[key] = token
+        }
         return token
     }
 
@@ -142,8 +156,10 @@ enum FastJSON {
         var comma = false
         /// The next value is a map entry's value: no field name.
         var bareValue = false
-        /// Tables already fetched by this writer (saves the lock for repeated types).
+        /// Tables and enum tokens already fetched by this writer (saves the lock for
+        /// repeated types and values).
         var local: [ObjectIdentifier: FieldNames] = [:]
+        var localEnums: [EnumKey: [UInt8]] = [:]
 
         init(root: any SwiftProtobuf.Message.Type) throws {
             names = try FastJSON.names(for: root)
@@ -346,8 +362,16 @@ enum FastJSON {
             bytes(value)
         }
 
+        mutating func enumToken<E: SwiftProtobuf.Enum>(_ value: E, field: Int, repeated: Bool) throws -> [UInt8] {
+            let key = EnumKey(type: ObjectIdentifier(E.self), rawValue: value.rawValue)
+            if let found = localEnums[key] { return found }
+            let found = try FastJSON.enumToken(value, field: field, of: names.type, repeated: repeated)
+            localEnums[key] = found
+            return found
+        }
+
         mutating func visitSingularEnumField<E: SwiftProtobuf.Enum>(value: E, fieldNumber: Int) throws {
-            let token = try FastJSON.enumToken(value, field: fieldNumber, of: names.type, repeated: false)
+            let token = try enumToken(value, field: fieldNumber, repeated: false)
             try startField(fieldNumber)
             out.append(contentsOf: token)
         }
@@ -424,10 +448,9 @@ enum FastJSON {
         }
 
         mutating func visitRepeatedEnumField<E: SwiftProtobuf.Enum>(value: [E], fieldNumber: Int) throws {
-            let type = names.type
             var tokens: [[UInt8]] = []
             tokens.reserveCapacity(value.count)
-            for item in value { tokens.append(try FastJSON.enumToken(item, field: fieldNumber, of: type, repeated: true)) }
+            for item in value { tokens.append(try enumToken(item, field: fieldNumber, repeated: true)) }
             try array(tokens, fieldNumber) { $0.out.append(contentsOf: $1) }
         }
 

@@ -44,6 +44,10 @@ public struct RecordsStore: Sendable {
                                          "effective_end", "effective_date", "code_system", "code", "code_display", "text_sealed",
                                          "details", "next_refill_on", "supersedes_id", "superseded_by_id",
                                          "error_reason_sealed", "recorded_at"]))
+        let columns = row.columns
+        guard columns.count >= 23, columns[0] == "id", columns[16] == "text_sealed", columns[22] == "recorded_at" else {
+            throw PostgresError(kind: .decoding, safeMessage: "an entry row does not have the entry columns in order")
+        }
         let id: UUID = try row.decode(at: 0)
         let sealedText = try row.decode(at: 16, as: PostgresBytes?.self)
         let sealedReason = try row.decode(at: 21, as: PostgresBytes?.self)
