@@ -112,8 +112,11 @@ struct ServerRobustnessTests {
         var sleep = Wholecare_Diagnostics_V1_SleepRequest()
         sleep.milliseconds = 2_000
         let frame = try RawConnection.request(id: 7, method: Wholecare_Diagnostics_V1_Echo.Methods.sleep.fullName, message: sleep)
-        try raw.send(frame: frame)
-        try raw.send(frame: frame)
+        // Both frames in one write, so that the second cannot arrive after the first call
+        // has finished on a loaded machine (it once did, after more than 2 s).
+        let body: [UInt8] = try frame.serializedBytes()
+        let bytes = RawConnection.lengthPrefix(body.count) + body
+        raw.send(bytes + bytes)
         let reply = try await raw.nextFrame()
         guard case .goaway(let goaway) = reply?.kind else {
             Issue.record("expected GOAWAY, got \(String(describing: reply))")
