@@ -58,7 +58,7 @@ var targets: [Target] = [
     ),
     .target(
         name: "WholeCareCrypto",
-        dependencies: ["COpenSSL"],
+        dependencies: ["COpenSSL", "UUIDText"],
         path: "Shared/Crypto",
         swiftSettings: swiftSettings
     ),

@@ -1,6 +1,6 @@
 import Foundation
 
-// Ids as text, without Foundation's `sscanf` (`UUID(uuidString:)`) and `sprintf`
+// Ids and hexadecimal digits as text, without Foundation's `sscanf` (`UUID(uuidString:)`) and `sprintf`
 // (`uuidString`), which show up in profiles of bulk work. Shared by RPC (which re-exports
 // it) and Postgres, so that both read and write ids the same way.
 
@@ -20,6 +20,31 @@ public enum Hex {
     /// Each byte's value as a hexadecimal digit (either case), 0xFF for any other byte:
     /// one load per digit in bulk decoding.
     public static let values: [UInt8] = (0...255).map { value(UInt8($0)) ?? 0xFF }
+
+    /// Bytes as lower-case hexadecimal text.
+    public static func encode(_ bytes: [UInt8]) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            for (index, byte) in bytes.enumerated() {
+                out[2 * index] = lowerDigit(byte &>> 4)
+                out[2 * index + 1] = lowerDigit(byte & 0x0f)
+            }
+            return bytes.count * 2
+        }
+    }
+
+    /// Hexadecimal text (either case) as bytes; nil for an odd length or a non-digit.
+    public static func decode(_ text: String) -> [UInt8]? {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(chars.count / 2)
+        for index in stride(from: 0, to: chars.count, by: 2) {
+            let high = values[Int(chars[index])], low = values[Int(chars[index + 1])]
+            guard high | low < 0x10 else { return nil }
+            out.append(high &<< 4 | low)
+        }
+        return out
+    }
 
     /// The lower-case digit for a value 0–15.
     @inlinable

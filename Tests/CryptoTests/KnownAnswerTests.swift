@@ -19,6 +19,16 @@ struct KnownAnswerTests {
               expected: "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887"),
     ]
 
+    @Test("hex text round-trips every byte, reads either case, and refuses odd lengths and non-digits")
+    func hexText() {
+        let all = (0...255).map { UInt8($0) }
+        #expect(Hex.decode(Hex.encode(all)) == all)
+        #expect(Hex.encode([0x00, 0x0f, 0xa5, 0xff]) == "000fa5ff")
+        #expect(Hex.decode("DEADbeef") == [0xde, 0xad, 0xbe, 0xef])
+        #expect(Hex.decode("") == [])
+        for bad in ["0", "0g", "g0", "zz", "0 ", "é1"] { #expect(Hex.decode(bad) == nil) }
+    }
+
     @Test("scrypt matches RFC 7914", arguments: scryptVectors)
     func scrypt(vector: ScryptVector) throws {
         let out = try PasswordHasher.scrypt(

@@ -411,29 +411,14 @@ enum FastJSON {
             try array(value, fieldNumber) { $0.uint($1) }
         }
 
-        mutating func visitRepeatedSInt32Field(value: [Int32], fieldNumber: Int) throws {
-            try array(value, fieldNumber) { $0.int(Int64($1)) }
-        }
-
-        mutating func visitRepeatedSInt64Field(value: [Int64], fieldNumber: Int) throws {
-            try array(value, fieldNumber) { $0.int($1) }
-        }
-
-        mutating func visitRepeatedFixed32Field(value: [UInt32], fieldNumber: Int) throws {
-            try array(value, fieldNumber) { $0.uint(UInt64($1)) }
-        }
-
-        mutating func visitRepeatedFixed64Field(value: [UInt64], fieldNumber: Int) throws {
-            try array(value, fieldNumber) { $0.uint($1) }
-        }
-
-        mutating func visitRepeatedSFixed32Field(value: [Int32], fieldNumber: Int) throws {
-            try array(value, fieldNumber) { $0.int(Int64($1)) }
-        }
-
-        mutating func visitRepeatedSFixed64Field(value: [Int64], fieldNumber: Int) throws {
-            try array(value, fieldNumber) { $0.int($1) }
-        }
+        // The other integer encodings are the same numbers in JSON (swift-protobuf's
+        // defaults would call the singular methods, one field name per element).
+        mutating func visitRepeatedSInt32Field(value: [Int32], fieldNumber: Int) throws { try visitRepeatedInt32Field(value: value, fieldNumber: fieldNumber) }
+        mutating func visitRepeatedSInt64Field(value: [Int64], fieldNumber: Int) throws { try visitRepeatedInt64Field(value: value, fieldNumber: fieldNumber) }
+        mutating func visitRepeatedSFixed32Field(value: [Int32], fieldNumber: Int) throws { try visitRepeatedInt32Field(value: value, fieldNumber: fieldNumber) }
+        mutating func visitRepeatedSFixed64Field(value: [Int64], fieldNumber: Int) throws { try visitRepeatedInt64Field(value: value, fieldNumber: fieldNumber) }
+        mutating func visitRepeatedFixed32Field(value: [UInt32], fieldNumber: Int) throws { try visitRepeatedUInt32Field(value: value, fieldNumber: fieldNumber) }
+        mutating func visitRepeatedFixed64Field(value: [UInt64], fieldNumber: Int) throws { try visitRepeatedUInt64Field(value: value, fieldNumber: fieldNumber) }
 
         mutating func visitRepeatedBoolField(value: [Bool], fieldNumber: Int) throws {
             try array(value, fieldNumber) { $0.bool($1) }

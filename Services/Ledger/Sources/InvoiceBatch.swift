@@ -50,7 +50,7 @@ extension LedgerStore {
                 INSERT INTO idempotency_keys (scope, key, request_hash, transaction_id)
                 SELECT s, k, decode(h, 'hex'), t
                 FROM unnest(\(items.map(\.scope))::text[], \(items.map(\.transaction.idempotencyKey))::text[],
-                            \(items.map { hex($0.requestHash) })::text[], \(items.map(\.transaction.id))::uuid[]) AS x(s, k, h, t)
+                            \(items.map { Hex.encode($0.requestHash) })::text[], \(items.map(\.transaction.id))::uuid[]) AS x(s, k, h, t)
                 ORDER BY s COLLATE "C", k COLLATE "C"
                 ON CONFLICT DO NOTHING RETURNING transaction_id
                 """).map { try $0.decode("transaction_id", as: UUID.self) })
@@ -206,7 +206,7 @@ extension LedgerStore {
         var query: PostgresQuery = """
             WITH x AS (
                 SELECT * FROM unnest(\(t.map(\.id))::uuid[], \(items.map(\.scope))::text[], \(t.map(\.idempotencyKey))::text[],
-                                     \(items.map { hex($0.requestHash) })::text[], \(budgets)::uuid[], \(available)::int8[], \(spent)::int8[])
+                                     \(items.map { Hex.encode($0.requestHash) })::text[], \(budgets)::uuid[], \(available)::int8[], \(spent)::int8[])
                     AS x(id, scope, key, hash, budget_id, available, spent)
             ),
             k AS (
@@ -306,15 +306,4 @@ extension LedgerStore {
         }
         return existing
     }
-}
-
-func hex(_ bytes: [UInt8]) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out = [UInt8]()
-    out.reserveCapacity(bytes.count * 2)
-    for b in bytes {
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 0x0f)])
-    }
-    return String(decoding: out, as: UTF8.self)
 }
