@@ -42,14 +42,24 @@ public struct Migration: Sendable, Equatable {
 /// `search_path` set to the schema, and is recorded in `<schema>.schema_migrations`
 /// with a SHA-256 checksum of its text. An applied migration whose text has changed
 /// stops everything with an error naming it.
+///
+/// Migrations wait for locks up to their own `lockTimeout` (a minute by default), not the
+/// short lock timeout a service's connections carry for serving calls: that limit is
+/// there to keep calls quick, and a migration at start-up would otherwise fail whenever
+/// another session briefly held a catalog lock it needs.
 public struct Migrator: Sendable {
     public let schema: String
     public let migrations: [Migration]
+    /// How long a migration (or waiting for another process's migration run) may wait
+    /// for a lock before it fails.
+    public let lockTimeout: Duration
     let logger: Logger
 
-    public init(schema: String, migrations: [Migration], logger: Logger = Logger(label: "wholecare.migrate")) {
+    public init(schema: String, migrations: [Migration], lockTimeout: Duration = .seconds(60),
+                logger: Logger = Logger(label: "wholecare.migrate")) {
         self.schema = schema
         self.migrations = migrations
+        self.lockTimeout = lockTimeout
         self.logger = logger
     }
 
@@ -59,10 +69,24 @@ public struct Migrator: Sendable {
         let schema = schema
         let migrations = migrations
         let logger = logger
+        let lockTimeout = lockTimeout
         return try await client.withConnection { session in
-            try await session.query("SELECT pg_advisory_lock(hashtext(\("wholecare.migrate." + schema)))")
+            // Polled rather than waited for, so that the connection's own lock timeout does
+            // not apply and the wait is bounded by `lockTimeout` instead.
+            let deadline = ContinuousClock.now + lockTimeout
+            while try await !session.query(
+                "SELECT pg_try_advisory_lock(hashtext(\("wholecare.migrate." + schema))) AS locked"
+            )[0].decode("locked", as: Bool.self) {
+                guard ContinuousClock.now < deadline else {
+                    throw PostgresError(
+                        kind: .migration,
+                        safeMessage: "another process kept migrating schema \(schema) for longer than \(lockTimeout)")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
             do {
-                let applied = try await Self.run(session: session, schema: schema, migrations: migrations, logger: logger)
+                let applied = try await Self.run(
+                    session: session, schema: schema, migrations: migrations, lockTimeout: lockTimeout, logger: logger)
                 try await session.query("SELECT pg_advisory_unlock(hashtext(\("wholecare.migrate." + schema)))")
                 return applied
             } catch {
@@ -73,17 +97,26 @@ public struct Migrator: Sendable {
     }
 
     private static func run(
-        session: PostgresSession, schema: String, migrations: [Migration], logger: Logger
+        session: PostgresSession, schema: String, migrations: [Migration], lockTimeout: Duration, logger: Logger
     ) async throws -> [Int] {
         let quoted = PostgresQuery.quoteIdentifier(schema)
-        try await session.run(unsafeSQL: """
-            CREATE TABLE IF NOT EXISTS \(quoted).schema_migrations (
-                version integer PRIMARY KEY,
-                name text NOT NULL,
-                checksum text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )
-            """)
+        let setLockTimeout = "SET LOCAL lock_timeout = \(lockTimeout.lockTimeoutMilliseconds)"
+        try await session.run(unsafeSQL: "BEGIN")
+        do {
+            try await session.run(unsafeSQL: setLockTimeout)
+            try await session.run(unsafeSQL: """
+                CREATE TABLE IF NOT EXISTS \(quoted).schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """)
+            try await session.run(unsafeSQL: "COMMIT")
+        } catch {
+            await session.rollbackQuietly()
+            throw error
+        }
         let rows = try await session.query(
             PostgresQuery(unsafeSQL: "SELECT version, name, checksum FROM \(quoted).schema_migrations"))
         var applied: [Int: (name: String, checksum: String)] = [:]
@@ -106,6 +139,7 @@ public struct Migrator: Sendable {
             }
             try await session.run(unsafeSQL: "BEGIN")
             do {
+                try await session.run(unsafeSQL: setLockTimeout)
                 try await session.run(unsafeSQL: "SET LOCAL search_path = \(quoted)")
                 try await session.run(unsafeSQL: migration.sql)
                 try await session.query(PostgresQuery(

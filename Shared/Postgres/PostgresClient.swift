@@ -270,9 +270,7 @@ public final class PostgresClient: Sendable {
                 try connection.executeSimple("SET search_path = " + PostgresQuery.quoteIdentifier(path))
             }
             if let timeout = configuration.lockTimeout {
-                // Whole milliseconds, at least 1 (0 would mean "no timeout").
-                let ms = max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-                try connection.executeSimple("SET lock_timeout = \(ms)")
+                try connection.executeSimple("SET lock_timeout = \(timeout.lockTimeoutMilliseconds)")
             }
             return connection
         }

@@ -60,3 +60,11 @@ public struct PostgresNotification: Sendable, Equatable {
     /// may have been missed, so consumers should rescan whatever they watch.
     public var isReconnect: Bool
 }
+
+extension Duration {
+    /// The value for `lock_timeout`: whole milliseconds, at least 1 (0 would mean "wait
+    /// for ever").
+    var lockTimeoutMilliseconds: Int64 {
+        max(1, components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -54,6 +54,57 @@ struct MigrationTests {
         }
     }
 
+    @Test("a migration waits out a lock held a while, even on connections with a short lock timeout, and gives up cleanly after its own")
+    func migrationLockTimeout() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 3, lockTimeout: .milliseconds(50)) { db, schema in
+            try await Migrator(schema: schema, migrations: [Self.first]).migrate(using: db)
+            // Holds a lock on `people` until a migration is seen waiting for it (or 10 s
+            // pass), then for `hold` more.
+            @Sendable func whileLocked<T: Sendable>(hold: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+                try await db.withConnection { holder in
+                    let pid = try await holder.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+                    try await holder.run(unsafeSQL: "BEGIN")
+                    try await holder.run(unsafeSQL: "LOCK TABLE people IN ACCESS SHARE MODE")
+                    let work = Task { try await body() }
+                    let giveUp = ContinuousClock.now + .seconds(10)
+                    while ContinuousClock.now < giveUp, try await db.query(
+                        "SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))"
+                    )[0].decode("n", as: Int.self) == 0 {
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
+                    try await Task.sleep(for: hold)
+                    try await holder.run(unsafeSQL: "COMMIT")
+                    return try await work.value
+                }
+            }
+
+            // Waits 300 ms, six times the connections' 50 ms, and is applied.
+            let applied = try await whileLocked(hold: .milliseconds(300)) {
+                try await Migrator(schema: schema, migrations: [Self.first, Self.second]).migrate(using: db)
+            }
+            #expect(applied == [2])
+
+            // With a 200 ms lock timeout of its own, a lock held for 2 s stops it, and
+            // nothing of it is kept.
+            let third = Migration(version: 3, name: "0003_people_phone", sql: "ALTER TABLE people ADD COLUMN phone text;")
+            let failure = try await whileLocked(hold: .seconds(2)) { () -> PostgresError? in
+                do {
+                    _ = try await Migrator(schema: schema, migrations: [Self.first, Self.second, third], lockTimeout: .milliseconds(200))
+                        .migrate(using: db)
+                    return nil
+                } catch let error as PostgresError {
+                    return error
+                }
+            }
+            #expect(failure?.kind == .migration)
+            #expect(failure?.sqlState == "55P03")
+            let versions = try await db.query("SELECT version FROM schema_migrations ORDER BY version").map { try $0.decode("version", as: Int.self) }
+            #expect(versions == [1, 2])
+            // The advisory lock was let go: the same migration applies once the table is free.
+            #expect(try await Migrator(schema: schema, migrations: [Self.first, Self.second, third]).migrate(using: db) == [3])
+        }
+    }
+
     @Test("a failing migration leaves no partial change")
     func failingMigrationAtomic() async throws {
         try await TestDatabase.withFreshSchema { db, schema in

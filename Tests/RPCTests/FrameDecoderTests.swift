@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOTestUtils
 import RPCTransport
@@ -50,5 +51,24 @@ struct FrameDecoderTests {
         #expect(throws: FrameDecoder.Failure.truncatedFrame(buffered: 7)) {
             _ = try decoder.decodeLast(buffer: &buffer, seenEOF: true)
         }
+    }
+
+    @Test("a frame whose rest arrives after the budget is refused, not served; one within it is served")
+    func lateCompletionRefused() throws {
+        let whole = Self.framed([Array(repeating: 5, count: 40)])
+        // The first 10 bytes, then the rest once the budget has passed.
+        var slow = FrameDecoder(maxFrameSize: 1024, arrivalBudget: .milliseconds(50))
+        var buffer = whole.getSlice(at: 0, length: 10)!
+        #expect(try slow.decode(buffer: &buffer) == nil)
+        usleep(120_000)
+        buffer.writeImmutableBuffer(whole.getSlice(at: 10, length: whole.readableBytes - 10)!)
+        #expect(throws: FrameDecoder.Failure.frameTooSlow) { _ = try slow.decode(buffer: &buffer) }
+
+        // The same split well within the budget decodes, and the next frame starts afresh.
+        var quick = FrameDecoder(maxFrameSize: 1024, arrivalBudget: .seconds(30))
+        var parts = whole.getSlice(at: 0, length: 10)!
+        #expect(try quick.decode(buffer: &parts) == nil)
+        parts.writeImmutableBuffer(whole.getSlice(at: 10, length: whole.readableBytes - 10)!)
+        #expect(try quick.decode(buffer: &parts)?.readableBytes == 40)
     }
 }
