@@ -87,7 +87,7 @@ final class Stack: @unchecked Sendable {
         if ServiceCatalog.named(name)?.schema != nil { env["DATABASE_URL"] = env["\(prefix)_DATABASE_URL"] }
         if let secret = env["\(prefix)_SERVICE_CLIENT_SECRET"] { env["SERVICE_CLIENT_SECRET"] = secret }
         let logURL = logDirectory.appendingPathComponent("\(name).log")
-        if !FileManager.default.fileExists(atPath: logURL.path) { FileManager.default.createFile(atPath: logURL.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logURL.path) { _ = FileManager.default.createFile(atPath: logURL.path, contents: nil) }
         let log = try FileHandle(forWritingTo: logURL)
         log.seekToEndOfFile()
         let process = Process()
@@ -192,7 +192,8 @@ final class Stack: @unchecked Sendable {
         return (token, id)
     }
 
-    /// Runs the C client (`clients/c`, built by `make test`) against a service.
+    /// Runs the C client (`clients/c`, built by `make test`) against a service, with 30 s
+    /// to connect (its 5 s default can run out on a loaded machine).
     func cClient(_ service: String, _ arguments: [String], environment extra: [String: String] = [:]) async throws -> (status: Int32, output: String) {
         let ports = ports
         return try await offThread { try Self.runCClient(port: ports[service]!.rpc, arguments, environment: extra) }
@@ -200,7 +201,7 @@ final class Stack: @unchecked Sendable {
 
     private static func runCClient(port: Int, _ arguments: [String], environment extra: [String: String]) throws -> (status: Int32, output: String) {
         let result = try Subprocess.run(Self.repositoryRoot.appendingPathComponent("clients/c/build/wholecare-call"),
-                                        ["127.0.0.1", String(port)] + arguments,
+                                        ["127.0.0.1", String(port)] + arguments + ["--connect-timeout", "30000"],
                                         environment: ["PATH": "/usr/bin:/bin"].merging(extra) { _, new in new })
         return (result.status, result.output.trimmingCharacters(in: .whitespacesAndNewlines))
     }

@@ -105,35 +105,46 @@ struct GroupCommitTests {
             let second = try await h.budget(for: p, allocate: 50_000, name: "Second budget")
             let ledger = h.ledger, db = h.db
             let post = Self.poster(h, p)
-            /// Holds the first budget's row for a moment, so that the invoice written first
-            /// waits on it and everything sent meanwhile queues; returns the results.
+            /// Holds the first budget's row so that the invoice written first waits on it,
+            /// sends the others, and lets go once they are all queued behind that write
+            /// (or 30 s pass); returns their results.
             func whileWriterIsHeld(_ queued: [(String, Int64, String)]) async throws -> [Result<String, RPCError>] {
-                let (held, holding) = AsyncStream.makeStream(of: Void.self)
+                let (held, holding) = AsyncStream.makeStream(of: Int.self)
+                let (done, finish) = AsyncStream.makeStream(of: Void.self)
                 let lock = Task {
                     try await db.withTransaction { s in
                         try await s.query("SELECT id FROM budgets WHERE id = \(UUID(uuidString: first)!) FOR UPDATE")
-                        holding.yield()
-                        try await Task.sleep(for: .milliseconds(600))
+                        holding.yield(try await s.query("SELECT pg_backend_pid() AS pid").first!.decode("pid", as: Int.self))
+                        await Self.wait(for: done, atMost: .seconds(30))
                     }
                 }
                 var signals = held.makeAsyncIterator()
-                _ = await signals.next()
+                let holder = try #require(await signals.next())
+                let queuedBefore = h.store.invoicesQueued
                 let blocked = Task { try await post(first, 100, "blocked-\(queued.count)") }
-                try await Task.sleep(for: .milliseconds(150))
-                let results = await withTaskGroup(of: (Int, Result<String, RPCError>).self) { group in
-                    for (n, invoice) in queued.enumerated() {
-                        group.addTask {
-                            do {
-                                return (n, .success(try await post(invoice.0, invoice.1, invoice.2).id))
-                            } catch let error as RPCError {
-                                return (n, .failure(error))
-                            } catch {
-                                return (n, .failure(RPCError(code: .unknown, message: "\(error)")))
+                try await Self.waitUntilBlocked(by: holder, db: db)
+                let sending = Task {
+                    await withTaskGroup(of: (Int, Result<String, RPCError>).self) { group in
+                        for (n, invoice) in queued.enumerated() {
+                            group.addTask {
+                                do {
+                                    return (n, .success(try await post(invoice.0, invoice.1, invoice.2).id))
+                                } catch let error as RPCError {
+                                    return (n, .failure(error))
+                                } catch {
+                                    return (n, .failure(RPCError(code: .unknown, message: "\(error)")))
+                                }
                             }
                         }
+                        return await group.reduce(into: [Int: Result<String, RPCError>]()) { $0[$1.0] = $1.1 }
                     }
-                    return await group.reduce(into: [Int: Result<String, RPCError>]()) { $0[$1.0] = $1.1 }
                 }
+                let giveUp = ContinuousClock.now + .seconds(30)
+                while h.store.invoicesQueued - queuedBefore < queued.count && ContinuousClock.now < giveUp {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                finish.yield()
+                let results = await sending.value
                 _ = try await blocked.value
                 try await lock.value
                 return queued.indices.map { results[$0]! }
@@ -176,11 +187,14 @@ struct GroupCommitTests {
             let post = Self.poster(h, p)
             let released = Flag()
             let (held, holding) = AsyncStream.makeStream(of: Int.self)
+            let (done, finish) = AsyncStream.makeStream(of: Void.self)
+            // Held until the other budget's invoices are checked (at most 30 s: if they
+            // waited for the lock, they finish only after it is released, and fail).
             let lock = Task {
                 try await db.withTransaction { s in
                     try await s.query("SELECT id FROM budgets WHERE id = \(UUID(uuidString: locked)!) FOR UPDATE")
                     holding.yield(try await s.query("SELECT pg_backend_pid() AS pid").first!.decode("pid", as: Int.self))
-                    try await Task.sleep(for: .seconds(3))
+                    await Self.wait(for: done, atMost: .seconds(30))
                     released.set()
                 }
             }
@@ -190,10 +204,7 @@ struct GroupCommitTests {
             // Written first: the invoice writer waits on the locked row (checked in the
             // server, so that everything below is sent while it waits).
             let stuck = Task { try await post(locked, 1_000, "stuck") }
-            while try await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(holder) = ANY(pg_blocking_pids(pid))")
-                .first!.decode("n", as: Int.self) == 0 {
-                try await Task.sleep(for: .milliseconds(5))
-            }
+            try await Self.waitUntilBlocked(by: holder, db: db)
             // Sent (in a quiet run) before the write counts as stalled: these queue, then go
             // around it; in a busy one they may go around it at once.
             async let queuedEarly = post(free, 2_000, "early")
@@ -216,6 +227,7 @@ struct GroupCommitTests {
             #expect(!released.isSet, "the other budget's invoices did not wait for the lock")
             #expect(early.amountPence == 2_000 && late.amountPence == 3_000)
             #expect(h.store.invoicesPostedAroundStall - before >= 2)
+            finish.yield()
             // The locked budget's invoices post once the lock is gone.
             let first = try await stuck.value
             let second = try await queuedForLocked
@@ -274,7 +286,9 @@ struct GroupCommitTests {
     @Test("a group that meets the lock timeout on one budget fails only that budget's invoices; the others are posted")
     func lockTimeoutInAGroupFailsOnlyTheLockedBudget() async throws {
         // Stalls are not detected here, so that the queued invoices are written as a group.
-        try await LedgerHarness.with(lockTimeout: .milliseconds(300), invoiceStallAfter: .seconds(60)) { h in
+        // The lock timeout (1 s) leaves the test time to see the first invoice waiting; if
+        // a busy machine misses it, the next one for the locked budget meets it instead.
+        try await LedgerHarness.with(lockTimeout: .seconds(1), invoiceStallAfter: .seconds(60)) { h in
             let p = try await h.people()
             let locked = try await h.budget(for: p, allocate: 100_000)
             let free = try await h.budget(for: p, allocate: 100_000, name: "Other budget")
@@ -304,15 +318,17 @@ struct GroupCommitTests {
             }
             // The writer waits on the locked row; what arrives meanwhile queues, and is
             // written as one group when the writer's wait times out.
-            async let stuck = attempt(locked, 1_000, "stuck")
-            while try await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(holder) = ANY(pg_blocking_pids(pid))")
-                .first!.decode("n", as: Int.self) == 0 {
-                try await Task.sleep(for: .milliseconds(5))
+            let stuckDone = Flag()
+            let stuck = Task {
+                let code = await attempt(locked, 1_000, "stuck")
+                stuckDone.set()
+                return code
             }
+            try await Self.waitUntilBlocked(by: holder, db: db, unless: stuckDone)
             async let free1 = attempt(free, 2_000, "free-1")
             async let lockedToo = attempt(locked, 500, "locked-2")
             async let free2 = attempt(free, 3_000, "free-2")
-            let results = await (stuck, free1, lockedToo, free2)
+            let results = await (stuck.value, free1, lockedToo, free2)
             finish.yield()
             try await lock.value
             #expect(results.0 == .unavailable && results.2 == .unavailable, "the locked budget's invoices timed out")
@@ -336,9 +352,14 @@ struct GroupCommitTests {
             for n in 0..<3 { budgets.append(try await h.budget(for: p, allocate: 60_000, name: "Budget \(n)")) }
             let db = h.db, post = Self.poster(h, p), all = budgets
             let before = h.store.invoicesPostedAroundStall
-            // Another session holds one budget's row for 300 ms, five times over.
+            let store = h.store, workersDone = Flag()
+            // Another session holds one budget's row for 300 ms, five times over, and
+            // goes on (up to 200 times) while the callers are still sending and no write
+            // has stalled yet (on a busy machine the callers may start late).
             let locker = Task {
-                for round in 0..<5 {
+                var round = 0
+                while round < 5 || (round < 200 && !workersDone.isSet && store.invoicesPostedAroundStall == before) {
+                    defer { round += 1 }
                     let budget = UUID(uuidString: all[round % all.count])!
                     try await db.withTransaction { s in
                         try await s.query("SELECT id FROM budgets WHERE id = \(budget) FOR UPDATE")
@@ -370,6 +391,7 @@ struct GroupCommitTests {
                 }
                 return try await group.reduce(into: []) { $0 += $1 }
             }
+            workersDone.set()
             try await locker.value
             let calls = 8 * 25 + 8 * 5
             #expect(answers.count == calls, "every call was answered")
@@ -393,6 +415,31 @@ struct GroupCommitTests {
             let transactions = try await h.transactionCount()
             #expect(transactions == 3 + postedKeys.count)
             #expect(h.store.invoicesPostedAroundStall > before, "some invoices went around a stalled write")
+        }
+    }
+
+    /// Returns when something is sent on `signal`, or after `limit`.
+    static func wait(for signal: AsyncStream<Void>, atMost limit: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var iterator = signal.makeAsyncIterator()
+                _ = await iterator.next()
+            }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Waits until a session waits on a lock the backend `holder` holds (or `unless` is
+    /// set); fails the test after 30 s.
+    static func waitUntilBlocked(by holder: Int, db: PostgresClient, unless: Flag? = nil) async throws {
+        let giveUp = ContinuousClock.now + .seconds(30)
+        while try await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(holder) = ANY(pg_blocking_pids(pid))")
+            .first!.decode("n", as: Int.self) == 0 {
+            if unless?.isSet == true { return }
+            try #require(ContinuousClock.now < giveUp, "nothing came to wait on the held row within 30 s")
+            try await Task.sleep(for: .milliseconds(5))
         }
     }
 

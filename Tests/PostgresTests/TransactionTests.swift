@@ -28,14 +28,24 @@ struct TransactionTests {
             try await db.query("CREATE TABLE counter (id int PRIMARY KEY, value int NOT NULL)")
             try await db.query("INSERT INTO counter VALUES (1, 0)")
             let attempts = AttemptCounter()
-            // Eight concurrent read-modify-write transactions at SERIALIZABLE: most
-            // collide, and every collision must be retried, so no increment is lost.
+            let firstReads = AttemptCounter()
+            // Eight concurrent read-modify-write transactions at SERIALIZABLE. Each one's
+            // first attempt waits after its read until all eight have read (or 10 s pass,
+            // on a machine slow to open connections), so they collide for certain, and
+            // every collision must be retried, so no increment is lost.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<8 {
                     group.addTask {
+                        let mine = AttemptCounter()
                         try await db.withTransaction(isolation: .serializable) { session in
                             attempts.increment()
+                            mine.increment()
                             let value = try await session.query("SELECT value FROM counter WHERE id = 1")[0].decode("value", as: Int.self)
+                            if mine.value == 1 {
+                                firstReads.increment()
+                                let giveUp = ContinuousClock.now + .seconds(10)
+                                while firstReads.value < 8 && ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
+                            }
                             try await Task.sleep(for: .milliseconds(20))
                             try await session.query("UPDATE counter SET value = \(value + 1) WHERE id = 1")
                         }

@@ -90,7 +90,9 @@ struct CallTests {
         sleep.milliseconds = 60_011  // a duration no other test uses: we look for this call's cancellation
         let started = ContinuousClock.now
         let error = await #expect(throws: RPCError.self) {
-            _ = try await client.sleep(sleep, options: CallOptions(timeout: .seconds(2)))
+            // 10 s, so that even a machine too busy to start the call for seconds starts it
+            // before its deadline (a call already late is refused without running).
+            _ = try await client.sleep(sleep, options: CallOptions(timeout: .seconds(10)))
         }
         #expect(error?.code == .deadlineExceeded)
         // The caller was not kept waiting for the server's minute-long sleep.
@@ -213,7 +215,7 @@ struct CallTests {
         _ = try await bClient.echo(echoRequest("connect first"))  // the deadline covers the calls, not B's hello
         let started = ContinuousClock.now
         let error = await #expect(throws: RPCError.self) {
-            _ = try await a.echo(echoRequest("x"), options: CallOptions(timeout: .seconds(3)))
+            _ = try await a.echo(echoRequest("x"), options: CallOptions(timeout: .seconds(10)))  // see deadlineCancelsServerWork
         }
         #expect(error?.code == .deadlineExceeded)
         #expect(ContinuousClock.now - started < .seconds(30))  // not the downstream minute

@@ -13,8 +13,9 @@
  *       [--council-rate PENCE] (the care meets eligible needs) [--daily-living PENCE]
  *       --key IDEMPOTENCY_KEY; prints the transaction
  *
- * Options (after the command): --timeout MS, --token TOKEN (sent as "authorization:
- * Bearer TOKEN"; default $WHOLECARE_TOKEN).
+ * Options (after the command): --timeout MS (the call's deadline, default 10000),
+ * --connect-timeout MS (connecting and the hello exchange, default 5000), --token TOKEN
+ * (sent as "authorization: Bearer TOKEN"; default $WHOLECARE_TOKEN).
  * Prints the result on stdout; on failure prints "STATUS_NAME: message" on stderr.
  * The exit status is the RPC status code (0 for OK).
  */
@@ -31,7 +32,7 @@
 static int usage(void) {
     fprintf(stderr, "usage: wholecare-call HOST PORT (health|methods|echo TEXT|sleep MS|sign-in CLIENT_ID|budget BUDGET_ID|"
                     "invoice BUDGET_ID --provider ORG --amount PENCE --reference REF --start DATE [--end DATE] "
-                    "[--council-rate PENCE] [--daily-living PENCE] --key KEY) [--timeout MS] [--token TOKEN]\n");
+                    "[--council-rate PENCE] [--daily-living PENCE] --key KEY) [--timeout MS] [--connect-timeout MS] [--token TOKEN]\n");
     return 2;
 }
 
@@ -48,13 +49,14 @@ int main(int argc, char **argv) {
         argument = argv[4];
         first_option = 5;
     }
-    int timeout_ms = 10000;
+    int timeout_ms = 10000, connect_timeout_ms = 5000;
     const char *token = getenv("WHOLECARE_TOKEN");
     const char *provider = NULL, *reference = NULL, *start = NULL, *end = NULL, *key = NULL;
     long long amount = 0, council_rate = -1, daily_living = 0;
     for (int i = first_option; i < argc; i++) {
         int has_value = i + 1 < argc;
         if (strcmp(argv[i], "--timeout") == 0 && has_value) timeout_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--connect-timeout") == 0 && has_value) connect_timeout_ms = atoi(argv[++i]);
         else if (strcmp(argv[i], "--token") == 0 && has_value) token = argv[++i];
         else if (strcmp(argv[i], "--provider") == 0 && has_value) provider = argv[++i];
         else if (strcmp(argv[i], "--amount") == 0 && has_value) amount = atoll(argv[++i]);
@@ -67,9 +69,10 @@ int main(int argc, char **argv) {
         else return usage();
     }
     if (strcmp(command, "invoice") == 0 && (!provider || !reference || !start || !key || amount <= 0)) return usage();
+    if (timeout_ms <= 0 || connect_timeout_ms <= 0) return usage();
 
     char err[256];
-    wc_conn *conn = wc_connect(host, port, 5000, err, sizeof err);
+    wc_conn *conn = wc_connect(host, port, connect_timeout_ms, err, sizeof err);
     if (!conn) {
         fprintf(stderr, "UNAVAILABLE: %s\n", err);
         return WC_UNAVAILABLE;

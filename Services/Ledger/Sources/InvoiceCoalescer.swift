@@ -97,6 +97,8 @@ final class InvoiceCoalescer: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Invoices waiting for a writer.
+    var queued: Int { state.withLock { $0.queue.count } }
     /// Groups of more than one invoice written so far, and the invoices in them.
     let groupsWritten = Atomic<Int>(0)
     let invoicesGrouped = Atomic<Int>(0)

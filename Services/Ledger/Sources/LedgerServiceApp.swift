@@ -47,7 +47,7 @@ struct AnnualStatementJob: Service {
 
     func run() async throws {
         // Stop promptly on SIGTERM rather than finishing an hour's sleep.
-        try? await cancelWhenGracefulShutdown { await loop() }
+        await cancelWhenGracefulShutdown { await loop() }
     }
 
     private func loop() async {

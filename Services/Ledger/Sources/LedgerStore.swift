@@ -116,6 +116,10 @@ public struct LedgerStore: Sendable {
     /// stuck waiting for a lock (for tests and diagnostics).
     public var invoicesPostedAroundStall: Int { coalescer.postedAroundStall.load(ordering: .relaxed) }
 
+    /// How many single invoices are waiting for a writer right now (for tests and
+    /// diagnostics).
+    public var invoicesQueued: Int { coalescer.queued }
+
     // MARK: Accounts and budgets
 
     /// The account of a funder or provider organisation, created on first use.
