@@ -15,9 +15,9 @@ struct TokenVerifierTests {
                            nbf: now + Int64(nbf), jti: "j1", kind: kind, roles: [], org: nil, scopes: [])
     }
 
-    static func verifier(fetches: FetchCounter = FetchCounter()) -> TokenVerifier {
+    static func verifier(fetches: FetchCounter = FetchCounter(), refetchInterval: Duration = .seconds(10)) -> TokenVerifier {
         let publicKey = key.publicKey
-        return TokenVerifier(leeway: 5) {
+        return TokenVerifier(leeway: 5, refetchInterval: refetchInterval) {
             fetches.increment()
             return ["k1": publicKey]
         }
@@ -70,7 +70,8 @@ struct TokenVerifierTests {
     @Test("an unknown key id fetches the key set again, but not more than once per interval")
     func unknownKidRefetchBounded() async throws {
         let fetches = FetchCounter()
-        let verifier = Self.verifier(fetches: fetches)
+        // An hour, so that a slow machine cannot reach the end of the interval mid-test.
+        let verifier = Self.verifier(fetches: fetches, refetchInterval: .seconds(3600))
         for i in 0..<20 {
             let token = try JWT.sign(Self.claims(), key: Self.key, kid: "random-\(i)")
             await #expect(throws: TokenRejection.self) { _ = try await verifier.verify(token) }

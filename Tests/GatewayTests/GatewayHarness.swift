@@ -20,7 +20,9 @@ struct GatewayHarness {
         try await SuiteHarness.with { suite in
             var gatewaySettings = GatewaySettings(identity: .init(host: "-", port: 1), records: .init(host: "-", port: 1),
                                                   ledger: .init(host: "-", port: 1), allowedOrigins: ["https://portal.example.org"],
-                                                  secureCookies: true, maxBodyBytes: 64 * 1024, authAttemptsPerMinute: 1000)
+                                                  secureCookies: true, maxBodyBytes: 64 * 1024, authAttemptsPerMinute: 1000,
+                                                  // A loaded test machine must not turn slow calls into 504s.
+                                                  callBudget: .seconds(30))
             settings(&gatewaySettings)
             var logger = Logger(label: "test.gateway")
             logger.logLevel = .warning

@@ -31,8 +31,9 @@ public struct API: Sendable {
         self.health = [("identity", .init(RPCClient(channel: identity))), ("records", .init(RPCClient(channel: records))),
                        ("ledger", .init(RPCClient(channel: ledger)))]
         let keysClient = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: identity))
+        let keysBudget = settings.callBudget
         self.verifier = TokenVerifier {
-            let response = try await keysClient.getSigningKeys(.init(), options: CallOptions(timeout: .seconds(3)))
+            let response = try await keysClient.getSigningKeys(.init(), options: CallOptions(timeout: keysBudget))
             var keys: [String: Ed25519.PublicKey] = [:]
             for key in response.keys { keys[key.kid] = try Ed25519.PublicKey(rawRepresentation: Array(key.publicKey)) }
             return keys
@@ -43,13 +44,14 @@ public struct API: Sendable {
     }
 
     /// Call options for an upstream call made for this request: the caller's token, the
-    /// request id as trace id, and the route's time budget as the deadline.
-    func options(_ request: Request, _ context: GatewayContext, token: String? = nil, budget: Duration = .seconds(5),
+    /// request id as trace id, and the route's time budget as the deadline: the
+    /// configured call budget, or three times it for an export.
+    func options(_ request: Request, _ context: GatewayContext, token: String? = nil, export: Bool = false,
                  idempotencyKey: String? = nil) -> CallOptions {
         var metadata: Metadata = [MetadataKey.traceID: context.requestID]
         if let token { metadata[MetadataKey.authorization] = "Bearer " + token }
         if let idempotencyKey { metadata[MetadataKey.idempotencyKey] = idempotencyKey }
-        return CallOptions(timeout: budget, metadata: metadata)
+        return CallOptions(timeout: export ? settings.callBudget * 3 : settings.callBudget, metadata: metadata)
     }
 
     func caller(_ request: Request) async throws -> Principal {

@@ -27,6 +27,9 @@ public struct GatewaySettings: Sendable {
     /// Load balancers and proxies in front of the gateway: from these peers, the client's
     /// address is taken from `X-Forwarded-For`. Empty: the TCP peer is the client.
     public var trustedProxies: [AddressRange]
+    /// Time budget of an upstream call made for a request, which becomes its RPC deadline;
+    /// exports (FHIR, statements) get three times as much.
+    public var callBudget: Duration
 
     public init(environment: EnvironmentConfiguration) throws {
         func upstream(_ name: String, _ port: Int) throws -> Upstream {
@@ -55,10 +58,15 @@ public struct GatewaySettings: Sendable {
                 }
                 return range
             }
+        callBudget = try environment.duration("GATEWAY_CALL_BUDGET", default: .seconds(5))
+        guard callBudget >= .milliseconds(100), callBudget <= .seconds(300) else {
+            throw ConfigurationError(variable: "GATEWAY_CALL_BUDGET", problem: "must be between 100ms and 300s")
+        }
     }
 
     public init(identity: Upstream, records: Upstream, ledger: Upstream, allowedOrigins: Set<String> = [], secureCookies: Bool = false,
-                maxBodyBytes: Int = 1 << 20, authAttemptsPerMinute: Int = 10, trustedProxies: [AddressRange] = []) {
+                maxBodyBytes: Int = 1 << 20, authAttemptsPerMinute: Int = 10, trustedProxies: [AddressRange] = [],
+                callBudget: Duration = .seconds(5)) {
         self.identity = identity
         self.records = records
         self.ledger = ledger
@@ -67,5 +75,6 @@ public struct GatewaySettings: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.authAttemptsPerMinute = authAttemptsPerMinute
         self.trustedProxies = trustedProxies
+        self.callBudget = callBudget
     }
 }

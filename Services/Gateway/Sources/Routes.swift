@@ -248,7 +248,7 @@ extension API {
             let caller = try await api.caller(request)
             var body = Wholecare_Records_V1_ExportFhirRequest()
             body.personID = caller.subject
-            let export = try await api.records.exportFhir(body, options: api.options(request, context, token: caller.token, budget: .seconds(15)))
+            let export = try await api.records.exportFhir(body, options: api.options(request, context, token: caller.token, export: true))
             return Response(status: .ok, headers: [.contentType: "application/fhir+json"],
                             body: .init(byteBuffer: ByteBuffer(string: export.bundleJson)))
         }
@@ -319,7 +319,7 @@ extension API {
             body.budgetID = try api.pathID(context, "budget_id")
             body.from = api.query(request, "from") ?? ""
             body.to = api.query(request, "to") ?? ""
-            let export = try await api.ledger.exportStatement(body, options: api.options(request, context, token: caller.token, budget: .seconds(15)))
+            let export = try await api.ledger.exportStatement(body, options: api.options(request, context, token: caller.token, export: true))
             if api.query(request, "format") == "csv" || request.headers[.accept]?.contains("text/csv") == true {
                 return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8",
                                                        .contentDisposition: "attachment; filename=\"statement.csv\""],
