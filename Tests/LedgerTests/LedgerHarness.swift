@@ -30,6 +30,8 @@ struct LedgerHarness {
         let provider: String
         let providerNoConsent: String
         let lonelyAgency: String
+        /// Another council, whose finance staff is `financeElsewhere`.
+        let elsewhere: String
         var personID: String { person.account.id }
     }
 
@@ -111,7 +113,7 @@ struct LedgerHarness {
         return People(admin: admin, council: council, agency: agency, coordinator: coordinator.token, coordinatorID: coordinator.id, finance: finance.token,
                       financeElsewhere: financeElsewhere.token, person: person, carer: carer, stranger: stranger,
                       provider: try await provider(org: agency, admin: admin), providerNoConsent: try await provider(org: lonely, admin: admin),
-                      lonelyAgency: lonely)
+                      lonelyAgency: lonely, elsewhere: elsewhere)
     }
 
     func provider(org: String, admin: String) async throws -> String {

@@ -94,6 +94,10 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
             throw RPCError(code: .failedPrecondition, message: "not enough available money in the budget (beyond its permitted overdraft)")
         case .commitmentNotOpen:
             throw RPCError(code: .failedPrecondition, message: "the commitment is no longer open")
+        case .refundExceedsPayments:
+            throw RPCError(code: .failedPrecondition, message: "this would give the budget back more than it paid: "
+                + "refunds may not exceed what the budget paid the provider, nor the purchase they refund, "
+                + "and a reversed purchase cannot be refunded")
         }
     }
 
@@ -359,6 +363,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
             t.care = CareCapMeter.Contribution(towardCap: share(purchase.towardCap), dailyLivingExcluded: share(purchase.dailyLivingExcluded),
                                                aboveCouncilRate: share(purchase.aboveCouncilRate))
             t.serviceStart = purchase.serviceStart.flatMap(CalendarDate.init)
+            t.refundsID = purchase.id
         }
         let providerAccount = try await store.organisationAccount(kind: "provider", organisation: provider)
         return try await finish(try await store.post(t, plan: LedgerRules.refund(info.accounts, provider: providerAccount, amount: amount),
@@ -495,7 +500,12 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         // Every budget the original touched, by its accounts.
         var budgets: [UUID: BudgetAccounts] = [info.id: info.accounts]
         for posting in original.postings where posting.kind == "budget" {
-            if let other = try await store.budgetInfo(posting.account) { budgets[other.id] = other.accounts }
+            if let other = try await store.budgetInfo(posting.account), other.id != info.id {
+                // A reversal moves money in every budget the original touched (a transfer's
+                // other side): the caller needs the same right over each of them.
+                try await require(principal, .allocateBudget(funder: other.funderOrganisationID), other)
+                budgets[other.id] = other.accounts
+            }
         }
         let postings = original.postings.map { PlannedPosting(account: $0.account, amount: $0.amount) }
         let plan = LedgerRules.reversal(of: postings, deltas: LedgerRules.deltas(kind: original.kind, postings: postings, budgets: budgets))
@@ -576,7 +586,9 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
 
     public func issueCareStatement(request: Wholecare_Ledger_V1_IssueCareStatementRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_CareStatement {
         let person = try Validate.uuid(request.personID, field: "person_id")
-        try await authorizer.require(try context.principal(), .read(.budget), person: person)
+        // Issuing stores a statement, so it takes "write budget" (the person, a carer with
+        // budget:write, their care coordinator or team): reading the budget is not enough.
+        try await authorizer.require(try context.principal(), .write(.budget), person: person)
         return try await issueStatement(person: person, kind: "on_demand")
     }
 

@@ -28,6 +28,8 @@ public struct NewTransaction: Sendable {
     public var dailyLiving: Int64 = 0
     public var care = CareCapMeter.Contribution.none
     public var reversesID: UUID?
+    /// The purchase a refund gives money back for, if it names one.
+    public var refundsID: UUID?
     public var commitmentID: UUID?
     public var createdBy: String
     public var idempotencyKey: String
@@ -57,6 +59,9 @@ public enum PostOutcome: Sendable, Equatable {
     case keyReused
     case insufficientFunds
     case commitmentNotOpen
+    /// A refund (or the reversal of a purchase) would give the budget back more than it
+    /// paid the provider, or more than the purchase it refunds.
+    case refundExceedsPayments
 }
 
 /// The ledger schema's SQL. Every posting is one statement: the idempotency key, the
@@ -233,6 +238,7 @@ public struct LedgerStore: Sendable {
             row = try await runRetryingConflicts(query)
         } catch let error as PostgresError where error.sqlState == "P0001" {
             if error.serverMessage?.contains("commitment_not_open") == true { return .commitmentNotOpen }
+            if error.serverMessage?.contains("refund_exceeds_payments") == true { return .refundExceedsPayments }
             return .insufficientFunds
         } catch let error as PostgresError where error.sqlState == "23514" && error.constraint == "budgets_check" {
             return .insufficientFunds
@@ -309,11 +315,11 @@ public struct LedgerStore: Sendable {
             t AS (
                 INSERT INTO transactions (id, kind, budget_id, person_id, amount, memo, invoice_reference, provider_organisation_id,
                     service_start, service_end, eligible, council_rate, daily_living, eligible_toward_cap, daily_living_excluded,
-                    above_council_rate, reverses_id, commitment_id, idempotency_key, created_by)
+                    above_council_rate, reverses_id, refunds_id, commitment_id, idempotency_key, created_by)
                 SELECT \(t.id), \(t.kind), \(t.budget.id), \(t.budget.personID), \(t.amount), \(t.memo), \(t.invoiceReference),
                     \(t.providerOrganisationID), \(t.serviceStart?.description)::date, \(t.serviceEnd?.description)::date, \(t.eligible),
                     \(t.councilRate), \(t.dailyLiving), \(t.care.towardCap), \(t.care.dailyLivingExcluded), \(t.care.aboveCouncilRate),
-                    \(t.reversesID), \(t.commitmentID), \(t.idempotencyKey), \(t.createdBy)
+                    \(t.reversesID), \(t.refundsID), \(t.commitmentID), \(t.idempotencyKey), \(t.createdBy)
                 WHERE (SELECT count(*) FROM b) = \(deltaIDs.count)
                 RETURNING id
             ),
@@ -535,7 +541,8 @@ public struct LedgerStore: Sendable {
     public func peopleDueAnnualStatement() async throws -> [UUID] {
         try await db.query("""
             SELECT c.person_id FROM care_accounts c
-            WHERE NOT EXISTS (SELECT 1 FROM care_statements s WHERE s.person_id = c.person_id AND s.issued_at > now() - interval '1 year')
+            WHERE NOT EXISTS (SELECT 1 FROM care_statements s
+                              WHERE s.person_id = c.person_id AND s.kind = 'annual' AND s.issued_at > now() - interval '1 year')
             LIMIT 500
             """).map { try $0.decode("person_id") }
     }

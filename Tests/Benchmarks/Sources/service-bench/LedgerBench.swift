@@ -27,6 +27,8 @@ struct BenchSuite {
     let council: String
     let morePeople: @Sendable (Int) async throws -> [String]
     let cleanup: @Sendable () async -> Void
+    /// Groups of single invoices the ledger has written together, and the invoices in them.
+    let invoiceGroups: @Sendable () -> (groups: Int, invoices: Int)
 
     static func start() async throws -> BenchSuite {
         guard let url = ProcessInfo.processInfo.environment["WHOLECARE_ADMIN_DATABASE_URL"] else {
@@ -171,7 +173,8 @@ struct BenchSuite {
                 for db in [identityDB, ledgerDB, recordsDB] { await db.shutdown() }
                 for schema in schemas { _ = try? await admin.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE")) }
                 await admin.shutdown()
-            })
+            },
+            invoiceGroups: { ledgerStore.invoiceGroups })
     }
 }
 
@@ -293,8 +296,11 @@ func ledgerBench(seconds: Int) async throws {
         // For profiling: a warm-up, then 8 clients for 30 s, announced on stderr.
         _ = try await Task.detached { try await singles(clients: 8) }.value
         FileHandle.standardError.write(Data("singles: measuring 8 clients for 30 s\n".utf8))
+        let groupsBefore = suite.invoiceGroups()
         let rate8 = try await Task.detached { try await singles(clients: 8, for: 30) }.value
-        print("singles: \(Int(rate8)) postings/s at 8 clients")
+        let groupsAfter = suite.invoiceGroups()
+        let groups = groupsAfter.groups - groupsBefore.groups, grouped = groupsAfter.invoices - groupsBefore.invoices
+        print("singles: \(Int(rate8)) postings/s at 8 clients; \(groups) groups of \(String(format: "%.1f", Double(grouped) / Double(max(1, groups)))) on average, \(Int(rate8 * 30) - grouped) invoices written alone")
         await transport.close()
         await suite.cleanup()
         return

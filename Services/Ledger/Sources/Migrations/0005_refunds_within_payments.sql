@@ -1,0 +1,53 @@
+-- Refunds and reversals never give a budget back more than it paid.
+--
+-- A refund names the provider that gives the money back, and may name the purchase it
+-- refunds. Nothing stopped the same purchase being refunded again and again, or a refund
+-- from a provider that was never paid from the budget: either would put money into the
+-- budget that no provider returned, and a purchase refunded twice would take its care-cap
+-- share off the care account twice.
+--
+-- Two rules, checked once per statement after every write to the journal:
+--   * what a budget has paid a provider (the provider's lines in the budget's
+--     transactions: purchases and settlements less refunds, each reversal undoing its
+--     original) never falls below zero: so a refund, or the reversal of a purchase
+--     already partly refunded, cannot return more than was paid;
+--   * the refunds of one purchase (those not reversed) never add up to more than the
+--     purchase, and a reversed purchase cannot be refunded.
+-- Every such write also updates the budget's row, which serialises them per budget: a
+-- second refund waits for the first to commit, and its check (a new statement in the
+-- trigger, so a new snapshot) then sees it.
+
+ALTER TABLE transactions ADD COLUMN refunds_id uuid;
+CREATE INDEX transactions_refunds ON transactions (refunds_id) WHERE refunds_id IS NOT NULL;
+
+CREATE FUNCTION refunds_within_payments() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (
+        SELECT 1
+        FROM (SELECT DISTINCT budget_id, provider_organisation_id FROM new_transactions
+              WHERE kind IN ('refund', 'reversal') AND provider_organisation_id IS NOT NULL) r
+        JOIN accounts a ON a.kind = 'provider' AND a.organisation_id = r.provider_organisation_id
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(sum(p.amount), 0) AS paid
+            FROM transactions t JOIN postings p ON p.transaction_id = t.id AND p.account_id = a.id
+            WHERE t.budget_id = r.budget_id) s
+        WHERE s.paid < 0
+    ) OR EXISTS (
+        SELECT 1
+        FROM (SELECT DISTINCT refunds_id FROM new_transactions WHERE refunds_id IS NOT NULL) r
+        JOIN transactions purchase ON purchase.id = r.refunds_id
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(sum(x.amount), 0) AS refunded
+            FROM transactions x
+            WHERE x.refunds_id = r.refunds_id
+              AND NOT EXISTS (SELECT 1 FROM transactions undo WHERE undo.reverses_id = x.id)) s
+        WHERE s.refunded > purchase.amount
+           OR EXISTS (SELECT 1 FROM transactions undo WHERE undo.reverses_id = purchase.id)
+    ) THEN
+        PERFORM ledger_refuse('refund_exceeds_payments');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER transactions_refunds_within_payments AFTER INSERT ON transactions REFERENCING NEW TABLE AS new_transactions
+    FOR EACH STATEMENT EXECUTE FUNCTION refunds_within_payments();
