@@ -20,8 +20,13 @@ public enum TokenRejection: Error, Sendable, Equatable {
 /// Keys are cached by key id. A token with an unknown `kid` triggers one fetch of the key
 /// set (at most one fetch per `refetchInterval`, so random key ids cannot turn into a
 /// flood of calls to identity); calls that arrive while a fetch is under way wait for it
-/// rather than being refused. Only `alg: EdDSA` is accepted. Verified tokens are cached
-/// until they expire, so a caller pays for the signature check once per token.
+/// rather than being refused. The key set is also fetched again once it is older than
+/// `keyMaxAge`, and a key identity no longer lists is dropped, together with every cached
+/// token it signed: removing a compromised key from identity ends trust in it everywhere
+/// within `keyMaxAge` (if identity cannot be reached, the keys already held stay in use).
+/// Only `alg: EdDSA` is accepted, and no token may claim to live longer than
+/// `maxLifetime` (identity issues at most 15 minutes). Verified tokens are cached until
+/// they expire, so a caller pays for the signature check once per token.
 public final class TokenVerifier: Sendable {
     public typealias KeyFetcher = @Sendable () async throws -> [String: Ed25519.PublicKey]
 
@@ -29,35 +34,60 @@ public final class TokenVerifier: Sendable {
     public let audience: String
     /// Clock skew tolerated for `exp`, `nbf` and `iat`.
     public let leeway: TimeInterval
+    /// The longest a token may claim to live (`exp` − `iat`).
+    public let maxLifetime: TimeInterval
     private let fetchKeys: KeyFetcher
     private let refetchInterval: Duration
+    private let keyMaxAge: Duration
     private let state = Mutex<State>(State())
     private let now: @Sendable () -> Date
 
     private struct State {
         var keys: [String: Ed25519.PublicKey] = [:]
+        /// When `keys` was last replaced by a successful fetch (or `install`).
+        var keysSince: ContinuousClock.Instant?
         var lastFetch: ContinuousClock.Instant?
         var inFlight: Task<[String: Ed25519.PublicKey], any Error>?
-        var verified: [String: Principal] = [:]
+        /// Verified tokens, with the key id that signed each.
+        var verified: [String: (principal: Principal, kid: String)] = [:]
+
+        /// Replaces the key set, and forgets tokens signed by a key no longer in it.
+        mutating func replaceKeys(_ new: [String: Ed25519.PublicKey]) {
+            keys = new
+            keysSince = .now
+            verified = verified.filter { new[$0.value.kid] != nil }
+        }
     }
 
     public init(issuer: String = TokenIssuerDefaults.issuer, audience: String = TokenIssuerDefaults.audience,
-                leeway: TimeInterval = 30, refetchInterval: Duration = .seconds(10),
-                now: @escaping @Sendable () -> Date = { Date() }, fetchKeys: @escaping KeyFetcher) {
+                leeway: TimeInterval = 30, maxLifetime: TimeInterval = 15 * 60, refetchInterval: Duration = .seconds(10),
+                keyMaxAge: Duration = .seconds(300), now: @escaping @Sendable () -> Date = { Date() }, fetchKeys: @escaping KeyFetcher) {
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self.maxLifetime = maxLifetime
         self.refetchInterval = refetchInterval
+        self.keyMaxAge = keyMaxAge
         self.fetchKeys = fetchKeys
         self.now = now
     }
 
     /// Verifies a token and returns its principal, or throws `TokenRejection`.
     public func verify(_ token: String) async throws -> Principal {
-        let cached = state.withLock { $0.verified[token] }
+        let (cached, stale) = state.withLock { s in
+            let now = ContinuousClock.now
+            let stale = s.inFlight == nil && s.keysSince.map { now - $0 > keyMaxAge } == true
+                && s.lastFetch.map { now - $0 >= refetchInterval } != false
+            return (s.verified[token], stale)
+        }
+        if stale {
+            // In the background, so no call waits on identity for it; if identity cannot be
+            // reached, the keys already held stay in use.
+            Task { _ = try? await self.fetchKeySet() }
+        }
         if let cached {
-            guard cached.expiresAt.timeIntervalSince(now()) > -leeway else { throw TokenRejection.expired }
-            return cached
+            guard cached.principal.expiresAt.timeIntervalSince(now()) > -leeway else { throw TokenRejection.expired }
+            return cached.principal
         }
         guard let parts = JWT.parse(token) else { throw TokenRejection.malformed }
         guard parts.header.alg == "EdDSA" else { throw TokenRejection.unsupportedAlgorithm }
@@ -69,13 +99,14 @@ public final class TokenVerifier: Sendable {
         }
         let principal = try check(claims, token: token)
         state.withLock { state in
+            guard state.keys[kid] != nil else { return }  // the key went away meanwhile: do not cache
             if state.verified.count > 20_000 {
                 // Cheap bound: drop the expired, and if still large, everything.
                 let nowDate = now()
-                state.verified = state.verified.filter { $0.value.expiresAt > nowDate }
+                state.verified = state.verified.filter { $0.value.principal.expiresAt > nowDate }
                 if state.verified.count > 20_000 { state.verified.removeAll() }
             }
-            state.verified[token] = principal
+            state.verified[token] = (principal, kid)
         }
         return principal
     }
@@ -88,6 +119,7 @@ public final class TokenVerifier: Sendable {
         guard Double(claims.nbf) <= current + leeway, Double(claims.iat) <= current + leeway else {
             throw TokenRejection.notYetValid
         }
+        guard Double(claims.exp) - Double(claims.iat) <= maxLifetime else { throw TokenRejection.badClaims }
         guard let kind = Principal.Kind(rawValue: claims.kind), !claims.sub.isEmpty, !claims.jti.isEmpty else {
             throw TokenRejection.badClaims
         }
@@ -104,6 +136,13 @@ public final class TokenVerifier: Sendable {
 
     private func key(for kid: String) async throws -> Ed25519.PublicKey {
         if let key = state.withLock({ $0.keys[kid] }) { return key }
+        guard let keys = try await fetchKeySet(), let key = keys[kid] else { throw TokenRejection.unknownKey }
+        return key
+    }
+
+    /// Fetches the key set (sharing a fetch already under way; at most one per
+    /// `refetchInterval`, else nil) and makes it the one in use.
+    private func fetchKeySet() async throws -> [String: Ed25519.PublicKey]? {
         let fetchKeys = fetchKeys
         let fetch = state.withLock { state -> Task<[String: Ed25519.PublicKey], any Error>? in
             if let inFlight = state.inFlight { return inFlight }  // share the fetch under way
@@ -113,21 +152,20 @@ public final class TokenVerifier: Sendable {
             state.inFlight = task
             return task
         }
-        guard let fetch else { throw TokenRejection.unknownKey }
+        guard let fetch else { return nil }
         let result = await fetch.result
         state.withLock { state in
             if state.inFlight == fetch {
                 state.inFlight = nil
-                if case .success(let keys) = result { state.keys = keys }
+                if case .success(let keys) = result { state.replaceKeys(keys) }
             }
         }
-        guard let key = try result.get()[kid] else { throw TokenRejection.unknownKey }
-        return key
+        return try result.get()
     }
 
     /// Installs keys directly (identity itself, and tests).
     public func install(keys: [String: Ed25519.PublicKey]) {
-        state.withLock { $0.keys = keys }
+        state.withLock { $0.replaceKeys(keys) }
     }
 }
 

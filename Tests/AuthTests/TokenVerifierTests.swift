@@ -108,6 +108,48 @@ struct TokenVerifierTests {
         _ = try await verifier.verify(try JWT.sign(Self.claims(), key: new, kid: "new"))
         _ = try await verifier.verify(try JWT.sign(Self.claims(), key: old, kid: "old"))
     }
+
+    @Test("a token claiming to live longer than 15 minutes is refused, however well signed")
+    func lifetimeCapped() async throws {
+        let verifier = Self.verifier()
+        _ = try await verifier.verify(try JWT.sign(Self.claims(exp: 15 * 60), key: Self.key, kid: "k1"))
+        await #expect(throws: TokenRejection.badClaims) {
+            _ = try await verifier.verify(try JWT.sign(Self.claims(exp: 15 * 60 + 1), key: Self.key, kid: "k1"))
+        }
+        await #expect(throws: TokenRejection.badClaims) {
+            _ = try await verifier.verify(try JWT.sign(Self.claims(exp: 365 * 86_400), key: Self.key, kid: "k1"))
+        }
+    }
+
+    @Test("a key identity stops listing is dropped once the key set is old, with the tokens it signed, cached or not")
+    func removedKeyDropped() async throws {
+        let old = Ed25519.PrivateKey(), new = Ed25519.PrivateKey()
+        let keys = KeySet()
+        keys.set(["old": old.publicKey, "new": new.publicKey])
+        let verifier = TokenVerifier(refetchInterval: .zero, keyMaxAge: .milliseconds(100)) { keys.get() }
+        let cachedToken = try JWT.sign(Self.claims(), key: old, kid: "old")
+        _ = try await verifier.verify(cachedToken)
+        keys.set(["new": new.publicKey])  // "old" was compromised and removed from identity
+        try await Task.sleep(for: .milliseconds(150))
+        // The next calls notice the key set is old and fetch it again in the background;
+        // soon the cached token is refused, and so is a fresh one signed with the old key.
+        let deadline = ContinuousClock.now + .seconds(10)
+        var refused = false
+        while !refused && ContinuousClock.now < deadline {
+            do {
+                _ = try await verifier.verify(cachedToken)
+                try await Task.sleep(for: .milliseconds(10))
+            } catch {
+                refused = true
+            }
+        }
+        #expect(refused, "a token signed by a removed key was still accepted")
+        await #expect(throws: TokenRejection.unknownKey) {
+            _ = try await verifier.verify(try JWT.sign(Self.claims(), key: old, kid: "old"))
+        }
+        // The key still listed keeps working.
+        _ = try await verifier.verify(try JWT.sign(Self.claims(), key: new, kid: "new"))
+    }
 }
 
 final class KeySet: @unchecked Sendable {
