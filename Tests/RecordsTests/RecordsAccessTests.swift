@@ -74,6 +74,42 @@ struct RecordsAccessTests {
         (.administrator, false, false),
     ]
 
+    @Test("a caller without access learns nothing about an entry from the answer, and the attempt is logged as denied")
+    func noProbingWithoutAccess() async throws {
+        try await RecordsHarness.with { h in
+            let p = try await h.people()
+            let person = p.person.account.id
+            let note = try await h.add(RecordsHarness.note("Prefers morning visits"), for: person, token: p.coordinator.token)
+            let before = try await h.accessLogCount(person)
+            // Amending with another kind, or adding goal progress to what is not a goal: the
+            // answer is the same refusal as for any other write, not a hint about the entry.
+            var amend = Wholecare_Records_V1_AmendEntryRequest()
+            amend.entryID = note.id
+            amend.entry = RecordsHarness.note("probe", kind: .encounter)
+            let amended = await #expect(throws: RPCError.self) {
+                try await h.records.amendEntry(amend, options: RecordsHarness.bearer(p.nurseElsewhere.token))
+            }
+            #expect(amended?.code == .permissionDenied)
+            var progress = Wholecare_Records_V1_AddGoalProgressRequest()
+            progress.goalEntryID = note.id
+            progress.percent = 10
+            let probed = await #expect(throws: RPCError.self) {
+                try await h.records.addGoalProgress(progress, options: RecordsHarness.bearer(p.nurseElsewhere.token))
+            }
+            #expect(probed?.code == .permissionDenied)
+            #expect(try await h.accessLogCount(person) == before + 2)
+            // With access, the same requests get the real reasons.
+            let wrongKind = await #expect(throws: RPCError.self) {
+                try await h.records.amendEntry(amend, options: RecordsHarness.bearer(p.coordinator.token))
+            }
+            #expect(wrongKind?.code == .invalidArgument)
+            let notAGoal = await #expect(throws: RPCError.self) {
+                try await h.records.addGoalProgress(progress, options: RecordsHarness.bearer(p.coordinator.token))
+            }
+            #expect(notAGoal?.code == .notFound)
+        }
+    }
+
     @Test("every records row of the authorization matrix", arguments: matrix.map { "\($0.0.rawValue):\($0.1):\($0.2)" })
     func matrixRow(_ encoded: String) async throws {
         let parts = encoded.split(separator: ":")

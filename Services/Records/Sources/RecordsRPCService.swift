@@ -90,10 +90,12 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         guard request.hasEntry else { throw RPCError.invalidArgument(field: "entry", "is required") }
         let replacement = try RecordsProto.newEntry(request.entry, today: today)
         guard let existing = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
+        // Authorised (and logged) before anything about the entry is compared, so that a
+        // caller without access learns nothing of it from the answer.
+        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)", purpose: request.purpose)
         guard replacement.kind == existing.kind else {
             throw RPCError.invalidArgument(field: "entry.kind", "an amendment keeps the entry's kind")
         }
-        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)", purpose: request.purpose)
         guard EntryRules.mayRevise(status: existing.status, sourceKind: existing.sourceKind, authorID: existing.authorID,
                                    sourceOrganisation: existing.sourceOrganisationID, principal: principal) else {
             throw RPCError(code: .permissionDenied, message: "only the entry's author (or their organisation) may amend its current version")
@@ -239,11 +241,13 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         let id = try Validate.uuid(request.goalEntryID, field: "goal_entry_id")
         guard request.percent <= 100 else { throw RPCError.invalidArgument(field: "percent", "must be between 0 and 100") }
         let note = try Validate.text(request.note, field: "note", max: 5000, allowEmpty: true, multiline: true)
-        guard let goal = try await store.entry(id: id), goal.kind == "goal" else { throw RPCError(code: .notFound, message: "no such goal") }
+        guard let goal = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such goal") }
+        // Authorised before the entry's kind and status are looked at (see amendEntry).
+        let principal = try await authorize(context, person: goal.personID, .write(.record), part: "goal_progress", purpose: request.purpose)
+        guard goal.kind == "goal" else { throw RPCError(code: .notFound, message: "no such goal") }
         guard goal.status != "superseded", goal.status != "entered_in_error" else {
             throw RPCError(code: .failedPrecondition, message: "record progress against the goal's current version")
         }
-        let principal = try await authorize(context, person: goal.personID, .write(.record), part: "goal_progress", purpose: request.purpose)
         let row = try await store.addGoalProgress(goalLineage: goal.lineageID, person: goal.personID, percent: Int(request.percent),
                                                   note: note.isEmpty ? nil : note, source: try await source(for: principal, person: goal.personID))
         return RecordsProto.goalProgress(row, goal: goal.id, viewer: principal)
