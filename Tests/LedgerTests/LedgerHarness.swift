@@ -48,7 +48,7 @@ struct LedgerHarness {
                 let link = IdentityLink(channel: identity.channel, clientID: "svc-ledger", secret: secret, factsTTL: .zero)
                 let store = LedgerStore(db: db, invoiceStallAfter: invoiceStallAfter)
                 var router = RPCRouter()
-                router.register(LedgerRPCService(store: store, authorizer: link.authorizer))
+                router.register(LedgerRPCService(store: store, identity: link))
                 router.interceptors = [link.authInterceptor()]
                 let ledger = Wholecare_Ledger_V1_Ledger.Client(RPCClient(channel: InProcessChannel(router: router), retryPolicy: .none))
                 let harness = LedgerHarness(identity: identity, ledger: ledger, store: store, db: db)

@@ -58,6 +58,35 @@ struct LedgerTests {
         }
     }
 
+    @Test("money goes only to organisations identity knows: a made-up provider or funder id is refused and opens no account")
+    func unknownOrganisationsRefused() async throws {
+        try await LedgerHarness.with { h in
+            let p = try await h.people()
+            let budget = try await h.budget(for: p, allocate: 100_000)
+            let accountsBefore = try await h.db.query("SELECT count(*) AS n FROM accounts")[0].decode("n", as: Int.self)
+            // The person paying from their own budget (a direct payment) names a provider.
+            let madeUp = UUID().uuidString
+            let refused = await #expect(throws: RPCError.self) {
+                try await h.ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: madeUp, amount: 1_000),
+                                               options: LedgerHarness.bearer(p.person.accessToken))
+            }
+            #expect(refused?.code == .invalidArgument)
+            #expect(refused?.message.contains("provider_organisation_id") == true)
+            var create = Wholecare_Ledger_V1_CreateBudgetRequest()
+            create.personID = p.personID
+            create.funderOrganisationID = UUID().uuidString
+            create.name = "Nobody's money"
+            let noFunder = await #expect(throws: RPCError.self) { try await h.ledger.createBudget(create, options: LedgerHarness.bearer(p.coordinator)) }
+            #expect(noFunder?.code == .invalidArgument)
+            #expect(try await h.db.query("SELECT count(*) AS n FROM accounts")[0].decode("n", as: Int.self) == accountsBefore)
+            // A real organisation is fine, the first time and after.
+            for _ in 0..<2 {
+                _ = try await h.ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: p.lonelyAgency, amount: 1_000),
+                                                   options: LedgerHarness.bearer(p.person.accessToken))
+            }
+        }
+    }
+
     @Test("a bank-style run of concurrent transfers never loses, creates or overspends money")
     func concurrentTransfers() async throws {
         try await LedgerHarness.with { h in

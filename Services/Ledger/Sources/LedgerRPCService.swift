@@ -11,15 +11,35 @@ import WholeCareCrypto
 public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
     let store: LedgerStore
     let authorizer: Authorizer
+    /// Which of these ids identity knows (organisations and accounts): the ledger opens an
+    /// account only for an organisation identity knows, so made-up ids cannot fill it.
+    let knownIDs: @Sendable ([UUID]) async throws -> Set<UUID>
     let now: @Sendable () -> Date
 
-    public init(store: LedgerStore, authorizer: Authorizer, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(store: LedgerStore, authorizer: Authorizer, knownIDs: @escaping @Sendable ([UUID]) async throws -> Set<UUID>,
+                now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.authorizer = authorizer
+        self.knownIDs = knownIDs
         self.now = now
     }
 
+    /// With an identity link: the ids it has display names for.
+    public init(store: LedgerStore, identity: IdentityLink, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.init(store: store, authorizer: identity.authorizer, knownIDs: { Set(try await identity.displayNames($0).keys) }, now: now)
+    }
+
     // MARK: - Helpers
+
+    /// The ledger account of a provider or funder organisation, opened on first use if
+    /// identity knows the organisation; otherwise INVALID_ARGUMENT naming `field`.
+    func organisationAccount(kind: String, _ organisation: UUID, field: String) async throws -> UUID {
+        if let id = try await store.existingOrganisationAccount(kind: kind, organisation: organisation) { return id }
+        guard try await knownIDs([organisation]).contains(organisation) else {
+            throw RPCError.invalidArgument(field: field, "is not an organisation WholeCare knows")
+        }
+        return try await store.organisationAccount(kind: kind, organisation: organisation)
+    }
 
     /// The budget a call names. For calls that move money an unknown budget is bad input
     /// (INVALID_ARGUMENT naming the field); for reads it is NOT_FOUND.
@@ -119,6 +139,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         let end = try Self.date(request.periodEnd, field: "period_end")
         if let start, let end, end < start { throw RPCError.invalidArgument(field: "period_end", "must not be before period_start") }
         try await authorizer.require(principal, .allocateBudget(funder: funder), person: person)
+        _ = try await organisationAccount(kind: "funder", funder, field: "funder_organisation_id")
         // Optional here (creating a budget moves no money), honoured when given.
         let keyText = request.idempotencyKey.isEmpty ? (context.metadata[MetadataKey.idempotencyKey] ?? "") : request.idempotencyKey
         let key = keyText.isEmpty ? nil : try idempotencyKey(keyText, context)
@@ -210,7 +231,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         } else {
             try await requireAny(principal, [.write(.budget), .allocateBudget(funder: info.funderOrganisationID)], info)
         }
-        let providerAccount = try await store.organisationAccount(kind: "provider", organisation: provider)
+        let providerAccount = try await organisationAccount(kind: "provider", provider, field: "provider_organisation_id")
         var t = NewTransaction(kind: "purchase", budget: info, amount: amount, createdBy: Self.scope(principal), idempotencyKey: key)
         t.memo = memo
         t.invoiceReference = reference
@@ -365,7 +386,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
             t.serviceStart = purchase.serviceStart.flatMap(CalendarDate.init)
             t.refundsID = purchase.id
         }
-        let providerAccount = try await store.organisationAccount(kind: "provider", organisation: provider)
+        let providerAccount = try await organisationAccount(kind: "provider", provider, field: "provider_organisation_id")
         return try await finish(try await store.post(t, plan: LedgerRules.refund(info.accounts, provider: providerAccount, amount: amount),
                                                      scope: Self.scope(principal), requestHash: try Self.requestHash(request.withoutKey, method: "Refund")))
     }
@@ -396,6 +417,8 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         let key = try idempotencyKey(request.idempotencyKey, context)
         try Self.requireOwnOrganisation(principal, provider)
         try await requireAny(principal, [.postInvoice, .write(.budget), .allocateBudget(funder: info.funderOrganisationID)], info)
+        // The provider's account is opened now, so that settling never meets an unknown one.
+        _ = try await organisationAccount(kind: "provider", provider, field: "provider_organisation_id")
         var t = NewTransaction(kind: "commitment", budget: info, amount: amount, createdBy: Self.scope(principal), idempotencyKey: key)
         t.memo = memo
         t.providerOrganisationID = provider

@@ -17,7 +17,7 @@ public enum LedgerServiceApp {
             let identity = try IdentityLink.fromEnvironment(runner.environment, service: descriptor.name, logger: runner.logger)
             let client = try runner.makeDatabase()
             let database = DatabaseService(client: client)
-            let service = LedgerRPCService(store: LedgerStore(db: client), authorizer: identity.authorizer)
+            let service = LedgerRPCService(store: LedgerStore(db: client), identity: identity)
             var router = RPCRouter()
             router.register(service)
             router.interceptors = [identity.authInterceptor()]

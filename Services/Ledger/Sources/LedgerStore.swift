@@ -127,7 +127,18 @@ public struct LedgerStore: Sendable {
 
     // MARK: Accounts and budgets
 
-    /// The account of a funder or provider organisation, created on first use.
+    /// The account of a funder or provider organisation, if it has one.
+    public func existingOrganisationAccount(kind: String, organisation: UUID) async throws -> UUID? {
+        let key = "\(kind):\(organisation)"
+        if let hit = cache.account(key) { return hit }
+        guard let id = try await db.query("SELECT id FROM accounts WHERE kind = \(kind) AND organisation_id = \(organisation)")
+            .first?.decode("id", as: UUID.self) else { return nil }
+        cache.setAccount(key, id)
+        return id
+    }
+
+    /// The account of a funder or provider organisation, created on first use (callers
+    /// check first that the organisation exists: see `LedgerRPCService`).
     public func organisationAccount(kind: String, organisation: UUID) async throws -> UUID {
         let key = "\(kind):\(organisation)"
         if let hit = cache.account(key) { return hit }
@@ -588,5 +599,5 @@ final class LedgerCache: Sendable {
     func budget(_ id: UUID) -> BudgetInfo? { budgets.withLock { $0[id] } }
     func setBudget(_ info: BudgetInfo) { budgets.withLock { if $0.count < 100_000 { $0[info.id] = info } } }
     func account(_ key: String) -> UUID? { accounts.withLock { $0[key] } }
-    func setAccount(_ key: String, _ id: UUID) { accounts.withLock { $0[key] = id } }
+    func setAccount(_ key: String, _ id: UUID) { accounts.withLock { if $0.count < 100_000 { $0[key] = id } } }
 }

@@ -35,7 +35,7 @@ public struct SuiteHarness: Sendable {
                     recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink))
                     recordsRouter.interceptors = [recordsLink.authInterceptor()]
                     var ledgerRouter = RPCRouter()
-                    ledgerRouter.register(LedgerRPCService(store: LedgerStore(db: ledgerDB), authorizer: ledgerLink.authorizer))
+                    ledgerRouter.register(LedgerRPCService(store: LedgerStore(db: ledgerDB), identity: ledgerLink))
                     ledgerRouter.interceptors = [ledgerLink.authInterceptor()]
                     return try await body(SuiteHarness(
                         identity: identity, identityChannel: identity.channel,

@@ -75,7 +75,7 @@ struct BenchSuite {
         let environment = ProcessInfo.processInfo.environment
         let ledgerStore = LedgerStore(db: ledgerDB, invoiceWriters: environment["BENCH_INVOICE_WRITERS"].flatMap { Int($0) } ?? 1,
                                       batchLanes: environment["BENCH_BATCH_LANES"].flatMap { Int($0) } ?? 2)
-        ledgerRouter.register(LedgerRPCService(store: ledgerStore, authorizer: ledgerLink.authorizer))
+        ledgerRouter.register(LedgerRPCService(store: ledgerStore, identity: ledgerLink))
         ledgerRouter.interceptors = [ledgerLink.authInterceptor()]
         let ledgerServer = RPCServer(configuration: serverConfiguration("ledger"), router: ledgerRouter, logger: logger)
         let ledgerPort = try await ledgerServer.start()
