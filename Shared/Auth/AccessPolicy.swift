@@ -140,6 +140,8 @@ public enum AccessPolicy {
 
     static func providerDecision(_ action: PersonAction, facts: AccessFacts) -> AccessDecision {
         switch action {
+        case .read(.messages):
+            return .deny("messages are between the person and their care team, not provider systems")
         case .read(let category):
             return facts.consentedCategories.contains(category) ? .allow(.consent) : .deny("no consent for this organisation")
         case .write(.record):

@@ -94,6 +94,10 @@ struct AccessPolicyMatrixTests {
         Row(who: "provider system, consent to record", principal: provider, facts: consentRecord, action: .postInvoice, allowed: false),
         Row(who: "provider system, consent to budget", principal: provider, facts: consentBudget, action: .postInvoice, allowed: true),
         Row(who: "provider system, consent to budget", principal: provider, facts: consentBudget, action: .write(.budget), allowed: false),
+        Row(who: "provider system, consent to messages", principal: provider, facts: AccessFacts(consentedCategories: [.messages]),
+            action: .read(.messages), allowed: false),
+        Row(who: "provider system, consent to messages", principal: provider, facts: AccessFacts(consentedCategories: [.messages]),
+            action: .write(.messages), allowed: false),
         // Administrators and services never by virtue of what they are.
         Row(who: "platform administrator", principal: admin, facts: coordinator, action: .read(.record), allowed: false),
         Row(who: "platform administrator", principal: admin, facts: .none, action: .read(.budget), allowed: false),
