@@ -20,22 +20,30 @@
 ALTER TABLE transactions ADD COLUMN refunds_id uuid;
 CREATE INDEX transactions_refunds ON transactions (refunds_id) WHERE refunds_id IS NOT NULL;
 
+-- Statements without refunds or reversals (every invoice) return at once. Every lookup is
+-- a LATERAL probe of an index: the planner knows nothing of a transition table's size and
+-- would otherwise scan or hash whole tables (see 0003).
 CREATE FUNCTION refunds_within_payments() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_transactions WHERE kind IN ('refund', 'reversal') OR refunds_id IS NOT NULL) THEN
+        RETURN NULL;
+    END IF;
     IF EXISTS (
         SELECT 1
         FROM (SELECT DISTINCT budget_id, provider_organisation_id FROM new_transactions
               WHERE kind IN ('refund', 'reversal') AND provider_organisation_id IS NOT NULL) r
-        JOIN accounts a ON a.kind = 'provider' AND a.organisation_id = r.provider_organisation_id
+        CROSS JOIN LATERAL (
+            SELECT a.id FROM accounts a WHERE a.kind = 'provider' AND a.organisation_id = r.provider_organisation_id) a
         CROSS JOIN LATERAL (
             SELECT COALESCE(sum(p.amount), 0) AS paid
-            FROM transactions t JOIN postings p ON p.transaction_id = t.id AND p.account_id = a.id
+            FROM transactions t
+            CROSS JOIN LATERAL (SELECT q.amount FROM postings q WHERE q.transaction_id = t.id AND q.account_id = a.id) p
             WHERE t.budget_id = r.budget_id) s
         WHERE s.paid < 0
     ) OR EXISTS (
         SELECT 1
         FROM (SELECT DISTINCT refunds_id FROM new_transactions WHERE refunds_id IS NOT NULL) r
-        JOIN transactions purchase ON purchase.id = r.refunds_id
+        CROSS JOIN LATERAL (SELECT p.id, p.amount FROM transactions p WHERE p.id = r.refunds_id) purchase
         CROSS JOIN LATERAL (
             SELECT COALESCE(sum(x.amount), 0) AS refunded
             FROM transactions x
