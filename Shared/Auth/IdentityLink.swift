@@ -38,6 +38,25 @@ public struct IdentityLink: Sendable {
         return result
     }
 
+    /// Which of these ids are organisations identity knows. The list is asked in the
+    /// service's own name and kept for a minute; an id not in it is asked again once the
+    /// list is five seconds old, so an organisation created a moment ago is found.
+    public func organisations(_ ids: [UUID]) async throws -> Set<UUID> {
+        func known(_ list: Set<UUID>) -> Set<UUID> { Set(ids).intersection(list) }
+        let now = ContinuousClock.now
+        if let cached = organisationList.withLock({ $0 }) {
+            let found = known(cached.ids)
+            if found.count == Set(ids).count || now - cached.at < .seconds(5) {
+                if now - cached.at < .seconds(60) { return found }
+            }
+        }
+        let token = try await credentials.token()
+        let response = try await anonymousIdentity.listOrganisations(.init(), options: CallOptions(metadata: ["authorization": "Bearer " + token]))
+        let list = Set(response.organisations.compactMap { UUID(hyphenated: $0.id) })
+        organisationList.withLock { $0 = (list, now) }
+        return known(list)
+    }
+
     /// Identity's API, authenticated as this service (plus `on-behalf-of` when serving a person).
     public let identity: Wholecare_Identity_V1_Identity.Client
     public let verifier: TokenVerifier
@@ -46,6 +65,7 @@ public struct IdentityLink: Sendable {
     var transport: RPCClientTransport?
     let anonymousIdentity: Wholecare_Identity_V1_Identity.Client
     private let names = NameCache()
+    private let organisationList = OrganisationListCache()
 
     /// Reads `IDENTITY_ADDRESS` (host:port, default 127.0.0.1:7101), `SERVICE_CLIENT_ID`
     /// (default `svc-<service>`) and `SERVICE_CLIENT_SECRET` (required).
@@ -149,6 +169,13 @@ public struct IdentityLink: Sendable {
 final class NameCache: Sendable {
     private let state = Mutex<[UUID: (name: String, at: ContinuousClock.Instant)]>([:])
     func withLock<T>(_ body: (inout [UUID: (name: String, at: ContinuousClock.Instant)]) -> T) -> T {
+        state.withLock { body(&$0) }
+    }
+}
+
+final class OrganisationListCache: Sendable {
+    private let state = Mutex<(ids: Set<UUID>, at: ContinuousClock.Instant)?>(nil)
+    func withLock<T>(_ body: (inout (ids: Set<UUID>, at: ContinuousClock.Instant)?) -> T) -> T {
         state.withLock { body(&$0) }
     }
 }

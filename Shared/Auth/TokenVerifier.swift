@@ -48,6 +48,9 @@ public final class TokenVerifier: Sendable {
         var keysSince: ContinuousClock.Instant?
         var lastFetch: ContinuousClock.Instant?
         var inFlight: Task<[String: Ed25519.PublicKey], any Error>?
+        /// A background refresh of an old key set is under way.
+        var refreshing = false
+        var lastRefresh: ContinuousClock.Instant?
         /// Verified tokens, with the key id that signed each.
         var verified: [String: (principal: Principal, kid: String)] = [:]
 
@@ -74,16 +77,26 @@ public final class TokenVerifier: Sendable {
 
     /// Verifies a token and returns its principal, or throws `TokenRejection`.
     public func verify(_ token: String) async throws -> Principal {
-        let (cached, stale) = state.withLock { s in
+        let (cached, refresh) = state.withLock { s in
             let now = ContinuousClock.now
-            let stale = s.inFlight == nil && s.keysSince.map { now - $0 > keyMaxAge } == true
-                && s.lastFetch.map { now - $0 >= refetchInterval } != false
-            return (s.verified[token], stale)
+            // Once the set is old, and at most once per `refetchInterval` while identity
+            // does not answer: one refresh at a time, started by one call.
+            let refresh = !s.refreshing && s.keysSince.map { now - $0 > keyMaxAge } == true
+                && s.lastRefresh.map { now - $0 >= refetchInterval } != false
+            if refresh {
+                s.refreshing = true
+                s.lastRefresh = now
+            }
+            return (s.verified[token], refresh)
         }
-        if stale {
+        if refresh {
             // In the background, so no call waits on identity for it; if identity cannot be
-            // reached, the keys already held stay in use.
-            Task { _ = try? await self.fetchKeySet() }
+            // reached, the keys already held stay in use. It does not use up the allowance
+            // for unknown key ids, so a key identity starts using meanwhile is fetched at once.
+            Task {
+                _ = try? await self.fetchKeySet(refresh: true)
+                self.state.withLock { $0.refreshing = false }
+            }
         }
         if let cached {
             guard cached.principal.expiresAt.timeIntervalSince(now()) > -leeway else { throw TokenRejection.expired }
@@ -140,14 +153,16 @@ public final class TokenVerifier: Sendable {
         return key
     }
 
-    /// Fetches the key set (sharing a fetch already under way; at most one per
-    /// `refetchInterval`, else nil) and makes it the one in use.
-    private func fetchKeySet() async throws -> [String: Ed25519.PublicKey]? {
+    /// Fetches the key set (sharing a fetch already under way; for an unknown key id, at
+    /// most one per `refetchInterval`, else nil) and makes it the one in use.
+    private func fetchKeySet(refresh: Bool = false) async throws -> [String: Ed25519.PublicKey]? {
         let fetchKeys = fetchKeys
         let fetch = state.withLock { state -> Task<[String: Ed25519.PublicKey], any Error>? in
             if let inFlight = state.inFlight { return inFlight }  // share the fetch under way
-            if let last = state.lastFetch, ContinuousClock.now - last < refetchInterval { return nil }
-            state.lastFetch = .now
+            if !refresh {
+                if let last = state.lastFetch, ContinuousClock.now - last < refetchInterval { return nil }
+                state.lastFetch = .now
+            }
             let task = Task { try await fetchKeys() }
             state.inFlight = task
             return task

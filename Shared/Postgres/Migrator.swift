@@ -43,23 +43,27 @@ public struct Migration: Sendable, Equatable {
 /// with a SHA-256 checksum of its text. An applied migration whose text has changed
 /// stops everything with an error naming it.
 ///
-/// Migrations wait for locks up to their own `lockTimeout` (a minute by default), not the
-/// short lock timeout a service's connections carry for serving calls: that limit is
-/// there to keep calls quick, and a migration at start-up would otherwise fail whenever
-/// another session briefly held a catalog lock it needs.
+/// Migrations wait for a lock up to their own `lockTimeout` (5 s by default), not the lock
+/// timeout a service's connections carry for serving calls, and a migration that meets it
+/// is rolled back and tried again, up to `lockAttempts` times (about a minute in all). A
+/// migration waiting for a table's lock holds up the queries queued behind it, so it
+/// waits a few seconds at a time rather than a minute at once; and one that meets a
+/// lock held briefly (a catalog lock, a long query) still goes through.
 public struct Migrator: Sendable {
     public let schema: String
     public let migrations: [Migration]
-    /// How long a migration (or waiting for another process's migration run) may wait
-    /// for a lock before it fails.
+    /// How long one attempt at a migration may wait for a lock.
     public let lockTimeout: Duration
+    /// How many times a migration is tried when it meets `lockTimeout`.
+    public let lockAttempts: Int
     let logger: Logger
 
-    public init(schema: String, migrations: [Migration], lockTimeout: Duration = .seconds(60),
+    public init(schema: String, migrations: [Migration], lockTimeout: Duration = .seconds(5), lockAttempts: Int = 12,
                 logger: Logger = Logger(label: "wholecare.migrate")) {
         self.schema = schema
         self.migrations = migrations
         self.lockTimeout = lockTimeout
+        self.lockAttempts = max(1, lockAttempts)
         self.logger = logger
     }
 
@@ -69,24 +73,25 @@ public struct Migrator: Sendable {
         let schema = schema
         let migrations = migrations
         let logger = logger
-        let lockTimeout = lockTimeout
+        let lockTimeout = lockTimeout, lockAttempts = lockAttempts
         return try await client.withConnection { session in
             // Polled rather than waited for, so that the connection's own lock timeout does
-            // not apply and the wait is bounded by `lockTimeout` instead.
-            let deadline = ContinuousClock.now + lockTimeout
+            // not apply; another process's run may take as long as all its attempts.
+            let deadline = ContinuousClock.now + lockTimeout * lockAttempts
             while try await !session.query(
                 "SELECT pg_try_advisory_lock(hashtext(\("wholecare.migrate." + schema))) AS locked"
             )[0].decode("locked", as: Bool.self) {
                 guard ContinuousClock.now < deadline else {
                     throw PostgresError(
                         kind: .migration,
-                        safeMessage: "another process kept migrating schema \(schema) for longer than \(lockTimeout)")
+                        safeMessage: "another process kept migrating schema \(schema) for longer than \(lockTimeout * lockAttempts)")
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }
             do {
                 let applied = try await Self.run(
-                    session: session, schema: schema, migrations: migrations, lockTimeout: lockTimeout, logger: logger)
+                    session: session, schema: schema, migrations: migrations, lockTimeout: lockTimeout, lockAttempts: lockAttempts,
+                    logger: logger)
                 try await session.query("SELECT pg_advisory_unlock(hashtext(\("wholecare.migrate." + schema)))")
                 return applied
             } catch {
@@ -97,13 +102,33 @@ public struct Migrator: Sendable {
     }
 
     private static func run(
-        session: PostgresSession, schema: String, migrations: [Migration], lockTimeout: Duration, logger: Logger
+        session: PostgresSession, schema: String, migrations: [Migration], lockTimeout: Duration, lockAttempts: Int, logger: Logger
     ) async throws -> [Int] {
         let quoted = PostgresQuery.quoteIdentifier(schema)
-        let setLockTimeout = "SET LOCAL lock_timeout = \(lockTimeout.lockTimeoutMilliseconds)"
-        try await session.run(unsafeSQL: "BEGIN")
-        do {
-            try await session.run(unsafeSQL: setLockTimeout)
+        /// One transaction with the migration lock timeout, tried again (after a pause that
+        /// grows) while it meets that timeout.
+        func transaction(_ what: String, _ body: () async throws -> Void) async throws {
+            var attempt = 0
+            while true {
+                attempt += 1
+                try await session.run(unsafeSQL: "BEGIN")
+                do {
+                    try await session.run(unsafeSQL: "SET LOCAL lock_timeout = \(lockTimeout.lockTimeoutMilliseconds)")
+                    try await body()
+                    try await session.run(unsafeSQL: "COMMIT")
+                    return
+                } catch let error as PostgresError where error.isLockTimeout && attempt < lockAttempts {
+                    await session.rollbackQuietly()
+                    logger.warning("a lock was held too long; trying again", metadata: [
+                        "schema": "\(schema)", "step": "\(what)", "attempt": "\(attempt)"])
+                    try await Task.sleep(for: .milliseconds(min(2_000, 250 * attempt)))
+                } catch {
+                    await session.rollbackQuietly()
+                    throw error
+                }
+            }
+        }
+        try await transaction("schema_migrations") {
             try await session.run(unsafeSQL: """
                 CREATE TABLE IF NOT EXISTS \(quoted).schema_migrations (
                     version integer PRIMARY KEY,
@@ -112,10 +137,6 @@ public struct Migrator: Sendable {
                     applied_at timestamptz NOT NULL DEFAULT now()
                 )
                 """)
-            try await session.run(unsafeSQL: "COMMIT")
-        } catch {
-            await session.rollbackQuietly()
-            throw error
         }
         let rows = try await session.query(
             PostgresQuery(unsafeSQL: "SELECT version, name, checksum FROM \(quoted).schema_migrations"))
@@ -137,17 +158,15 @@ public struct Migrator: Sendable {
                 }
                 continue
             }
-            try await session.run(unsafeSQL: "BEGIN")
             do {
-                try await session.run(unsafeSQL: setLockTimeout)
-                try await session.run(unsafeSQL: "SET LOCAL search_path = \(quoted)")
-                try await session.run(unsafeSQL: migration.sql)
-                try await session.query(PostgresQuery(
-                    unsafeSQL: "INSERT INTO \(quoted).schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    binds: [migration.version.postgresBind, migration.name.postgresBind, checksum.postgresBind]))
-                try await session.run(unsafeSQL: "COMMIT")
+                try await transaction(migration.name) {
+                    try await session.run(unsafeSQL: "SET LOCAL search_path = \(quoted)")
+                    try await session.run(unsafeSQL: migration.sql)
+                    try await session.query(PostgresQuery(
+                        unsafeSQL: "INSERT INTO \(quoted).schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        binds: [migration.version.postgresBind, migration.name.postgresBind, checksum.postgresBind]))
+                }
             } catch {
-                await session.rollbackQuietly()
                 throw PostgresError(
                     kind: .migration, safeMessage: "migration \(migration.name) in schema \(schema) failed",
                     sqlState: (error as? PostgresError)?.sqlState,

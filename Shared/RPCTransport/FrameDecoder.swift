@@ -6,9 +6,8 @@ import NIOCore
 /// visible, before any of the body is buffered, so a peer cannot make the server hold
 /// more than `maxFrameSize` bytes per connection. A frame must also arrive in full within
 /// `arrivalBudget` of its first byte: a peer trickling a frame one byte at a time is
-/// dropped when its next byte shows the budget has passed, and a frame whose last byte
-/// comes too late is refused rather than served (a peer that goes silent mid-frame is
-/// dropped by the idle timeout).
+/// dropped when its next byte shows the budget has passed (a peer that goes silent
+/// mid-frame is dropped by the idle timeout).
 public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = ByteBuffer
 
@@ -42,14 +41,8 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
             try notePartial(buffer)
             return nil
         }
-        if let since = partialSince {
-            // The frame completed, but its first bytes were seen in an earlier read: it
-            // must still have arrived within the budget (a server that was too busy to
-            // read for a while sees the rest all at once).
-            partialSince = nil
-            if NIODeadline.now() - since > arrivalBudget { throw Failure.frameTooSlow }
-        }
         buffer.moveReaderIndex(forwardBy: 4)
+        partialSince = nil
         return buffer.readSlice(length: Int(length))
     }
 

@@ -73,6 +73,7 @@ final class Stack: @unchecked Sendable {
         env["ACCESS_FACTS_TTL"] = accessFactsTTL
         env["GATEWAY_SECURE_COOKIES"] = "false"
         env["GATEWAY_AUTH_ATTEMPTS_PER_MINUTE"] = "1000"
+        env["GATEWAY_CALL_BUDGET"] = "30s"  // a loaded test machine must not turn slow calls into 504s
         env["LOG_FORMAT"] = "json"
         env["LOG_LEVEL"] = "info"
         env["DATABASE_POOL_SIZE"] = "4"

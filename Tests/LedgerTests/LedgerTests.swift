@@ -72,6 +72,12 @@ struct LedgerTests {
             }
             #expect(refused?.code == .invalidArgument)
             #expect(refused?.message.contains("provider_organisation_id") == true)
+            // Nor is a person (or any account) an organisation to pay.
+            let aPerson = await #expect(throws: RPCError.self) {
+                try await h.ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: p.coordinatorID, amount: 1_000),
+                                               options: LedgerHarness.bearer(p.person.accessToken))
+            }
+            #expect(aPerson?.code == .invalidArgument)
             var create = Wholecare_Ledger_V1_CreateBudgetRequest()
             create.personID = p.personID
             create.funderOrganisationID = UUID().uuidString

@@ -91,6 +91,37 @@ struct RefundAndReversalTests {
         }
     }
 
+    @Test("a refunded purchase cannot be reversed even while other payments to the provider would cover it; once its refund is reversed, it can")
+    func reversingARefundedPurchase() async throws {
+        try await LedgerHarness.with { h in
+            let p = try await h.people()
+            let budget = try await h.budget(for: p, allocate: 100_000)
+            let provider = LedgerHarness.bearer(p.provider)
+            let first = try await h.ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: p.agency, amount: 10_000), options: provider)
+            _ = try await h.ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: p.agency, amount: 10_000), options: provider)
+            let refund = try await h.ledger.refund(RefundAndReversalTests.refund(budget, provider: p.agency, amount: 10_000, of: first.id),
+                                                   options: provider)
+            var reverse = Wholecare_Ledger_V1_ReverseRequest()
+            reverse.transactionID = first.id
+            reverse.reason = "Posted in error"
+            reverse.idempotencyKey = "rev-first"
+            let refused = await #expect(throws: RPCError.self) { try await h.ledger.reverse(reverse, options: LedgerHarness.bearer(p.finance)) }
+            #expect(refused?.code == .failedPrecondition)
+            #expect(try await h.read(budget: budget, token: p.coordinator).availablePence == 90_000)
+            // Undo the refund first; then the purchase itself can be reversed.
+            var undoRefund = Wholecare_Ledger_V1_ReverseRequest()
+            undoRefund.transactionID = refund.id
+            undoRefund.reason = "Refund recorded in error"
+            undoRefund.idempotencyKey = "rev-refund"
+            _ = try await h.ledger.reverse(undoRefund, options: LedgerHarness.bearer(p.finance))
+            reverse.idempotencyKey = "rev-first-again"
+            _ = try await h.ledger.reverse(reverse, options: LedgerHarness.bearer(p.finance))
+            let b = try await h.read(budget: budget, token: p.coordinator)
+            #expect(b.availablePence == 90_000)
+            #expect(b.spentPence == 10_000)
+        }
+    }
+
     @Test("refunds of one purchase sent at once: exactly those that fit it are posted")
     func concurrentRefunds() async throws {
         try await LedgerHarness.with { h in

@@ -54,7 +54,7 @@ struct MigrationTests {
         }
     }
 
-    @Test("a migration waits out a lock held a while, even on connections with a short lock timeout, and gives up cleanly after its own")
+    @Test("a migration waits out a lock held a while, even on connections with a short lock timeout, retries, and gives up cleanly")
     func migrationLockTimeout() async throws {
         try await TestDatabase.withFreshSchema(maxConnections: 3, lockTimeout: .milliseconds(50)) { db, schema in
             try await Migrator(schema: schema, migrations: [Self.first]).migrate(using: db)
@@ -84,13 +84,22 @@ struct MigrationTests {
             }
             #expect(applied == [2])
 
-            // With a 200 ms lock timeout of its own, a lock held for 2 s stops it, and
-            // nothing of it is kept.
+            // With 100 ms attempts, it meets the timeout while a lock is held for 500 ms,
+            // and goes through on a later attempt.
             let third = Migration(version: 3, name: "0003_people_phone", sql: "ALTER TABLE people ADD COLUMN phone text;")
+            let retried = try await whileLocked(hold: .milliseconds(500)) {
+                try await Migrator(schema: schema, migrations: [Self.first, Self.second, third], lockTimeout: .milliseconds(100),
+                                   lockAttempts: 20).migrate(using: db)
+            }
+            #expect(retried == [3])
+
+            // Two attempts of 200 ms against a lock held for 2 s: it stops, and nothing of
+            // it is kept.
+            let fourth = Migration(version: 4, name: "0004_people_city", sql: "ALTER TABLE people ADD COLUMN city text;")
             let failure = try await whileLocked(hold: .seconds(2)) { () -> PostgresError? in
                 do {
-                    _ = try await Migrator(schema: schema, migrations: [Self.first, Self.second, third], lockTimeout: .milliseconds(200))
-                        .migrate(using: db)
+                    _ = try await Migrator(schema: schema, migrations: [Self.first, Self.second, third, fourth], lockTimeout: .milliseconds(200),
+                                           lockAttempts: 2).migrate(using: db)
                     return nil
                 } catch let error as PostgresError {
                     return error
@@ -99,9 +108,9 @@ struct MigrationTests {
             #expect(failure?.kind == .migration)
             #expect(failure?.sqlState == "55P03")
             let versions = try await db.query("SELECT version FROM schema_migrations ORDER BY version").map { try $0.decode("version", as: Int.self) }
-            #expect(versions == [1, 2])
+            #expect(versions == [1, 2, 3])
             // The advisory lock was let go: the same migration applies once the table is free.
-            #expect(try await Migrator(schema: schema, migrations: [Self.first, Self.second, third]).migrate(using: db) == [3])
+            #expect(try await Migrator(schema: schema, migrations: [Self.first, Self.second, third, fourth]).migrate(using: db) == [4])
         }
     }
 

@@ -13,8 +13,8 @@
  *       [--council-rate PENCE] (the care meets eligible needs) [--daily-living PENCE]
  *       --key IDEMPOTENCY_KEY; prints the transaction
  *
- * Options (after the command): --timeout MS (the call's deadline, default 10000),
- * --connect-timeout MS (connecting and the hello exchange, default 5000), --token TOKEN
+ * Options (after the command): --timeout MS (the call's deadline, default 10000; 0: none),
+ * --connect-timeout MS (connecting and the hello exchange, default 5000; 0: none), --token TOKEN
  * (sent as "authorization: Bearer TOKEN"; default $WHOLECARE_TOKEN).
  * Prints the result on stdout; on failure prints "STATUS_NAME: message" on stderr.
  * The exit status is the RPC status code (0 for OK).
@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
         else return usage();
     }
     if (strcmp(command, "invoice") == 0 && (!provider || !reference || !start || !key || amount <= 0)) return usage();
-    if (timeout_ms <= 0 || connect_timeout_ms <= 0) return usage();
+    if (timeout_ms < 0 || connect_timeout_ms < 0) return usage();
 
     char err[256];
     wc_conn *conn = wc_connect(host, port, connect_timeout_ms, err, sizeof err);

@@ -11,22 +11,22 @@ import WholeCareCrypto
 public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
     let store: LedgerStore
     let authorizer: Authorizer
-    /// Which of these ids identity knows (organisations and accounts): the ledger opens an
-    /// account only for an organisation identity knows, so made-up ids cannot fill it.
-    let knownIDs: @Sendable ([UUID]) async throws -> Set<UUID>
+    /// Which of these ids are organisations identity knows: the ledger opens an account
+    /// only for those, so made-up ids (or people's) cannot be paid or fill it.
+    let knownOrganisations: @Sendable ([UUID]) async throws -> Set<UUID>
     let now: @Sendable () -> Date
 
-    public init(store: LedgerStore, authorizer: Authorizer, knownIDs: @escaping @Sendable ([UUID]) async throws -> Set<UUID>,
+    public init(store: LedgerStore, authorizer: Authorizer, knownOrganisations: @escaping @Sendable ([UUID]) async throws -> Set<UUID>,
                 now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.authorizer = authorizer
-        self.knownIDs = knownIDs
+        self.knownOrganisations = knownOrganisations
         self.now = now
     }
 
-    /// With an identity link: the ids it has display names for.
+    /// With an identity link: its authorizer, and the organisations it lists.
     public init(store: LedgerStore, identity: IdentityLink, now: @escaping @Sendable () -> Date = { Date() }) {
-        self.init(store: store, authorizer: identity.authorizer, knownIDs: { Set(try await identity.displayNames($0).keys) }, now: now)
+        self.init(store: store, authorizer: identity.authorizer, knownOrganisations: { try await identity.organisations($0) }, now: now)
     }
 
     // MARK: - Helpers
@@ -35,7 +35,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
     /// identity knows the organisation; otherwise INVALID_ARGUMENT naming `field`.
     func organisationAccount(kind: String, _ organisation: UUID, field: String) async throws -> UUID {
         if let id = try await store.existingOrganisationAccount(kind: kind, organisation: organisation) { return id }
-        guard try await knownIDs([organisation]).contains(organisation) else {
+        guard try await knownOrganisations([organisation]).contains(organisation) else {
             throw RPCError.invalidArgument(field: field, "is not an organisation WholeCare knows")
         }
         return try await store.organisationAccount(kind: kind, organisation: organisation)

@@ -6,16 +6,20 @@
 -- budget that no provider returned, and a purchase refunded twice would take its care-cap
 -- share off the care account twice.
 --
--- Two rules, checked once per statement after every write to the journal:
+-- Three rules, checked once per statement after every write to the journal:
 --   * what a budget has paid a provider (the provider's lines in the budget's
 --     transactions: purchases and settlements less refunds, each reversal undoing its
---     original) never falls below zero: so a refund, or the reversal of a purchase
---     already partly refunded, cannot return more than was paid;
+--     original) may not be taken below zero: so a refund, or the reversal of a purchase
+--     already partly refunded, cannot return more than was paid. (Only a statement that
+--     lowers it is refused, so a total already below zero can still be corrected.)
 --   * the refunds of one purchase (those not reversed) never add up to more than the
---     purchase, and a reversed purchase cannot be refunded.
+--     purchase, and a reversed purchase cannot be refunded;
+--   * a purchase with refunds that stand cannot be reversed (reverse the refunds first),
+--     even when other payments to the provider would cover it.
 -- Every such write also updates the budget's row, which serialises them per budget: a
 -- second refund waits for the first to commit, and its check (a new statement in the
--- trigger, so a new snapshot) then sees it.
+-- trigger, so a new snapshot) then sees it. Refunds posted before this migration name no
+-- purchase, so only the first rule covers them.
 
 ALTER TABLE transactions ADD COLUMN refunds_id uuid;
 CREATE INDEX transactions_refunds ON transactions (refunds_id) WHERE refunds_id IS NOT NULL;
@@ -39,7 +43,12 @@ BEGIN
             FROM transactions t
             CROSS JOIN LATERAL (SELECT q.amount FROM postings q WHERE q.transaction_id = t.id AND q.account_id = a.id) p
             WHERE t.budget_id = r.budget_id) s
-        WHERE s.paid < 0
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(sum(p.amount), 0) AS change
+            FROM new_transactions t
+            CROSS JOIN LATERAL (SELECT q.amount FROM postings q WHERE q.transaction_id = t.id AND q.account_id = a.id) p
+            WHERE t.budget_id = r.budget_id) d
+        WHERE s.paid < 0 AND d.change < 0
     ) OR EXISTS (
         SELECT 1
         FROM (SELECT DISTINCT refunds_id FROM new_transactions WHERE refunds_id IS NOT NULL) r
@@ -51,6 +60,15 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM transactions undo WHERE undo.reverses_id = x.id)) s
         WHERE s.refunded > purchase.amount
            OR EXISTS (SELECT 1 FROM transactions undo WHERE undo.reverses_id = purchase.id)
+    ) OR EXISTS (
+        SELECT 1
+        FROM new_transactions v
+        CROSS JOIN LATERAL (
+            SELECT 1 FROM transactions x
+            WHERE x.refunds_id = v.reverses_id
+              AND NOT EXISTS (SELECT 1 FROM transactions undo WHERE undo.reverses_id = x.id)
+            LIMIT 1) standing
+        WHERE v.reverses_id IS NOT NULL
     ) THEN
         PERFORM ledger_refuse('refund_exceeds_payments');
     END IF;
