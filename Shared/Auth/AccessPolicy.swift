@@ -77,7 +77,12 @@ public enum AccessDecision: Sendable, Equatable {
 /// a table.
 public enum AccessPolicy {
     public static func decide(_ principal: Principal, _ action: PersonAction, person: UUID, facts: AccessFacts) -> AccessDecision {
-        guard facts.personExists else { return .deny("no such person") }
+        guard facts.personExists else {
+            // Refused with the reason a stranger to a real person gets, so that the answer
+            // does not tell whether the id is someone's.
+            let asStranger = decide(principal, action, person: person, facts: AccessFacts())
+            return asStranger.isAllowed ? .deny("no care relationship or consent") : asStranger
+        }
         switch principal.kind {
         case .serviceUser, .carer:
             if principal.subjectID == person {

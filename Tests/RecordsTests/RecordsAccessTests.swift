@@ -110,6 +110,27 @@ struct RecordsAccessTests {
         }
     }
 
+    @Test("an id that is nobody's is refused exactly like a stranger's, and leaves nothing in any access log")
+    func unknownPersonLooksLikeAStranger() async throws {
+        try await RecordsHarness.with { h in
+            let p = try await h.people()
+            var summary = Wholecare_Records_V1_GetSummaryRequest()
+            summary.personID = p.person.account.id
+            let real = await #expect(throws: RPCError.self) {
+                try await h.records.getSummary(summary, options: RecordsHarness.bearer(p.nurseElsewhere.token))
+            }
+            let nobody = UUID().uuidString.lowercased()
+            summary.personID = nobody
+            let madeUp = await #expect(throws: RPCError.self) {
+                try await h.records.getSummary(summary, options: RecordsHarness.bearer(p.nurseElsewhere.token))
+            }
+            #expect(madeUp?.code == .permissionDenied)
+            #expect(madeUp?.message == real?.message)
+            #expect(try await h.accessLogCount(nobody) == 0)
+            #expect(try await h.accessLogCount(p.person.account.id) == 1, "the real person's log still records the denial")
+        }
+    }
+
     @Test("every records row of the authorization matrix", arguments: matrix.map { "\($0.0.rawValue):\($0.1):\($0.2)" })
     func matrixRow(_ encoded: String) async throws {
         let parts = encoded.split(separator: ":")

@@ -27,7 +27,10 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         let purpose = String(purpose.trimmingCharacters(in: .whitespacesAndNewlines).prefix(200))
         let decision = try await identity.authorizer.decide(principal, action, person: person)
         let isSelf = principal.subjectID == person && principal.isPerson
-        if !isSelf {
+        // Every access to someone's record is logged, denials too; calls naming no one's id
+        // are not (the log is the person's, and made-up ids must not fill it).
+        let someone = decision.isAllowed ? true : try await identity.authorizer.facts(for: principal, person: person).personExists
+        if !isSelf, someone {
             let accessAction: String
             switch action {
             case .read: accessAction = "read"
