@@ -170,6 +170,14 @@ struct LedgerHarness {
         return request
     }
 
+    static func reversal(of transaction: String, reason: String, key: String) -> Wholecare_Ledger_V1_ReverseRequest {
+        var request = Wholecare_Ledger_V1_ReverseRequest()
+        request.transactionID = transaction
+        request.reason = reason
+        request.idempotencyKey = key
+        return request
+    }
+
     func transactionCount() async throws -> Int {
         try await db.query("SELECT count(*) AS n FROM transactions")[0].decode("n", as: Int.self)
     }

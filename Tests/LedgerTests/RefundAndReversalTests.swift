@@ -58,10 +58,7 @@ struct RefundAndReversalTests {
             // A purchase partly refunded: reversing it would return the refund twice.
             let second = try await h.ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: p.agency, amount: 10_000), options: provider)
             _ = try await h.ledger.refund(Self.refund(budget, provider: p.agency, amount: 4_000, of: second.id), options: provider)
-            var reverse = Wholecare_Ledger_V1_ReverseRequest()
-            reverse.transactionID = second.id
-            reverse.reason = "Posted twice"
-            reverse.idempotencyKey = "rev-second"
+            var reverse = LedgerHarness.reversal(of: second.id, reason: "Posted twice", key: "rev-second")
             let reversal = await #expect(throws: RPCError.self) { try await h.ledger.reverse(reverse, options: LedgerHarness.bearer(p.finance)) }
             #expect(reversal?.code == .failedPrecondition)
             // A reversed purchase cannot be refunded.
@@ -101,18 +98,12 @@ struct RefundAndReversalTests {
             _ = try await h.ledger.postInvoice(LedgerHarness.invoice(budget: budget, provider: p.agency, amount: 10_000), options: provider)
             let refund = try await h.ledger.refund(RefundAndReversalTests.refund(budget, provider: p.agency, amount: 10_000, of: first.id),
                                                    options: provider)
-            var reverse = Wholecare_Ledger_V1_ReverseRequest()
-            reverse.transactionID = first.id
-            reverse.reason = "Posted in error"
-            reverse.idempotencyKey = "rev-first"
+            var reverse = LedgerHarness.reversal(of: first.id, reason: "Posted in error", key: "rev-first")
             let refused = await #expect(throws: RPCError.self) { try await h.ledger.reverse(reverse, options: LedgerHarness.bearer(p.finance)) }
             #expect(refused?.code == .failedPrecondition)
             #expect(try await h.read(budget: budget, token: p.coordinator).availablePence == 90_000)
             // Undo the refund first; then the purchase itself can be reversed.
-            var undoRefund = Wholecare_Ledger_V1_ReverseRequest()
-            undoRefund.transactionID = refund.id
-            undoRefund.reason = "Refund recorded in error"
-            undoRefund.idempotencyKey = "rev-refund"
+            let undoRefund = LedgerHarness.reversal(of: refund.id, reason: "Refund recorded in error", key: "rev-refund")
             _ = try await h.ledger.reverse(undoRefund, options: LedgerHarness.bearer(p.finance))
             reverse.idempotencyKey = "rev-first-again"
             _ = try await h.ledger.reverse(reverse, options: LedgerHarness.bearer(p.finance))
@@ -168,10 +159,7 @@ struct RefundAndReversalTests {
             transfer.idempotencyKey = "move"
             let moved = try await h.ledger.transfer(transfer, options: LedgerHarness.bearer(p.coordinator))
             let before = try await h.transactionCount()
-            var reverse = Wholecare_Ledger_V1_ReverseRequest()
-            reverse.transactionID = moved.id
-            reverse.reason = "Wrong budget"
-            reverse.idempotencyKey = "undo"
+            let reverse = LedgerHarness.reversal(of: moved.id, reason: "Wrong budget", key: "undo")
             // Northshire's finance staff may correct Northshire's budget, not take money
             // out of Southshire's; and the other way round.
             for token in [p.finance, p.financeElsewhere] {
