@@ -76,15 +76,17 @@ public struct Migrator: Sendable {
         let lockTimeout = lockTimeout, lockAttempts = lockAttempts
         return try await client.withConnection { session in
             // Polled rather than waited for, so that the connection's own lock timeout does
-            // not apply; another process's run may take as long as all its attempts.
-            let deadline = ContinuousClock.now + lockTimeout * lockAttempts
+            // not apply; another process's run may take as long as all its attempts (with
+            // their pauses) at every migration.
+            let otherRun = (lockTimeout + .seconds(2)) * lockAttempts * max(1, migrations.count)
+            let deadline = ContinuousClock.now + otherRun
             while try await !session.query(
                 "SELECT pg_try_advisory_lock(hashtext(\("wholecare.migrate." + schema))) AS locked"
             )[0].decode("locked", as: Bool.self) {
                 guard ContinuousClock.now < deadline else {
                     throw PostgresError(
                         kind: .migration,
-                        safeMessage: "another process kept migrating schema \(schema) for longer than \(lockTimeout * lockAttempts)")
+                        safeMessage: "another process kept migrating schema \(schema) for longer than \(otherRun)")
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }

@@ -101,6 +101,7 @@ struct RefundAndReversalTests {
             var reverse = LedgerHarness.reversal(of: first.id, reason: "Posted in error", key: "rev-first")
             let refused = await #expect(throws: RPCError.self) { try await h.ledger.reverse(reverse, options: LedgerHarness.bearer(p.finance)) }
             #expect(refused?.code == .failedPrecondition)
+            #expect(refused?.message.contains("reverse them first") == true)
             #expect(try await h.read(budget: budget, token: p.coordinator).availablePence == 90_000)
             // Undo the refund first; then the purchase itself can be reversed.
             let undoRefund = LedgerHarness.reversal(of: refund.id, reason: "Refund recorded in error", key: "rev-refund")

@@ -177,13 +177,17 @@ struct ServerRobustnessTests {
                 if test.server.openConnections == 0 { break }
             }
             let reply = try await raw.nextFrame()
+            let closed = test.server.openConnections == 0
             await test.server.shutdown()
             switch reply?.kind {
             case .goaway(let goaway)?:
                 #expect(goaway.status == UInt32(RPCError.Code.deadlineExceeded.rawValue))
                 return
             case nil:
-                return  // closed; the GOAWAY was lost to the reset our later bytes caused
+                // Closed (the GOAWAY lost to the reset our later bytes caused), not merely
+                // silent until the read timed out.
+                #expect(closed, "the server neither answered nor dropped the peer")
+                return
             case let other?:
                 outcomes.append("\(other)")
             }

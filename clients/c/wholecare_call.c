@@ -29,6 +29,14 @@
 #include "wholecare/identity/v1/identity.pb-c.h"
 #include "wholecare/ledger/v1/ledger.pb-c.h"
 
+/* A non-negative whole number of milliseconds, or -1 if the text is not one. */
+static int milliseconds(const char *text) {
+    char *end = NULL;
+    long value = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || value < 0 || value > 24L * 3600 * 1000) return -1;
+    return (int)value;
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: wholecare-call HOST PORT (health|methods|echo TEXT|sleep MS|sign-in CLIENT_ID|budget BUDGET_ID|"
                     "invoice BUDGET_ID --provider ORG --amount PENCE --reference REF --start DATE [--end DATE] "
@@ -55,8 +63,8 @@ int main(int argc, char **argv) {
     long long amount = 0, council_rate = -1, daily_living = 0;
     for (int i = first_option; i < argc; i++) {
         int has_value = i + 1 < argc;
-        if (strcmp(argv[i], "--timeout") == 0 && has_value) timeout_ms = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--connect-timeout") == 0 && has_value) connect_timeout_ms = atoi(argv[++i]);
+        if (strcmp(argv[i], "--timeout") == 0 && has_value) timeout_ms = milliseconds(argv[++i]);
+        else if (strcmp(argv[i], "--connect-timeout") == 0 && has_value) connect_timeout_ms = milliseconds(argv[++i]);
         else if (strcmp(argv[i], "--token") == 0 && has_value) token = argv[++i];
         else if (strcmp(argv[i], "--provider") == 0 && has_value) provider = argv[++i];
         else if (strcmp(argv[i], "--amount") == 0 && has_value) amount = atoll(argv[++i]);

@@ -118,6 +118,8 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
             throw RPCError(code: .failedPrecondition, message: "this would give the budget back more than it paid: "
                 + "refunds may not exceed what the budget paid the provider, nor the purchase they refund, "
                 + "and a reversed purchase cannot be refunded")
+        case .purchaseHasRefunds:
+            throw RPCError(code: .failedPrecondition, message: "this purchase has refunds: reverse them first")
         }
     }
 

@@ -62,6 +62,8 @@ public enum PostOutcome: Sendable, Equatable {
     /// A refund (or the reversal of a purchase) would give the budget back more than it
     /// paid the provider, or more than the purchase it refunds.
     case refundExceedsPayments
+    /// A purchase with refunds that stand cannot be reversed.
+    case purchaseHasRefunds
 }
 
 /// The ledger schema's SQL. Every posting is one statement: the idempotency key, the
@@ -250,6 +252,7 @@ public struct LedgerStore: Sendable {
         } catch let error as PostgresError where error.sqlState == "P0001" {
             if error.serverMessage?.contains("commitment_not_open") == true { return .commitmentNotOpen }
             if error.serverMessage?.contains("refund_exceeds_payments") == true { return .refundExceedsPayments }
+            if error.serverMessage?.contains("purchase_has_refunds") == true { return .purchaseHasRefunds }
             return .insufficientFunds
         } catch let error as PostgresError where error.sqlState == "23514" && error.constraint == "budgets_check" {
             return .insufficientFunds

@@ -29,7 +29,8 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         let isSelf = principal.subjectID == person && principal.isPerson
         // Every access to someone's record is logged, denials too; calls naming no one's id
         // are not (the log is the person's, and made-up ids must not fill it).
-        let someone = decision.isAllowed ? true : try await identity.authorizer.facts(for: principal, person: person).personExists
+        // (If identity cannot say, the refusal is logged anyway.)
+        let someone = decision.isAllowed ? true : ((try? await identity.authorizer.facts(for: principal, person: person))?.personExists ?? true)
         if !isSelf, someone {
             let accessAction: String
             switch action {

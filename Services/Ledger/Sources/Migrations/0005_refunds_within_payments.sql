@@ -18,8 +18,9 @@
 --     even when other payments to the provider would cover it.
 -- Every such write also updates the budget's row, which serialises them per budget: a
 -- second refund waits for the first to commit, and its check (a new statement in the
--- trigger, so a new snapshot) then sees it. Refunds posted before this migration name no
--- purchase, so only the first rule covers them.
+-- trigger, so a new snapshot) then sees it. A refund that names no purchase (allowed, and
+-- every refund posted before this migration) is covered by the first rule only; it
+-- carries no care-cap share, so nothing is counted twice.
 
 ALTER TABLE transactions ADD COLUMN refunds_id uuid;
 CREATE INDEX transactions_refunds ON transactions (refunds_id) WHERE refunds_id IS NOT NULL;
@@ -60,7 +61,10 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM transactions undo WHERE undo.reverses_id = x.id)) s
         WHERE s.refunded > purchase.amount
            OR EXISTS (SELECT 1 FROM transactions undo WHERE undo.reverses_id = purchase.id)
-    ) OR EXISTS (
+    ) THEN
+        PERFORM ledger_refuse('refund_exceeds_payments');
+    END IF;
+    IF EXISTS (
         SELECT 1
         FROM new_transactions v
         CROSS JOIN LATERAL (
@@ -70,7 +74,7 @@ BEGIN
             LIMIT 1) standing
         WHERE v.reverses_id IS NOT NULL
     ) THEN
-        PERFORM ledger_refuse('refund_exceeds_payments');
+        PERFORM ledger_refuse('purchase_has_refunds');
     END IF;
     RETURN NULL;
 END $$;
