@@ -43,21 +43,25 @@ public struct IdentityLink: Sendable {
     /// list is a second old, so an organisation created a moment ago is found (and made-up
     /// ids cost at most one fetch a second).
     public func organisations(_ ids: [UUID]) async throws -> Set<UUID> {
-        func known(_ list: Set<UUID>) -> Set<UUID> { Set(ids).intersection(list) }
+        let wanted = Set(ids)
         let now = ContinuousClock.now
-        if let cached = organisationList.withLock({ $0 }) {
-            let found = known(cached.ids)
-            if found.count == Set(ids).count || now - cached.at < .seconds(1) {
-                if now - cached.at < .seconds(60) { return found }
-            }
+        // Answer from the list unless it is over a minute old, or misses an id and nobody
+        // has asked identity in the last second (one call asks; the others use the list).
+        let cached = organisationList.withLock { state -> Set<UUID>? in
+            let fresh = state.at.map { now - $0 < .seconds(60) } ?? false
+            let found = wanted.intersection(state.ids)
+            if fresh && (found == wanted || state.asked.map({ now - $0 < .seconds(1) }) == true) { return found }
+            state.asked = now
+            return nil
         }
+        if let cached { return cached }
         let token = try await credentials.token()
         let response = try await anonymousIdentity.listOrganisations(.init(), options: CallOptions(metadata: ["authorization": "Bearer " + token]))
         let list = Set(response.organisations.compactMap { UUID(hyphenated: $0.id) })
-        organisationList.withLock { cached in
-            if cached.map({ $0.at < now }) != false { cached = (list, now) }  // a slower, older fetch never wins
+        organisationList.withLock { state in
+            if state.at.map({ $0 < now }) != false { (state.ids, state.at) = (list, now) }  // an older fetch never wins
         }
-        return known(list)
+        return wanted.intersection(list)
     }
 
     /// Identity's API, authenticated as this service (plus `on-behalf-of` when serving a person).
@@ -177,8 +181,12 @@ final class NameCache: Sendable {
 }
 
 final class OrganisationListCache: Sendable {
-    private let state = Mutex<(ids: Set<UUID>, at: ContinuousClock.Instant)?>(nil)
-    func withLock<T>(_ body: (inout (ids: Set<UUID>, at: ContinuousClock.Instant)?) -> T) -> T {
-        state.withLock { body(&$0) }
+    struct State {
+        var ids: Set<UUID> = []
+        /// When the list was fetched, and when identity was last asked for it.
+        var at: ContinuousClock.Instant?
+        var asked: ContinuousClock.Instant?
     }
+    private let state = Mutex(State())
+    func withLock<T>(_ body: (inout State) -> T) -> T { state.withLock { body(&$0) } }
 }

@@ -142,14 +142,14 @@ public struct LedgerStore: Sendable {
     /// The account of a funder or provider organisation, created on first use (callers
     /// check first that the organisation exists: see `LedgerRPCService`).
     public func organisationAccount(kind: String, organisation: UUID) async throws -> UUID {
-        let key = "\(kind):\(organisation)"
-        if let hit = cache.account(key) { return hit }
+        if let id = try await existingOrganisationAccount(kind: kind, organisation: organisation) { return id }
         try await db.query("""
             INSERT INTO accounts (id, kind, organisation_id, name) VALUES (\(UUID()), \(kind), \(organisation), \(kind + " " + organisation.lowercasedString))
             ON CONFLICT (kind, organisation_id) WHERE kind IN ('funder', 'provider') DO NOTHING
             """)
-        let id = try await db.query("SELECT id FROM accounts WHERE kind = \(kind) AND organisation_id = \(organisation)")[0].decode("id", as: UUID.self)
-        cache.setAccount(key, id)
+        guard let id = try await existingOrganisationAccount(kind: kind, organisation: organisation) else {
+            throw PostgresError(kind: .server, safeMessage: "an organisation account could not be opened")
+        }
         return id
     }
 
