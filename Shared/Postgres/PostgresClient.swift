@@ -394,6 +394,13 @@ public struct PostgresBlockingSession: @unchecked Sendable {
     public func query(_ query: PostgresQuery) throws -> PostgresRows {
         try connection.execute(query)
     }
+
+    /// Runs the statements in one round trip and returns their rows in order; if one
+    /// fails, the later ones are not run and, outside an explicit transaction, nothing the
+    /// list wrote is kept (libpq pipeline mode).
+    public func pipeline(_ queries: [PostgresQuery]) throws -> [PostgresRows] {
+        try connection.executePipeline(queries)
+    }
 }
 
 /// A session on one connection, handed to `withConnection` / `withTransaction` bodies.

@@ -92,26 +92,7 @@ final class PostgresConnection: @unchecked Sendable {
     /// prepared statement on later calls with the same text.
     func execute(_ query: PostgresQuery) throws -> PostgresRows {
         guard let handle else { throw Self.lostError(nil) }
-        let types = query.binds.map { Oid($0.type.rawValue) }
-        let cacheKey = types.isEmpty ? query.sql : query.sql + "\u{0}" + types.map(String.init).joined(separator: ",")
-        let name: String
-        if let cached = statementNames[cacheKey] {
-            name = cached
-        } else {
-            if statementNames.count >= statementCacheLimit {
-                // Simple bound: forget everything rather than track recency.
-                try executeSimple("DEALLOCATE ALL")
-                statementNames.removeAll(keepingCapacity: true)
-            }
-            statementCounter += 1
-            name = "wc_\(statementCounter)"
-            let prepared = types.withUnsafeBufferPointer { typeBuffer in
-                PQprepare(handle, name, query.sql, Int32(types.count), typeBuffer.baseAddress)
-            }
-            defer { PQclear(prepared) }
-            try check(prepared)
-            statementNames[cacheKey] = name
-        }
+        let name = try preparedName(for: query)
         let result = try withBinds(query.binds) { values, lengths, formats in
             PQexecPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
         }
@@ -124,10 +105,115 @@ final class PostgresConnection: @unchecked Sendable {
         return Self.read(result!)
     }
 
-    private func withBinds(
+    /// The name of the statement prepared for `query`'s text and bind types on this
+    /// connection, preparing it (one round trip) the first time.
+    private func preparedName(for query: PostgresQuery) throws -> String {
+        guard let handle else { throw Self.lostError(nil) }
+        let cacheKey = cacheKey(for: query)
+        if let cached = statementNames[cacheKey] { return cached }
+        if statementNames.count >= statementCacheLimit {
+            // Simple bound: forget everything rather than track recency.
+            try executeSimple("DEALLOCATE ALL")
+            statementNames.removeAll(keepingCapacity: true)
+        }
+        statementCounter += 1
+        let name = "wc_\(statementCounter)"
+        let types = query.binds.map { Oid($0.type.rawValue) }
+        let prepared = types.withUnsafeBufferPointer { typeBuffer in
+            PQprepare(handle, name, query.sql, Int32(types.count), typeBuffer.baseAddress)
+        }
+        defer { PQclear(prepared) }
+        try check(prepared)
+        statementNames[cacheKey] = name
+        return name
+    }
+
+    /// Runs several statements in one round trip (libpq's pipeline mode): all of them are
+    /// sent, then all their results read. Outside an explicit transaction they form one
+    /// implicit transaction, so if one fails, those after it are not run, nothing the list
+    /// would have written is kept, and the first failure is thrown. (Each statement still
+    /// takes its own snapshot under READ COMMITTED.) Statements not yet prepared on this
+    /// connection are prepared first, one round trip each, as ``execute(_:)`` does.
+    func executePipeline(_ queries: [PostgresQuery]) throws -> [PostgresRows] {
+        guard let handle else { throw Self.lostError(nil) }
+        guard !queries.isEmpty else { return [] }
+        let unprepared = queries.filter { statementNames[cacheKey(for: $0)] == nil }.count
+        if unprepared > 0, statementNames.count + unprepared > statementCacheLimit {
+            // Make room for all of them at once, so preparing one never forgets another.
+            try executeSimple("DEALLOCATE ALL")
+            statementNames.removeAll(keepingCapacity: true)
+        }
+        let names = try queries.map { try preparedName(for: $0) }
+        guard PQenterPipelineMode(handle) == 1 else {
+            throw Self.lostError(String(cString: PQerrorMessage(handle)))
+        }
+        var results: [PostgresRows] = []
+        results.reserveCapacity(queries.count)
+        var failure: (any Error)?
+        for (query, name) in zip(queries, names) {
+            let sent = try withBinds(query.binds) { values, lengths, formats in
+                PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
+            }
+            guard sent == 1 else {
+                // Nothing can be read back reliably after a failed send: the connection goes.
+                isBroken = true
+                throw Self.lostError(String(cString: PQerrorMessage(handle)))
+            }
+        }
+        guard PQpipelineSync(handle) == 1 else {
+            isBroken = true
+            throw Self.lostError(String(cString: PQerrorMessage(handle)))
+        }
+        // Each statement's result is followed by a NULL; the sync's result comes last.
+        var ends = 0
+        reading: while true {
+            guard let result = PQgetResult(handle) else {
+                ends += 1
+                if ends > queries.count || PQstatus(handle) != CONNECTION_OK {
+                    isBroken = true
+                    throw Self.lostError(String(cString: PQerrorMessage(handle)))
+                }
+                continue
+            }
+            switch PQresultStatus(result) {
+            case PGRES_PIPELINE_SYNC:
+                PQclear(result)
+                break reading
+            case PGRES_PIPELINE_ABORTED:
+                // Not run because an earlier statement failed (that failure is kept).
+                PQclear(result)
+            default:
+                do {
+                    try check(result)
+                    results.append(Self.read(result))
+                } catch {
+                    PQclear(result)
+                    if failure == nil { failure = error }
+                    if isBroken { throw error }
+                }
+            }
+        }
+        guard PQexitPipelineMode(handle) == 1 else {
+            isBroken = true
+            throw Self.lostError(String(cString: PQerrorMessage(handle)))
+        }
+        if let failure { throw failure }
+        guard results.count == queries.count else {
+            isBroken = true
+            throw Self.lostError("a pipeline returned \(results.count) results for \(queries.count) statements")
+        }
+        return results
+    }
+
+    private func cacheKey(for query: PostgresQuery) -> String {
+        let types = query.binds.map { Oid($0.type.rawValue) }
+        return types.isEmpty ? query.sql : query.sql + "\u{0}" + types.map(String.init).joined(separator: ",")
+    }
+
+    private func withBinds<R>(
         _ binds: [PostgresBind],
-        _ body: (UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> OpaquePointer?
-    ) throws -> OpaquePointer? {
+        _ body: (UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> R
+    ) throws -> R {
         // Copy every bind into one contiguous buffer so the pointers stay valid for the call.
         var offsets: [Int] = []
         var lengths: [Int32] = []

@@ -174,12 +174,10 @@ public struct RecordsStore: Sendable {
         return (rows, next)
     }
 
-    /// What a summary needs in one round trip: every active condition, medication,
-    /// allergy and goal, plus the latest entries of any kind.
     /// What a record summary shows, read on one connection in one hop to the database
-    /// thread, rows decoded (and decrypted) there: the current details, the active
-    /// conditions, medications, allergies and goals, the latest entries, and each active
-    /// goal's latest progress.
+    /// thread and one round trip to the server, rows decoded (and decrypted) there: the
+    /// current details, the active conditions, medications, allergies and goals, the latest
+    /// entries, and each active goal's latest progress.
     public struct SummaryData: Sendable {
         public var details: DetailsVersion?
         public var active: [RecordEntry]
@@ -189,13 +187,24 @@ public struct RecordsStore: Sendable {
 
     public func summary(person: UUID, latest: Int) async throws -> SummaryData {
         try await db.withBlockingConnection { session in
-            let details = try session.query(Self.currentDetailsQuery(person)).first.map(self.details)
-            let active = try session.query(Self.activeEntriesQuery(person)).map(self.entry)
-            let recent = try session.query(Self.latestEntriesQuery(person, latest)).map(self.entry)
-            let goals = active.filter { $0.kind == "goal" }.map(\.lineageID)
-            let progress = goals.isEmpty ? [:] : try self.progressByGoal(session.query(Self.latestProgressQuery(goals)))
-            return SummaryData(details: details, active: active, latest: recent, progress: progress)
+            // One round trip for the four reads (a pipeline), not one per statement.
+            let rows = try session.pipeline([
+                Self.currentDetailsQuery(person), Self.activeEntriesQuery(person),
+                Self.latestEntriesQuery(person, latest), Self.activeGoalsProgressQuery(person),
+            ])
+            return SummaryData(details: try rows[0].first.map(self.details), active: try rows[1].map(self.entry),
+                               latest: try rows[2].map(self.entry), progress: try self.progressByGoal(rows[3]))
         }
+    }
+
+    /// The latest progress of each of the person's active goals.
+    static func activeGoalsProgressQuery(_ person: UUID) -> PostgresQuery {
+        """
+        SELECT DISTINCT ON (goal_lineage_id) id, goal_lineage_id, percent, note_sealed, source_kind, author_id, author_display, recorded_at
+        FROM goal_progress WHERE goal_lineage_id IN (
+            SELECT lineage_id FROM entries WHERE person_id = \(person) AND kind = 'goal' AND status = 'active')
+        ORDER BY goal_lineage_id, recorded_at DESC
+        """
     }
 
     static func activeEntriesQuery(_ person: UUID) -> PostgresQuery {

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("Pipelines (several statements in one round trip)")
+struct PipelineTests {
+    @Test("results come back in order, with their binds, also when a statement returns no rows, and again on later runs")
+    func resultsInOrder() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            try await db.query("CREATE TABLE t (id int PRIMARY KEY, name text)")
+            try await db.query("INSERT INTO t SELECT n, 'name ' || n FROM generate_series(1, 5) n")
+            for round in 1...3 {
+                let (pid, rows) = try await db.withBlockingConnection { session -> (Int, [PostgresRows]) in
+                    let pid = try session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+                    let rows = try session.pipeline([
+                        "SELECT name FROM t WHERE id = \(2)",
+                        "SELECT id FROM t WHERE id > \(round + 1) ORDER BY id",
+                        "SELECT id FROM t WHERE name = \("nobody's")",
+                        "SELECT count(*) AS n, \("it's \"quoted\"")::text AS echo FROM t",
+                    ])
+                    return (pid, rows)
+                }
+                #expect(rows.count == 4)
+                #expect(try rows[0].map { try $0.decode("name", as: String.self) } == ["name 2"])
+                #expect(try rows[1].map { try $0.decode("id", as: Int.self) } == Array((round + 2)...5))
+                #expect(rows[2].isEmpty)
+                #expect(try rows[3][0].decode("n", as: Int.self) == 5)
+                #expect(try rows[3][0].decode("echo", as: String.self) == "it's \"quoted\"")
+                // The connection is back in normal mode, serving single statements.
+                #expect(try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self) == pid)
+            }
+            #expect(try await db.withBlockingConnection { try $0.pipeline([]) }.isEmpty)
+        }
+    }
+
+    @Test("a failing statement stops the rest, keeps nothing the list wrote, and leaves the connection usable")
+    func failureStopsTheRest() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            try await db.query("CREATE TABLE t (id int PRIMARY KEY)")
+            try await db.query("INSERT INTO t VALUES (1)")
+            let error = await #expect(throws: PostgresError.self) {
+                try await db.withBlockingConnection { session in
+                    try session.pipeline([
+                        "INSERT INTO t VALUES (\(10))",
+                        "INSERT INTO t VALUES (\(1))",  // duplicate key
+                        "INSERT INTO t VALUES (\(11))",
+                    ])
+                }
+            }
+            #expect(error?.sqlState == "23505")
+            #expect(error?.description.contains("(1)") == false, "no values in the description")
+            // Neither the insert before the failure nor the one after it is kept.
+            #expect(try await db.query("SELECT id FROM t ORDER BY id").map { try $0.decode("id", as: Int.self) } == [1])
+            // The same (only) connection works normally, also for another pipeline.
+            let rows = try await db.withBlockingConnection { session in
+                try session.pipeline(["INSERT INTO t VALUES (\(12)) RETURNING id", "SELECT count(*) AS n FROM t"])
+            }
+            #expect(try rows[0][0].decode("id", as: Int.self) == 12)
+            #expect(try rows[1][0].decode("n", as: Int.self) == 2, "each statement sees the ones before it")
+        }
+    }
+
+    @Test("inside a transaction a pipeline's writes commit or roll back with it")
+    func insideATransaction() async throws {
+        struct Boom: Error {}
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            try await db.query("CREATE TABLE t (id int PRIMARY KEY)")
+            try await db.withBlockingTransaction { session in
+                _ = try session.pipeline(["INSERT INTO t VALUES (\(1))", "INSERT INTO t VALUES (\(2))"])
+                try session.query("INSERT INTO t VALUES (\(3))")
+            }
+            await #expect(throws: Boom.self) {
+                try await db.withBlockingTransaction { session in
+                    _ = try session.pipeline(["INSERT INTO t VALUES (\(4))", "INSERT INTO t VALUES (\(5))"])
+                    throw Boom()
+                }
+            }
+            #expect(try await db.query("SELECT id FROM t ORDER BY id").map { try $0.decode("id", as: Int.self) } == [1, 2, 3])
+        }
+    }
+
+    @Test("a pipeline of more new statements than the statement cache holds still runs every one")
+    func statementCacheOverflow() async throws {
+        let db = PostgresClient(
+            configuration: PostgresConfiguration(connectionString: try TestDatabase.adminURL(), maxConnections: 1, statementCacheLimit: 3),
+            logger: Logger(label: "tests.postgres"))
+        let rows = try await db.withBlockingConnection { session -> [PostgresRows] in
+            // Two statements cached; then three new ones: preparing them one by one would
+            // overflow the cache half way and forget the first before it is sent.
+            _ = try session.pipeline(["SELECT \(1) + 0 AS v", "SELECT \(2) - 0 AS v"])
+            return try session.pipeline((1...3).map { n in PostgresQuery(unsafeSQL: "SELECT \(n) * 100 AS v") })
+        }
+        #expect(try rows.map { try $0[0].decode("v", as: Int.self) } == [100, 200, 300])
+        await db.shutdown()
+    }
+}
