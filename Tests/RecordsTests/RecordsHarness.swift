@@ -18,6 +18,7 @@ struct RecordsHarness {
     let store: RecordsStore
     let db: PostgresClient
     let schema: String
+    let service: RecordsRPCService
 
     struct People {
         let admin: String
@@ -32,7 +33,7 @@ struct RecordsHarness {
         let providerNoConsent: String
     }
 
-    static func with<T: Sendable>(_ body: (RecordsHarness) async throws -> T) async throws -> T {
+    static func with<T: Sendable>(refusals: RefusalLog = RefusalLog(), _ body: (RecordsHarness) async throws -> T) async throws -> T {
         try await IdentityHarness.with { identity in
             try await TestDatabase.withFreshSchema(maxConnections: 6) { db, schema in
                 try await Migrator(schema: schema, migrations: try RecordsServiceApp.migrations()).migrate(using: db)
@@ -43,10 +44,11 @@ struct RecordsHarness {
                 let cipher = try FieldCipher(keys: ["test-1": SecureRandom.bytes(32)], currentKeyID: "test-1")
                 let store = RecordsStore(db: db, cipher: cipher)
                 var router = RPCRouter()
-                router.register(RecordsRPCService(store: store, identity: link))
+                let service = RecordsRPCService(store: store, identity: link, refusals: refusals)
+                router.register(service)
                 router.interceptors = [link.authInterceptor()]
                 let records = Wholecare_Records_V1_Records.Client(RPCClient(channel: InProcessChannel(router: router), retryPolicy: .none))
-                return try await body(RecordsHarness(identity: identity, records: records, store: store, db: db, schema: schema))
+                return try await body(RecordsHarness(identity: identity, records: records, store: store, db: db, schema: schema, service: service))
             }
         }
     }

@@ -82,4 +82,6 @@ public struct AccessLogRow: Sendable, Equatable {
     public var purpose: String
     public var allowed: Bool
     public var at: Date
+    /// How many refusals the row stands for (1 for an access; see `RefusalLog`).
+    public var repeats: Int
 }

@@ -10,10 +10,14 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     let store: RecordsStore
     let identity: IdentityLink
     let now: @Sendable () -> Date
+    /// Repeated refusals of one caller, counted rather than logged row by row.
+    public let refusals: RefusalLog
 
-    public init(store: RecordsStore, identity: IdentityLink, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(store: RecordsStore, identity: IdentityLink, refusals: RefusalLog = RefusalLog(),
+                now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.identity = identity
+        self.refusals = refusals
         self.now = now
     }
 
@@ -42,10 +46,14 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
             case .allow(let b): basis = b.rawValue
             case .deny(let reason): basis = "denied: " + reason
             }
-            try await store.logAccess(
-                person: person, accessorID: principal.subject, accessorKind: principal.kind.rawValue,
-                organisation: principal.organisationID, action: accessAction, part: part, basis: basis, purpose: purpose,
-                allowed: decision.isAllowed)
+            // A caller refused again and again is counted after the first few rows a
+            // minute, and the count written as one row (see `RefusalLog`).
+            let access = RefusalLog.Refusal(
+                key: .init(accessorID: principal.subject, person: person, action: accessAction, part: part),
+                accessorKind: principal.kind.rawValue, organisation: principal.organisationID, basis: basis, purpose: purpose, at: Date())
+            if decision.isAllowed || refusals.admit(access) {
+                try await store.logAccess(access, allowed: decision.isAllowed)
+            }
         }
         if case .deny(let reason) = decision {
             throw RPCError(code: .permissionDenied, message: "not allowed to \(action) of this person: \(reason)")
@@ -267,6 +275,21 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
 
     // MARK: - Access log and FHIR
 
+    /// Writes the refusals `refusals` has counted, one row per caller, person, action and
+    /// part: those whose minute is over, or every one (`all`, at shutdown). What cannot be
+    /// written now is kept for the next call.
+    public func writeHeldRefusals(all: Bool = false) async {
+        var unwritten: [RefusalLog.Refusal] = []
+        for refusal in refusals.due(all: all) {
+            do {
+                try await store.logAccess(refusal, allowed: false)
+            } catch {
+                unwritten.append(refusal)
+            }
+        }
+        if !unwritten.isEmpty { refusals.retry(unwritten) }
+    }
+
     public func listAccessLog(request: Wholecare_Records_V1_ListAccessLogRequest, context: ServerContext) async throws -> Wholecare_Records_V1_ListAccessLogResponse {
         let person = try Validate.uuid(request.personID, field: "person_id")
         let principal = try context.principal()
@@ -299,6 +322,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
             entry.basis = row.basis
             entry.purpose = row.purpose
             entry.allowed = row.allowed
+            entry.repeats = UInt32(clamping: row.repeats)
             return entry
         }
         if rows.count > limit, let last = page.last { response.nextCursor = String(last.id) }

@@ -4,6 +4,7 @@ import Logging
 import Postgres
 import RPC
 import ServiceKit
+import ServiceLifecycle
 import WholeCareCrypto
 
 /// Wires the records service together: database pool, field cipher, identity link, RPC
@@ -30,7 +31,10 @@ public enum RecordsServiceApp {
             router.register(service)
             router.interceptors = [identity.authInterceptor()]
             let rpc = try runner.makeRPCServer(router: router)
-            try await runner.run(services: [database, rpc], checks: [database.readinessCheck])
+            // Shutdown runs in reverse: the RPC server stops first, then the held refusals
+            // are written, then the database closes.
+            let refusals = HeldRefusalWriter(service: service)
+            try await runner.run(services: [database, refusals, rpc], checks: [database.readinessCheck])
             await identity.close()
         } catch {
             ServiceRunner.fail(error, service: descriptor.name)
@@ -42,5 +46,22 @@ public enum RecordsServiceApp {
             throw CocoaError(.fileNoSuchFile)
         }
         return try Migration.load(directory: directory)
+    }
+}
+
+/// Writes the refusals the records service has counted (see `RefusalLog`) every few
+/// seconds, and all of them at shutdown.
+struct HeldRefusalWriter: Service {
+    let service: RecordsRPCService
+    var interval: Duration = .seconds(5)
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                await service.writeHeldRefusals()
+            }
+        }
+        await service.writeHeldRefusals(all: true)
     }
 }

@@ -342,17 +342,20 @@ public struct RecordsStore: Sendable {
 
     // MARK: Access log
 
-    public func logAccess(person: UUID, accessorID: String, accessorKind: String, organisation: UUID?, action: String,
-                          part: String, basis: String, purpose: String, allowed: Bool) async throws {
+    /// Writes one access-log row: an access, or `access.count` refusals counted together
+    /// (at the last one's time).
+    public func logAccess(_ access: RefusalLog.Refusal, allowed: Bool) async throws {
+        let k = access.key
         try await db.query("""
-            INSERT INTO access_log (person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed)
-            VALUES (\(person), \(accessorID), \(accessorKind), \(organisation), \(action), \(part), \(basis), \(purpose), \(allowed))
+            INSERT INTO access_log (person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed, at, repeats)
+            VALUES (\(k.person), \(k.accessorID), \(access.accessorKind), \(access.organisation), \(k.action), \(k.part), \(access.basis),
+                    \(access.purpose), \(allowed), \(access.at), \(access.count))
             """)
     }
 
     public func accessLog(person: UUID, limit: Int, before: Int64?) async throws -> [AccessLogRow] {
         var query: PostgresQuery = """
-            SELECT id, person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed, at
+            SELECT id, person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed, at, repeats
             FROM access_log WHERE person_id = \(person)
             """
         if let before { query.append(" AND id < \(before)") }
@@ -361,7 +364,8 @@ public struct RecordsStore: Sendable {
             AccessLogRow(id: try row.decode("id"), personID: try row.decode("person_id"), accessorID: try row.decode("accessor_id"),
                          accessorKind: try row.decode("accessor_kind"), organisationID: try row.decode("organisation_id"),
                          action: try row.decode("action"), part: try row.decode("part"), basis: try row.decode("basis"),
-                         purpose: try row.decode("purpose"), allowed: try row.decode("allowed"), at: try row.decode("at"))
+                         purpose: try row.decode("purpose"), allowed: try row.decode("allowed"), at: try row.decode("at"),
+                         repeats: try row.decode("repeats"))
         }
     }
 }

@@ -1083,6 +1083,12 @@ public nonisolated struct Wholecare_Records_V1_AccessLogEntry: Sendable {
 
   public var allowed: Bool = false
 
+  /// How many refusals this entry stands for: 1, or more when the same caller was refused
+  /// again and again for the same part within a minute. After the first few such refusals
+  /// have entries of their own, the rest are counted and shown as one entry with the last
+  /// one's time, reason and purpose. Accesses that were allowed always have an entry each.
+  public var repeats: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2929,7 +2935,7 @@ nonisolated extension Wholecare_Records_V1_GetSummaryRequest: SwiftProtobuf.Mess
 
 nonisolated extension Wholecare_Records_V1_AccessLogEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AccessLogEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}at\0\u{3}accessor_id\0\u{3}accessor_name\0\u{3}accessor_kind\0\u{3}organisation_id\0\u{3}organisation_name\0\u{1}action\0\u{1}part\0\u{1}basis\0\u{1}purpose\0\u{1}allowed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}at\0\u{3}accessor_id\0\u{3}accessor_name\0\u{3}accessor_kind\0\u{3}organisation_id\0\u{3}organisation_name\0\u{1}action\0\u{1}part\0\u{1}basis\0\u{1}purpose\0\u{1}allowed\0\u{1}repeats\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2949,6 +2955,7 @@ nonisolated extension Wholecare_Records_V1_AccessLogEntry: SwiftProtobuf.Message
       case 10: try { try decoder.decodeSingularStringField(value: &self.basis) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.purpose) }()
       case 12: try { try decoder.decodeSingularBoolField(value: &self.allowed) }()
+      case 13: try { try decoder.decodeSingularUInt32Field(value: &self.repeats) }()
       default: break
       }
     }
@@ -2991,6 +2998,9 @@ nonisolated extension Wholecare_Records_V1_AccessLogEntry: SwiftProtobuf.Message
     if self.allowed != false {
       try visitor.visitSingularBoolField(value: self.allowed, fieldNumber: 12)
     }
+    if self.repeats != 0 {
+      try visitor.visitSingularUInt32Field(value: self.repeats, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3007,6 +3017,7 @@ nonisolated extension Wholecare_Records_V1_AccessLogEntry: SwiftProtobuf.Message
     if lhs.basis != rhs.basis {return false}
     if lhs.purpose != rhs.purpose {return false}
     if lhs.allowed != rhs.allowed {return false}
+    if lhs.repeats != rhs.repeats {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
