@@ -137,14 +137,19 @@ final class PostgresConnection: @unchecked Sendable {
     func executePipeline(_ queries: [PostgresQuery]) throws -> [PostgresRows] {
         guard let handle else { throw Self.lostError(nil) }
         guard !queries.isEmpty else { return [] }
-        let unprepared = queries.filter { statementNames[cacheKey(for: $0)] == nil }.count
+        let unprepared = Set(queries.map(cacheKey(for:))).filter { statementNames[$0] == nil }.count
         if unprepared > 0, statementNames.count + unprepared > statementCacheLimit {
+            guard unprepared <= statementCacheLimit else {
+                throw PostgresError(kind: .server, safeMessage: "a pipeline has more new statements than the statement cache holds (\(statementCacheLimit))")
+            }
             // Make room for all of them at once, so preparing one never forgets another.
             try executeSimple("DEALLOCATE ALL")
             statementNames.removeAll(keepingCapacity: true)
         }
         let names = try queries.map { try preparedName(for: $0) }
         guard PQenterPipelineMode(handle) == 1 else {
+            // Only possible with results still unread: the connection's state is unknown.
+            isBroken = true
             throw Self.lostError(String(cString: PQerrorMessage(handle)))
         }
         var results: [PostgresRows] = []

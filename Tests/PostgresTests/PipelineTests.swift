@@ -81,18 +81,31 @@ struct PipelineTests {
         }
     }
 
-    @Test("a pipeline of more new statements than the statement cache holds still runs every one")
+    @Test("new statements that fill the statement cache still all run; more than it can hold are refused clearly")
     func statementCacheOverflow() async throws {
         let db = PostgresClient(
             configuration: PostgresConfiguration(connectionString: try TestDatabase.adminURL(), maxConnections: 1, statementCacheLimit: 3),
             logger: Logger(label: "tests.postgres"))
-        let rows = try await db.withBlockingConnection { session -> [PostgresRows] in
-            // Two statements cached; then three new ones: preparing them one by one would
-            // overflow the cache half way and forget the first before it is sent.
-            _ = try session.pipeline(["SELECT \(1) + 0 AS v", "SELECT \(2) - 0 AS v"])
-            return try session.pipeline((1...3).map { n in PostgresQuery(unsafeSQL: "SELECT \(n) * 100 AS v") })
+        do {
+            let rows = try await db.withBlockingConnection { session -> [PostgresRows] in
+                // Two statements cached; then three new ones (one of them twice): preparing
+                // them one by one would overflow the cache half way and forget the first
+                // before it is sent.
+                _ = try session.pipeline(["SELECT \(1) + 0 AS v", "SELECT \(2) - 0 AS v"])
+                return try session.pipeline([100, 200, 300, 100].map { n in PostgresQuery(unsafeSQL: "SELECT \(n) AS v") })
+            }
+            #expect(try rows.map { try $0[0].decode("v", as: Int.self) } == [100, 200, 300, 100])
+            let tooMany = await #expect(throws: PostgresError.self) {
+                try await db.withBlockingConnection { session in
+                    try session.pipeline((1...4).map { n in PostgresQuery(unsafeSQL: "SELECT \(n) * 7 AS v") })
+                }
+            }
+            #expect(tooMany?.description.contains("statement cache") == true)
+            #expect(try await db.query("SELECT 5 AS v")[0].decode("v", as: Int.self) == 5, "the connection still works")
+        } catch {
+            await db.shutdown()
+            throw error
         }
-        #expect(try rows.map { try $0[0].decode("v", as: Int.self) } == [100, 200, 300])
         await db.shutdown()
     }
 }

@@ -47,7 +47,8 @@ struct RepeatedRefusalTests {
             #expect(counted.basis.hasPrefix("denied"))
             #expect(counted.purpose == "attempt 20", "the row carries the last attempt's purpose")
             #expect(counted.accessorName == "Pro nurse@elsewhere.test")
-            #expect(log.dropFirst().allSatisfy { $0.repeats == 1 })
+            #expect(!counted.firstAt.isEmpty && counted.firstAt <= counted.at, "when the counted refusals began and ended")
+            #expect(log.dropFirst().allSatisfy { $0.repeats == 1 && $0.firstAt.isEmpty })
             #expect(log.map(\.repeats).reduce(0, +) == 29, "every attempt is counted: 21 refusals and 8 reads")
             // Nothing is written twice.
             await h.service.writeHeldRefusals(all: true)
@@ -59,10 +60,9 @@ struct RepeatedRefusalTests {
     func windows() {
         let log = RefusalLog(perWindow: 2, window: .seconds(60), capacity: 100)
         let start = ContinuousClock.now
-        let key = RefusalLog.Key(accessorID: "a", person: UUID(), action: "read", part: "summary")
+        let key = RefusalLog.Key(accessorID: "a", accessorKind: "professional", organisation: nil, person: UUID(), action: "read", part: "summary")
         func refusal(_ purpose: String) -> RefusalLog.Refusal {
-            RefusalLog.Refusal(key: key, accessorKind: "professional", organisation: nil, basis: "denied: no relationship",
-                               purpose: purpose, at: Date())
+            RefusalLog.Refusal(key: key, basis: "denied: no relationship", purpose: purpose)
         }
         #expect(log.admit(refusal("1"), now: start))
         #expect(log.admit(refusal("2"), now: start + .seconds(1)))
@@ -91,9 +91,17 @@ struct RepeatedRefusalTests {
         let pending = log.due(all: true, now: start + .seconds(204))
         #expect(pending.map(\.purpose) == ["11"])
         #expect(pending.map(\.count) == [2])
+        #expect(pending.first.map { $0.firstAt! <= $0.lastAt! } == true)
         log.retry(pending)
         #expect(log.due(now: start + .seconds(205)) == pending)
         #expect(log.due(all: true, now: start + .seconds(206)).isEmpty)
+        // A retried count and a new one of the same key become one row, adding up.
+        #expect(!log.admit(refusal("12"), now: start + .seconds(207)))
+        log.retry(pending)
+        let merged = log.due(all: true, now: start + .seconds(208))
+        #expect(merged.map(\.count) == [3])
+        #expect(merged.map(\.purpose) == ["12"], "the latest reason and purpose")
+        #expect(merged.first?.firstAt == pending.first?.firstAt)
     }
 
     @Test("when the limiter is full, a new caller's refusal is written on its own row rather than dropped")
@@ -101,8 +109,9 @@ struct RepeatedRefusalTests {
         let log = RefusalLog(perWindow: 1, window: .seconds(60), capacity: 2)
         let start = ContinuousClock.now
         func refusal(_ accessor: String) -> RefusalLog.Refusal {
-            RefusalLog.Refusal(key: .init(accessorID: accessor, person: UUID(), action: "read", part: "summary"),
-                               accessorKind: "professional", organisation: nil, basis: "denied", purpose: "", at: Date())
+            RefusalLog.Refusal(key: .init(accessorID: accessor, accessorKind: "professional", organisation: nil, person: UUID(),
+                                          action: "read", part: "summary"),
+                               basis: "denied", purpose: "")
         }
         let a = refusal("a"), b = refusal("b")
         #expect(log.admit(a, now: start))

@@ -82,6 +82,8 @@ public struct AccessLogRow: Sendable, Equatable {
     public var purpose: String
     public var allowed: Bool
     public var at: Date
-    /// How many refusals the row stands for (1 for an access; see `RefusalLog`).
+    /// How many refusals the row stands for (1 for an access; see `RefusalLog`), and when
+    /// the first of them was (`at` is the last one's).
     public var repeats: Int
+    public var firstAt: Date?
 }

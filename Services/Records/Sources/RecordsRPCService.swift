@@ -13,7 +13,10 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     /// Repeated refusals of one caller, counted rather than logged row by row.
     public let refusals: RefusalLog
 
-    public init(store: RecordsStore, identity: IdentityLink, refusals: RefusalLog = RefusalLog(),
+    /// `refusals` holds back repeated refusals until ``writeHeldRefusals(all:)`` writes
+    /// them: whoever makes the service must also call that (the records executable runs
+    /// `HeldRefusalWriter`).
+    public init(store: RecordsStore, identity: IdentityLink, refusals: RefusalLog,
                 now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.identity = identity
@@ -49,8 +52,9 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
             // A caller refused again and again is counted after the first few rows a
             // minute, and the count written as one row (see `RefusalLog`).
             let access = RefusalLog.Refusal(
-                key: .init(accessorID: principal.subject, person: person, action: accessAction, part: part),
-                accessorKind: principal.kind.rawValue, organisation: principal.organisationID, basis: basis, purpose: purpose, at: Date())
+                key: .init(accessorID: principal.subject, accessorKind: principal.kind.rawValue, organisation: principal.organisationID,
+                           person: person, action: accessAction, part: part),
+                basis: basis, purpose: purpose)
             if decision.isAllowed || refusals.admit(access) {
                 try await store.logAccess(access, allowed: decision.isAllowed)
             }
@@ -277,10 +281,14 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
 
     /// Writes the refusals `refusals` has counted, one row per caller, person, action and
     /// part: those whose minute is over, or every one (`all`, at shutdown). What cannot be
-    /// written now is kept for the next call.
-    public func writeHeldRefusals(all: Bool = false) async {
+    /// written now is kept for the next call. Returns how many rows were written and how
+    /// many could not be. (If the connection drops just as a row commits, the row is
+    /// written again next time: counts may come out high, never low.)
+    @discardableResult
+    public func writeHeldRefusals(all: Bool = false) async -> (written: Int, unwritten: Int) {
         var unwritten: [RefusalLog.Refusal] = []
-        for refusal in refusals.due(all: all) {
+        let due = refusals.due(all: all)
+        for refusal in due {
             do {
                 try await store.logAccess(refusal, allowed: false)
             } catch {
@@ -288,6 +296,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
             }
         }
         if !unwritten.isEmpty { refusals.retry(unwritten) }
+        return (due.count - unwritten.count, unwritten.count)
     }
 
     public func listAccessLog(request: Wholecare_Records_V1_ListAccessLogRequest, context: ServerContext) async throws -> Wholecare_Records_V1_ListAccessLogResponse {
@@ -323,6 +332,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
             entry.purpose = row.purpose
             entry.allowed = row.allowed
             entry.repeats = UInt32(clamping: row.repeats)
+            entry.firstAt = row.firstAt.map(Timestamp.format) ?? ""
             return entry
         }
         if rows.count > limit, let last = page.last { response.nextCursor = String(last.id) }

@@ -26,14 +26,14 @@ public enum RecordsServiceApp {
             let identity = try IdentityLink.fromEnvironment(runner.environment, service: descriptor.name, logger: runner.logger)
             let client = try runner.makeDatabase()
             let database = DatabaseService(client: client)
-            let service = RecordsRPCService(store: RecordsStore(db: client, cipher: cipher), identity: identity)
+            let service = RecordsRPCService(store: RecordsStore(db: client, cipher: cipher), identity: identity, refusals: RefusalLog())
             var router = RPCRouter()
             router.register(service)
             router.interceptors = [identity.authInterceptor()]
             let rpc = try runner.makeRPCServer(router: router)
             // Shutdown runs in reverse: the RPC server stops first, then the held refusals
             // are written, then the database closes.
-            let refusals = HeldRefusalWriter(service: service)
+            let refusals = HeldRefusalWriter(service: service, logger: runner.logger)
             try await runner.run(services: [database, refusals, rpc], checks: [database.readinessCheck])
             await identity.close()
         } catch {
@@ -50,18 +50,26 @@ public enum RecordsServiceApp {
 }
 
 /// Writes the refusals the records service has counted (see `RefusalLog`) every few
-/// seconds, and all of them at shutdown.
+/// seconds, and all of them at shutdown (after the RPC server has stopped, before the
+/// database closes: services stop in the reverse of their order).
 struct HeldRefusalWriter: Service {
     let service: RecordsRPCService
+    let logger: Logger
     var interval: Duration = .seconds(5)
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
-                await service.writeHeldRefusals()
+                let outcome = await service.writeHeldRefusals()
+                if outcome.unwritten > 0 {
+                    logger.warning("could not write counted refusals to the access log; will retry", metadata: ["rows": "\(outcome.unwritten)"])
+                }
             }
         }
-        await service.writeHeldRefusals(all: true)
+        let outcome = await service.writeHeldRefusals(all: true)
+        if outcome.unwritten > 0 {
+            logger.error("counted refusals not written to the access log at shutdown", metadata: ["rows": "\(outcome.unwritten)"])
+        }
     }
 }

@@ -342,20 +342,21 @@ public struct RecordsStore: Sendable {
 
     // MARK: Access log
 
-    /// Writes one access-log row: an access, or `access.count` refusals counted together
-    /// (at the last one's time).
+    /// Writes one access-log row: an access or refusal (at the database's time), or
+    /// `access.count` refusals counted together (at the times they were counted).
     public func logAccess(_ access: RefusalLog.Refusal, allowed: Bool) async throws {
         let k = access.key
         try await db.query("""
-            INSERT INTO access_log (person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed, at, repeats)
-            VALUES (\(k.person), \(k.accessorID), \(access.accessorKind), \(access.organisation), \(k.action), \(k.part), \(access.basis),
-                    \(access.purpose), \(allowed), \(access.at), \(access.count))
+            INSERT INTO access_log (person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed,
+                                    at, repeats, first_at)
+            VALUES (\(k.person), \(k.accessorID), \(k.accessorKind), \(k.organisation), \(k.action), \(k.part), \(access.basis),
+                    \(access.purpose), \(allowed), COALESCE(\(access.lastAt)::timestamptz, now()), \(access.count), \(access.firstAt)::timestamptz)
             """)
     }
 
     public func accessLog(person: UUID, limit: Int, before: Int64?) async throws -> [AccessLogRow] {
         var query: PostgresQuery = """
-            SELECT id, person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed, at, repeats
+            SELECT id, person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed, at, repeats, first_at
             FROM access_log WHERE person_id = \(person)
             """
         if let before { query.append(" AND id < \(before)") }
@@ -365,7 +366,7 @@ public struct RecordsStore: Sendable {
                          accessorKind: try row.decode("accessor_kind"), organisationID: try row.decode("organisation_id"),
                          action: try row.decode("action"), part: try row.decode("part"), basis: try row.decode("basis"),
                          purpose: try row.decode("purpose"), allowed: try row.decode("allowed"), at: try row.decode("at"),
-                         repeats: try row.decode("repeats"))
+                         repeats: try row.decode("repeats"), firstAt: try row.decode("first_at"))
         }
     }
 }

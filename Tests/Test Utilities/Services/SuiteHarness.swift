@@ -32,7 +32,7 @@ public struct SuiteHarness: Sendable {
                     let recordsLink = try await link("records"), ledgerLink = try await link("ledger")
                     var recordsRouter = RPCRouter()
                     let cipher = try FieldCipher(keys: ["test": SecureRandom.bytes(32)], currentKeyID: "test")
-                    recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink))
+                    recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink, refusals: RefusalLog()))
                     recordsRouter.interceptors = [recordsLink.authInterceptor()]
                     var ledgerRouter = RPCRouter()
                     ledgerRouter.register(LedgerRPCService(store: LedgerStore(db: ledgerDB), identity: ledgerLink))

@@ -81,7 +81,7 @@ struct BenchSuite {
         let ledgerPort = try await ledgerServer.start()
         var recordsRouter = RPCRouter()
         let cipher = try FieldCipher(keys: ["bench": SecureRandom.bytes(32)], currentKeyID: "bench")
-        recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink))
+        recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink, refusals: RefusalLog()))
         recordsRouter.interceptors = [recordsLink.authInterceptor()]
         let recordsServer = RPCServer(configuration: serverConfiguration("records"), router: recordsRouter, logger: logger)
         let recordsPort = try await recordsServer.start()

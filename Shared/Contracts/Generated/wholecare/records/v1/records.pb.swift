@@ -1086,8 +1086,13 @@ public nonisolated struct Wholecare_Records_V1_AccessLogEntry: Sendable {
   /// How many refusals this entry stands for: 1, or more when the same caller was refused
   /// again and again for the same part within a minute. After the first few such refusals
   /// have entries of their own, the rest are counted and shown as one entry with the last
-  /// one's time, reason and purpose. Accesses that were allowed always have an entry each.
+  /// one's time (`at`), reason and purpose, written when that minute is over (so it may be
+  /// listed after entries from that minute). Accesses that were allowed always have an
+  /// entry each. 0 (from a server before this field) means 1.
   public var repeats: UInt32 = 0
+
+  /// For an entry standing for several refusals, when the first of them was; else empty.
+  public var firstAt: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2935,7 +2940,7 @@ nonisolated extension Wholecare_Records_V1_GetSummaryRequest: SwiftProtobuf.Mess
 
 nonisolated extension Wholecare_Records_V1_AccessLogEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AccessLogEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}at\0\u{3}accessor_id\0\u{3}accessor_name\0\u{3}accessor_kind\0\u{3}organisation_id\0\u{3}organisation_name\0\u{1}action\0\u{1}part\0\u{1}basis\0\u{1}purpose\0\u{1}allowed\0\u{1}repeats\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}at\0\u{3}accessor_id\0\u{3}accessor_name\0\u{3}accessor_kind\0\u{3}organisation_id\0\u{3}organisation_name\0\u{1}action\0\u{1}part\0\u{1}basis\0\u{1}purpose\0\u{1}allowed\0\u{1}repeats\0\u{3}first_at\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2956,6 +2961,7 @@ nonisolated extension Wholecare_Records_V1_AccessLogEntry: SwiftProtobuf.Message
       case 11: try { try decoder.decodeSingularStringField(value: &self.purpose) }()
       case 12: try { try decoder.decodeSingularBoolField(value: &self.allowed) }()
       case 13: try { try decoder.decodeSingularUInt32Field(value: &self.repeats) }()
+      case 14: try { try decoder.decodeSingularStringField(value: &self.firstAt) }()
       default: break
       }
     }
@@ -3001,6 +3007,9 @@ nonisolated extension Wholecare_Records_V1_AccessLogEntry: SwiftProtobuf.Message
     if self.repeats != 0 {
       try visitor.visitSingularUInt32Field(value: self.repeats, fieldNumber: 13)
     }
+    if !self.firstAt.isEmpty {
+      try visitor.visitSingularStringField(value: self.firstAt, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3018,6 +3027,7 @@ nonisolated extension Wholecare_Records_V1_AccessLogEntry: SwiftProtobuf.Message
     if lhs.purpose != rhs.purpose {return false}
     if lhs.allowed != rhs.allowed {return false}
     if lhs.repeats != rhs.repeats {return false}
+    if lhs.firstAt != rhs.firstAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
