@@ -33,7 +33,8 @@ struct RecordsHarness {
         let providerNoConsent: String
     }
 
-    static func with<T: Sendable>(refusals: RefusalLog = RefusalLog(), _ body: (RecordsHarness) async throws -> T) async throws -> T {
+    static func with<T: Sendable>(refusals: RefusalLog = RefusalLog(), cipher: FieldCipher? = nil,
+                                  _ body: (RecordsHarness) async throws -> T) async throws -> T {
         try await IdentityHarness.with { identity in
             try await TestDatabase.withFreshSchema(maxConnections: 6) { db, schema in
                 try await Migrator(schema: schema, migrations: try RecordsServiceApp.migrations()).migrate(using: db)
@@ -41,7 +42,7 @@ struct RecordsHarness {
                 try await identity.store.createClient(clientID: "svc-records", secretHash: Digest.sha256(secret), kind: "service",
                                                       name: "records", organisationID: nil)
                 let link = IdentityLink(channel: identity.channel, clientID: "svc-records", secret: secret, factsTTL: .zero)
-                let cipher = try FieldCipher(keys: ["test-1": SecureRandom.bytes(32)], currentKeyID: "test-1")
+                let cipher = try cipher ?? FieldCipher(keys: ["test-1": SecureRandom.bytes(32)], currentKeyID: "test-1")
                 let store = RecordsStore(db: db, cipher: cipher)
                 var router = RPCRouter()
                 let service = RecordsRPCService(store: store, identity: link, refusals: refusals)

@@ -15,14 +15,7 @@ public enum RecordsServiceApp {
     public static func main() async {
         do {
             let runner = try ServiceRunner(name: descriptor.name, defaultRPCPort: descriptor.defaultPort)
-            let cipher: FieldCipher
-            do {
-                cipher = try FieldCipher(keyring: try runner.environment.require("FIELD_ENCRYPTION_KEYS"))
-            } catch let error as ConfigurationError {
-                throw error
-            } catch {
-                throw ConfigurationError(variable: "FIELD_ENCRYPTION_KEYS", problem: "must be id:base64url-key entries (32-byte keys), current first")
-            }
+            let cipher = try fieldCipher(runner.environment)
             let identity = try IdentityLink.fromEnvironment(runner.environment, service: descriptor.name, logger: runner.logger)
             let client = try runner.makeDatabase()
             let database = DatabaseService(client: client)
@@ -38,6 +31,17 @@ public enum RecordsServiceApp {
             await identity.close()
         } catch {
             ServiceRunner.fail(error, service: descriptor.name)
+        }
+    }
+
+    /// The field cipher from `FIELD_ENCRYPTION_KEYS` (the current key first).
+    public static func fieldCipher(_ environment: EnvironmentConfiguration) throws -> FieldCipher {
+        do {
+            return try FieldCipher(keyring: try environment.require("FIELD_ENCRYPTION_KEYS"))
+        } catch let error as ConfigurationError {
+            throw error
+        } catch {
+            throw ConfigurationError(variable: "FIELD_ENCRYPTION_KEYS", problem: "must be id:base64url-key entries (32-byte keys), current first")
         }
     }
 

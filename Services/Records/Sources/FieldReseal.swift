@@ -1,0 +1,144 @@
+import Foundation
+import Postgres
+import WholeCareCrypto
+
+extension RecordsStore {
+    /// What ``resealFields(pageSize:dryRun:)`` did (or would do), per table.
+    public struct ResealReport: Sendable, Equatable {
+        /// Rows with a value sealed by an older key, now sealed again with the current one
+        /// (with `dryRun`: that would be).
+        public var resealed: [String: Int] = [:]
+        /// Rows with a value sealed by a key the keyring does not hold: left as they are.
+        /// Until there are none, the key that sealed them must not be retired.
+        public var unreadable: [String: Int] = [:]
+        /// Rows that changed while being re-sealed (left for the next run).
+        public var changedMeanwhile = 0
+
+        public var totalResealed: Int { resealed.values.reduce(0, +) }
+        public var totalUnreadable: Int { unreadable.values.reduce(0, +) }
+    }
+
+    /// Re-seals, with the cipher's current key, every stored sealed field (entry text and
+    /// entered-in-error reasons, goal-progress notes, personal details) that an older key
+    /// sealed, keeping its plaintext and associated data; after a run with nothing
+    /// unreadable, the older keys can be removed from `FIELD_ENCRYPTION_KEYS`.
+    ///
+    /// Runs as the records schema's **owner**: entries are immutable, and their guard lets
+    /// only the owner, in a transaction that sets `wholecare.reseal`, replace sealed text
+    /// (migration 0003). Pages of `pageSize` rows; each page's values are re-sealed in
+    /// memory, then written in one transaction, each row only if it has not changed since
+    /// it was read. Safe to run while the service runs, and again after an interruption.
+    public func resealFields(pageSize: Int = 500, dryRun: Bool = false) async throws -> ResealReport {
+        var report = ResealReport()
+        let current = cipher.currentKeyID
+        /// The value sealed again with the current key; nil if it already is; throws
+        /// `Unreadable` if no key in the keyring opens it.
+        struct Unreadable: Error {}
+        func reseal(_ sealed: [UInt8]?, _ aad: [UInt8]) throws -> [UInt8]? {
+            guard let sealed, FieldCipher.keyID(of: sealed) != current else { return nil }
+            guard let plaintext = try? cipher.open(sealed, associatedData: aad) else { throw Unreadable() }
+            return try cipher.seal(plaintext, associatedData: aad)
+        }
+
+        // Entries: text and (for entries marked entered-in-error) the reason.
+        var after = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        while true {
+            let rows = try await db.query("""
+                SELECT id, text_sealed, error_reason_sealed FROM entries
+                WHERE id > \(after) AND (text_sealed IS NOT NULL OR error_reason_sealed IS NOT NULL) ORDER BY id LIMIT \(pageSize)
+                """)
+            guard let last = rows.last else { break }
+            after = try last.decode("id")
+            var updates: [PostgresQuery] = []
+            for row in rows {
+                let id: UUID = try row.decode("id")
+                let text = try row.decode("text_sealed", as: PostgresBytes?.self)?.bytes
+                let reason = try row.decode("error_reason_sealed", as: PostgresBytes?.self)?.bytes
+                do {
+                    let newText = try reseal(text, Self.aad(id, "text")), newReason = try reseal(reason, Self.aad(id, "reason"))
+                    guard newText != nil || newReason != nil else { continue }
+                    updates.append("""
+                        UPDATE entries SET text_sealed = \((newText ?? text).map(PostgresBytes.init)),
+                            error_reason_sealed = \((newReason ?? reason).map(PostgresBytes.init)),
+                            key_id = CASE WHEN \(newText != nil) THEN \(current) ELSE key_id END
+                        WHERE id = \(id) AND text_sealed IS NOT DISTINCT FROM \(text.map(PostgresBytes.init))
+                            AND error_reason_sealed IS NOT DISTINCT FROM \(reason.map(PostgresBytes.init))
+                        """)
+                } catch is Unreadable {
+                    report.unreadable["entries", default: 0] += 1
+                }
+            }
+            let missed = try await write(updates, dryRun: dryRun)
+            report.changedMeanwhile += missed
+            if !updates.isEmpty { report.resealed["entries", default: 0] += updates.count - missed }
+        }
+
+        // Goal-progress notes.
+        after = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        while true {
+            let rows = try await db.query("""
+                SELECT id, note_sealed FROM goal_progress WHERE id > \(after) AND note_sealed IS NOT NULL ORDER BY id LIMIT \(pageSize)
+                """)
+            guard let last = rows.last else { break }
+            after = try last.decode("id")
+            var updates: [PostgresQuery] = []
+            for row in rows {
+                let id: UUID = try row.decode("id")
+                let note = try row.decode("note_sealed", as: PostgresBytes.self).bytes
+                do {
+                    guard let sealed = try reseal(note, Array("records.goal_progress:\(id.lowercasedString)".utf8)) else { continue }
+                    updates.append("""
+                        UPDATE goal_progress SET note_sealed = \(PostgresBytes(sealed)), key_id = \(current)
+                        WHERE id = \(id) AND note_sealed = \(PostgresBytes(note))
+                        """)
+                } catch is Unreadable {
+                    report.unreadable["goal_progress", default: 0] += 1
+                }
+            }
+            let missed = try await write(updates, dryRun: dryRun)
+            report.changedMeanwhile += missed
+            if !updates.isEmpty { report.resealed["goal_progress", default: 0] += updates.count - missed }
+        }
+
+        // Personal details, every version.
+        var afterPerson = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)), afterVersion = 0
+        while true {
+            let rows = try await db.query("""
+                SELECT person_id, version, sealed FROM person_details WHERE (person_id, version) > (\(afterPerson), \(afterVersion))
+                ORDER BY person_id, version LIMIT \(pageSize)
+                """)
+            guard let last = rows.last else { break }
+            afterPerson = try last.decode("person_id")
+            afterVersion = try last.decode("version")
+            var updates: [PostgresQuery] = []
+            for row in rows {
+                let person: UUID = try row.decode("person_id")
+                let version: Int = try row.decode("version")
+                let value = try row.decode("sealed", as: PostgresBytes.self).bytes
+                do {
+                    guard let sealed = try reseal(value, Self.detailsAAD(person, version)) else { continue }
+                    updates.append("""
+                        UPDATE person_details SET sealed = \(PostgresBytes(sealed)), key_id = \(current)
+                        WHERE person_id = \(person) AND version = \(version) AND sealed = \(PostgresBytes(value))
+                        """)
+                } catch is Unreadable {
+                    report.unreadable["person_details", default: 0] += 1
+                }
+            }
+            let missed = try await write(updates, dryRun: dryRun)
+            report.changedMeanwhile += missed
+            if !updates.isEmpty { report.resealed["person_details", default: 0] += updates.count - missed }
+        }
+        return report
+    }
+
+    /// Runs a page's updates in one transaction that allows re-sealing; returns how many
+    /// rows had changed since they were read (and so were left alone).
+    private func write(_ updates: [PostgresQuery], dryRun: Bool) async throws -> Int {
+        guard !updates.isEmpty, !dryRun else { return 0 }
+        return try await db.withBlockingTransaction { session in
+            try session.query("SELECT set_config('wholecare.reseal', 'on', true)")
+            return try updates.reduce(0) { missed, update in missed + (try session.query(update).affectedRows == 1 ? 0 : 1) }
+        }
+    }
+}
