@@ -15,8 +15,9 @@ struct ResealCommand: AsyncParsableCommand {
         discussion: """
             Reads FIELD_ENCRYPTION_KEYS (the new key first, every old key after it) and \
             RECORDS_OWNER_DATABASE_URL (the records schema's owner: only it may replace the sealed text of \
-            immutable entries). Safe while records runs, and to run again. Exits with status 1 if any value \
-            is sealed with a key the list does not hold: that key must not be retired yet.
+            immutable entries). Safe while records runs, and to run again. Exits with status 0 when every value \
+            is sealed with the current key (a dry run: when none would be left behind), 1 if any value is sealed with a \
+            key the list does not hold, 2 if rows changed meanwhile or are damaged: retire no key until a run exits 0.
             """)
 
     @Flag(help: "Only count what would be re-sealed; change nothing.")
@@ -49,12 +50,19 @@ struct ResealCommand: AsyncParsableCommand {
             print("\(table): \(verb) \(report.resealed[table] ?? 0) row(s) with key \(cipher.currentKeyID)"
                   + ((report.unreadable[table] ?? 0) > 0 ? "; \(report.unreadable[table]!) sealed with a key not in FIELD_ENCRYPTION_KEYS" : ""))
         }
-        if report.changedMeanwhile > 0 {
-            print("\(report.changedMeanwhile) row(s) changed while being re-sealed; run again to finish them")
+        for table in ["entries", "goal_progress", "person_details"] where (report.damaged[table] ?? 0) > 0 {
+            print("\(table): \(report.damaged[table]!) row(s) whose key is listed but does not open them (damaged data): left as they are")
         }
-        if report.totalUnreadable > 0 {
-            print("some values are sealed with keys not in FIELD_ENCRYPTION_KEYS: do not retire any key yet")
-            throw ExitCode(1)
+        if report.changedMeanwhile > 0 {
+            print("\(report.changedMeanwhile) row(s) changed while being re-sealed and were left for the next run")
+        }
+        guard report.isComplete else {
+            if report.totalUnreadable > 0 {
+                print("some values are sealed with keys not in FIELD_ENCRYPTION_KEYS: do not retire any key yet")
+                throw ExitCode(1)
+            }
+            print("not finished: run again before retiring any key")
+            throw ExitCode(2)
         }
     }
 }

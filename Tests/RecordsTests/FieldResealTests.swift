@@ -124,11 +124,13 @@ struct FieldResealTests {
                 try await h.db.query("UPDATE entries SET text_sealed = text_sealed || '\\x00'::bytea WHERE id = \(id)")
             }
             #expect(plain?.sqlState == "42501")
+            #expect(plain?.serverMessage?.contains("immutable") == true)
             // A marked entry's reason, by anyone, without re-sealing.
             let reason = await #expect(throws: PostgresError.self) {
                 try await h.db.query("UPDATE entries SET error_reason_sealed = text_sealed WHERE id = \(marked)")
             }
             #expect(reason?.sqlState == "42501")
+            #expect(reason?.serverMessage?.contains("immutable") == true)
             // Re-sealing switched on cannot clear a value either.
             let cleared = await #expect(throws: PostgresError.self) {
                 try await h.db.withTransaction { session in
@@ -137,6 +139,12 @@ struct FieldResealTests {
                 }
             }
             #expect(cleared?.sqlState == "42501")
+            #expect(cleared?.serverMessage?.contains("immutable") == true)
+            // Nor the effective date, which the guard did not cover before.
+            let redated = await #expect(throws: PostgresError.self) {
+                try await h.db.query("UPDATE entries SET effective_date = effective_date - 1 WHERE id = \(id)")
+            }
+            #expect(redated?.serverMessage?.contains("immutable") == true)
             // The records service's own role, with re-sealing switched on: refused.
             let appURL = try TestDatabase.environment("RECORDS_DATABASE_URL")
             let app = TestDatabase.client(url: appURL, maxConnections: 1, searchPath: h.schema)
@@ -152,12 +160,65 @@ struct FieldResealTests {
                 }
             }
             #expect(byApp?.sqlState == "42501")
+            #expect(byApp?.serverMessage?.contains("immutable") == true, "refused by the guard, not for want of a grant")
+            // The tool itself says plainly that it needs the owner.
+            await #expect(throws: RecordsStore.NotOwner.self) {
+                try await RecordsStore(db: app, cipher: try FieldCipher(keys: ["k": SecureRandom.bytes(32)], currentKeyID: "k")).resealFields()
+            }
             await app.shutdown()
             // The owner with re-sealing on may replace it (the tool's path).
             try await h.db.withTransaction { session in
                 try await session.query("SELECT set_config('wholecare.reseal', 'on', true)")
                 try await session.query("UPDATE entries SET text_sealed = text_sealed || '\\x00'::bytea WHERE id = \(id)")
             }
+        }
+    }
+
+    @Test("many pages: every version of every person's details is re-sealed, one row per page")
+    func manyPages() async throws {
+        let oldKey = SecureRandom.bytes(32), newKey = SecureRandom.bytes(32)
+        try await RecordsHarness.with(cipher: try FieldCipher(keys: ["old": oldKey], currentKeyID: "old")) { h in
+            let p = try await h.people()
+            for (who, token) in [(p.person.account.id, p.person.accessToken), (p.stranger.account.id, p.stranger.accessToken)] {
+                for version in 0..<3 {
+                    var details = Wholecare_Records_V1_UpdateDetailsRequest()
+                    details.personID = who
+                    details.details.preferredName = "Name \(version)"
+                    details.expectedVersion = Int32(version)
+                    _ = try await h.records.updateDetails(details, options: RecordsHarness.bearer(token))
+                }
+            }
+            let rotated = RecordsStore(db: h.db, cipher: try FieldCipher(keys: ["new": newKey, "old": oldKey], currentKeyID: "new"))
+            let report = try await rotated.resealFields(pageSize: 1)
+            #expect(report.resealed == ["person_details": 6])
+            #expect(report.isComplete)
+            #expect(try await keyIDs(h.db) == Array(repeating: "new", count: 6))
+            let newOnly = RecordsStore(db: h.db, cipher: try FieldCipher(keys: ["new": newKey], currentKeyID: "new"))
+            #expect(try await newOnly.detailsVersions(person: UUID(uuidString: p.stranger.account.id)!).map(\.document.preferredName)
+                    == ["Name 2", "Name 1", "Name 0"])
+        }
+    }
+
+    @Test("a value its listed key does not open is reported as damaged, left alone, and the command exits 2")
+    func damagedValue() async throws {
+        let oldKey = SecureRandom.bytes(32)
+        try await RecordsHarness.with(cipher: try FieldCipher(keys: ["old": oldKey], currentKeyID: "old")) { h in
+            let (_, entryID, markedID) = try await seedRecord(h)
+            // One entry's text copied onto another: intact bytes, bound to the wrong row.
+            try await h.db.withTransaction { session in
+                try await session.query("SELECT set_config('wholecare.reseal', 'on', true)")
+                try await session.query("""
+                    UPDATE entries SET text_sealed = (SELECT text_sealed FROM entries WHERE id = \(UUID(uuidString: markedID)!))
+                    WHERE id = \(UUID(uuidString: entryID)!)
+                    """)
+            }
+            let rotated = keyEntry("new", SecureRandom.bytes(32)) + "," + keyEntry("old", oldKey)
+            let run = try await BuiltTool.run("wholecare", ["reseal-fields", "--schema", h.schema],
+                                              environment: ["RECORDS_OWNER_DATABASE_URL": try TestDatabase.adminURL(), "FIELD_ENCRYPTION_KEYS": rotated])
+            #expect(run.status == 2)
+            #expect(run.output.contains("entries: 1 row(s) whose key is listed but does not open them"))
+            #expect(run.output.contains("entries: re-sealed 1 row(s) with key new"))
+            #expect(try await keyIDs(h.db).filter { $0 == "old" }.count == 1, "the damaged value is left as it was")
         }
     }
 }

@@ -11,11 +11,24 @@ extension RecordsStore {
         /// Rows with a value sealed by a key the keyring does not hold: left as they are.
         /// Until there are none, the key that sealed them must not be retired.
         public var unreadable: [String: Int] = [:]
+        /// Rows with a value no key opens although its key is in the keyring: damaged, or
+        /// not bound to its row (left as they are, for investigation).
+        public var damaged: [String: Int] = [:]
         /// Rows that changed while being re-sealed (left for the next run).
         public var changedMeanwhile = 0
 
         public var totalResealed: Int { resealed.values.reduce(0, +) }
         public var totalUnreadable: Int { unreadable.values.reduce(0, +) }
+        public var totalDamaged: Int { damaged.values.reduce(0, +) }
+        /// Nothing left sealed with another key: the other keys may be retired.
+        public var isComplete: Bool { totalUnreadable == 0 && totalDamaged == 0 && changedMeanwhile == 0 }
+    }
+
+    /// The reseal must run as the owner of the records tables (see ``resealFields``).
+    public struct NotOwner: Error, CustomStringConvertible {
+        public var description: String {
+            "the database user is not the owner of the records tables: use the schema owner's URL (RECORDS_OWNER_DATABASE_URL)"
+        }
     }
 
     /// Re-seals, with the cipher's current key, every stored sealed field (entry text and
@@ -29,14 +42,27 @@ extension RecordsStore {
     /// memory, then written in one transaction, each row only if it has not changed since
     /// it was read. Safe to run while the service runs, and again after an interruption.
     public func resealFields(pageSize: Int = 500, dryRun: Bool = false) async throws -> ResealReport {
+        let owner = try await db.query("""
+            SELECT pg_catalog.pg_get_userbyid(c.relowner) = current_user AS owner
+            FROM pg_catalog.pg_class c WHERE c.oid = 'entries'::regclass
+            """)
+        guard try owner.first?.decode("owner", as: Bool.self) == true else { throw NotOwner() }
         var report = ResealReport()
         let current = cipher.currentKeyID
-        /// The value sealed again with the current key; nil if it already is; throws
-        /// `Unreadable` if no key in the keyring opens it.
+        /// The value sealed again with the current key; nil if it already is. Throws
+        /// `Unreadable` if the keyring lacks its key, `Damaged` if its key does not open it.
         struct Unreadable: Error {}
+        struct Damaged: Error {}
         func reseal(_ sealed: [UInt8]?, _ aad: [UInt8]) throws -> [UInt8]? {
             guard let sealed, FieldCipher.keyID(of: sealed) != current else { return nil }
-            guard let plaintext = try? cipher.open(sealed, associatedData: aad) else { throw Unreadable() }
+            let plaintext: [UInt8]
+            do {
+                plaintext = try cipher.open(sealed, associatedData: aad)
+            } catch let error as CryptoError where error.kind == .unknownKey {
+                throw Unreadable()
+            } catch {
+                throw Damaged()
+            }
             return try cipher.seal(plaintext, associatedData: aad)
         }
 
@@ -66,6 +92,8 @@ extension RecordsStore {
                         """)
                 } catch is Unreadable {
                     report.unreadable["entries", default: 0] += 1
+                } catch is Damaged {
+                    report.damaged["entries", default: 0] += 1
                 }
             }
             let missed = try await write(updates, dryRun: dryRun)
@@ -86,13 +114,15 @@ extension RecordsStore {
                 let id: UUID = try row.decode("id")
                 let note = try row.decode("note_sealed", as: PostgresBytes.self).bytes
                 do {
-                    guard let sealed = try reseal(note, Array("records.goal_progress:\(id.lowercasedString)".utf8)) else { continue }
+                    guard let sealed = try reseal(note, Self.goalProgressAAD(id)) else { continue }
                     updates.append("""
                         UPDATE goal_progress SET note_sealed = \(PostgresBytes(sealed)), key_id = \(current)
                         WHERE id = \(id) AND note_sealed = \(PostgresBytes(note))
                         """)
                 } catch is Unreadable {
                     report.unreadable["goal_progress", default: 0] += 1
+                } catch is Damaged {
+                    report.damaged["goal_progress", default: 0] += 1
                 }
             }
             let missed = try await write(updates, dryRun: dryRun)
@@ -123,6 +153,8 @@ extension RecordsStore {
                         """)
                 } catch is Unreadable {
                     report.unreadable["person_details", default: 0] += 1
+                } catch is Damaged {
+                    report.damaged["person_details", default: 0] += 1
                 }
             }
             let missed = try await write(updates, dryRun: dryRun)

@@ -36,6 +36,7 @@ public struct RecordsStore: Sendable {
         """
 
     static func aad(_ id: UUID, _ column: String) -> [UInt8] { Array("records.entries:\(id.lowercasedString):\(column)".utf8) }
+    static func goalProgressAAD(_ id: UUID) -> [UInt8] { Array("records.goal_progress:\(id.lowercasedString)".utf8) }
 
     /// Reads a row of `entryColumns`, by position (the summary reads hundreds of them).
     func entry(_ row: PostgresRow) throws -> RecordEntry {
@@ -243,7 +244,7 @@ public struct RecordsStore: Sendable {
 
     public func addGoalProgress(goalLineage: UUID, person: UUID, percent: Int, note: String?, source: EntrySource) async throws -> GoalProgressRow {
         let id = UUID()
-        let sealed = try note.map { PostgresBytes(try cipher.seal($0, associatedData: Array("records.goal_progress:\(id.lowercasedString)".utf8))) }
+        let sealed = try note.map { PostgresBytes(try cipher.seal($0, associatedData: Self.goalProgressAAD(id))) }
         let row = try await db.query("""
             INSERT INTO goal_progress (id, goal_lineage_id, person_id, percent, note_sealed, key_id, source_kind, author_id, author_display)
             VALUES (\(id), \(goalLineage), \(person), \(percent), \(sealed), \(cipher.currentKeyID), \(source.kind), \(source.authorID), \(source.display))
@@ -257,7 +258,7 @@ public struct RecordsStore: Sendable {
         let sealed = try row.decode("note_sealed", as: PostgresBytes?.self)
         return GoalProgressRow(
             id: id, goalLineageID: try row.decode("goal_lineage_id"), percent: try row.decode("percent"),
-            note: try sealed.map { try cipher.openString($0.bytes, associatedData: Array("records.goal_progress:\(id.lowercasedString)".utf8)) },
+            note: try sealed.map { try cipher.openString($0.bytes, associatedData: Self.goalProgressAAD(id)) },
             sourceKind: try row.decode("source_kind"), authorID: try row.decode("author_id"),
             authorDisplay: try row.decode("author_display"), recordedAt: try row.decode("recorded_at"))
     }

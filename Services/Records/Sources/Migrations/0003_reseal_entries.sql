@@ -6,29 +6,32 @@
 --     own role, which can set the same setting but is not the owner.
 -- The tool re-seals the same plaintext under the same associated data (the entry's id),
 -- which the database cannot check; it is an operator's tool, run with the owner's
--- credentials. Everything else the guard checked before, it still checks; and the sealed
--- reason for an entry marked entered-in-error, which it did not check, is now set only
--- together with that status (or re-sealed as above), never changed afterwards.
-CREATE OR REPLACE FUNCTION entries_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+-- credentials. Everything else the guard checked before, it still checks; two columns it
+-- did not check now are: the effective date never changes, and the sealed reason for an
+-- entry marked entered-in-error is set only together with that status (or re-sealed as
+-- above), never changed afterwards. The function's search path is fixed and catalog
+-- names are qualified, so no role can stand its own pg_class in for the catalog's.
+CREATE OR REPLACE FUNCTION entries_guard() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     resealing boolean := false;
 BEGIN
     IF TG_OP = 'UPDATE' AND (NEW.text_sealed IS DISTINCT FROM OLD.text_sealed
                              OR NEW.error_reason_sealed IS DISTINCT FROM OLD.error_reason_sealed) THEN
         -- coalesce: an unset setting reads as NULL, and NULL here would let the change through.
-        resealing := coalesce(current_setting('wholecare.reseal', true) = 'on'
-            AND current_user = (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = TG_RELID), false);
+        resealing := coalesce(pg_catalog.current_setting('wholecare.reseal', true) = 'on'
+            AND current_user = (SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), false);
     END IF;
     IF TG_OP = 'DELETE' THEN
         RAISE EXCEPTION 'record entries are never deleted' USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF (NEW.id, NEW.lineage_id, NEW.version, NEW.person_id, NEW.kind, NEW.source_kind, NEW.source_organisation_id,
-        NEW.author_id, NEW.author_display, NEW.effective_start, NEW.effective_end, NEW.code_system, NEW.code,
-        NEW.code_display, NEW.details, NEW.supersedes_id, NEW.recorded_at)
+        NEW.author_id, NEW.author_display, NEW.effective_start, NEW.effective_end, NEW.effective_date, NEW.code_system,
+        NEW.code, NEW.code_display, NEW.details, NEW.supersedes_id, NEW.recorded_at)
        IS DISTINCT FROM
        (OLD.id, OLD.lineage_id, OLD.version, OLD.person_id, OLD.kind, OLD.source_kind, OLD.source_organisation_id,
-        OLD.author_id, OLD.author_display, OLD.effective_start, OLD.effective_end, OLD.code_system, OLD.code,
-        OLD.code_display, OLD.details, OLD.supersedes_id, OLD.recorded_at)
+        OLD.author_id, OLD.author_display, OLD.effective_start, OLD.effective_end, OLD.effective_date, OLD.code_system,
+        OLD.code, OLD.code_display, OLD.details, OLD.supersedes_id, OLD.recorded_at)
        OR (NEW.text_sealed IS DISTINCT FROM OLD.text_sealed
            AND NOT (resealing AND NEW.text_sealed IS NOT NULL AND OLD.text_sealed IS NOT NULL))
        OR (NEW.error_reason_sealed IS DISTINCT FROM OLD.error_reason_sealed
