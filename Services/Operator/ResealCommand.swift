@@ -15,9 +15,11 @@ struct ResealCommand: AsyncParsableCommand {
         discussion: """
             Reads FIELD_ENCRYPTION_KEYS (the new key first, every old key after it) and \
             RECORDS_OWNER_DATABASE_URL (the records schema's owner: only it may replace the sealed text of \
-            immutable entries). Safe while records runs, and to run again. Exits with status 0 when every value \
-            is sealed with the current key (a dry run: when none would be left behind), 1 if any value is sealed with a \
-            key the list does not hold, 2 if rows changed meanwhile or are damaged: retire no key until a run exits 0.
+            immutable entries). Safe while records runs, and to run again. Exit status: 0 when every value is \
+            sealed with the current key (with --dry-run: when there is nothing to do); 2 when rows are left to \
+            re-seal (changed meanwhile, or --dry-run found some): run again; 3 when values are sealed with a key \
+            the list does not hold; 4 when a listed key does not open a value (damaged data: investigate, running \
+            again will not help); 1 on any other error. Retire no key until a run exits 0.
             """)
 
     @Flag(help: "Only count what would be re-sealed; change nothing.")
@@ -56,13 +58,18 @@ struct ResealCommand: AsyncParsableCommand {
         if report.changedMeanwhile > 0 {
             print("\(report.changedMeanwhile) row(s) changed while being re-sealed and were left for the next run")
         }
-        guard report.isComplete else {
-            if report.totalUnreadable > 0 {
-                print("some values are sealed with keys not in FIELD_ENCRYPTION_KEYS: do not retire any key yet")
-                throw ExitCode(1)
-            }
-            print("not finished: run again before retiring any key")
+        if report.totalUnreadable > 0 {
+            print("some values are sealed with keys not in FIELD_ENCRYPTION_KEYS: add those keys; do not retire any key yet")
+            throw ExitCode(3)
+        }
+        if report.totalDamaged > 0 {
+            print("some values are damaged: investigate them (running again will not help); do not retire any key yet")
+            throw ExitCode(4)
+        }
+        if report.changedMeanwhile > 0 || (dryRun && report.totalResealed > 0) {
+            print(dryRun ? "nothing was changed (dry run): run without --dry-run" : "not finished: run again before retiring any key")
             throw ExitCode(2)
         }
+        print("every value is sealed with key \(cipher.currentKeyID)")
     }
 }

@@ -24,6 +24,12 @@ extension RecordsStore {
         public var isComplete: Bool { totalUnreadable == 0 && totalDamaged == 0 && changedMeanwhile == 0 }
     }
 
+    /// The schema searched has no records tables (or the user may not use it).
+    public struct NoRecordsTables: Error, CustomStringConvertible {
+        public var schema: String
+        public var description: String { "no records tables found in schema \(schema) (wrong --schema, or the user may not use it)" }
+    }
+
     /// The reseal must run as the owner of the records tables (see ``resealFields``).
     public struct NotOwner: Error, CustomStringConvertible {
         public var description: String {
@@ -43,10 +49,13 @@ extension RecordsStore {
     /// it was read. Safe to run while the service runs, and again after an interruption.
     public func resealFields(pageSize: Int = 500, dryRun: Bool = false) async throws -> ResealReport {
         let owner = try await db.query("""
-            SELECT pg_catalog.pg_get_userbyid(c.relowner) = current_user AS owner
-            FROM pg_catalog.pg_class c WHERE c.oid = 'entries'::regclass
-            """)
-        guard try owner.first?.decode("owner", as: Bool.self) == true else { throw NotOwner() }
+            SELECT current_schema() AS schema, c.oid IS NOT NULL AS found, pg_catalog.pg_get_userbyid(c.relowner) = current_user AS owner
+            FROM (SELECT pg_catalog.to_regclass('entries') AS oid) t LEFT JOIN pg_catalog.pg_class c ON c.oid = t.oid
+            """)[0]
+        guard try owner.decode("found", as: Bool.self) else {
+            throw NoRecordsTables(schema: try owner.decode("schema", as: String?.self) ?? "(none)")
+        }
+        guard try owner.decode("owner", as: Bool.self) else { throw NotOwner() }
         var report = ResealReport()
         let current = cipher.currentKeyID
         /// The value sealed again with the current key; nil if it already is. Throws
