@@ -58,119 +58,110 @@ extension RecordsStore {
         guard try owner.decode("owner", as: Bool.self) else { throw NotOwner() }
         var report = ResealReport()
         let current = cipher.currentKeyID
-        /// The value sealed again with the current key; nil if it already is. Throws
-        /// `Unreadable` if the keyring lacks its key, `Damaged` if its key does not open it.
-        struct Unreadable: Error {}
-        struct Damaged: Error {}
-        func reseal(_ sealed: [UInt8]?, _ aad: [UInt8]) throws -> [UInt8]? {
-            guard let sealed, FieldCipher.keyID(of: sealed) != current else { return nil }
-            let plaintext: [UInt8]
-            do {
-                plaintext = try cipher.open(sealed, associatedData: aad)
-            } catch let error as CryptoError where error.kind == .unknownKey {
-                throw Unreadable()
-            } catch {
-                throw Damaged()
-            }
-            return try cipher.seal(plaintext, associatedData: aad)
-        }
+        let zero = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
         // Entries: text and (for entries marked entered-in-error) the reason.
-        var after = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
-        while true {
-            let rows = try await db.query("""
-                SELECT id, text_sealed, error_reason_sealed FROM entries
-                WHERE id > \(after) AND (text_sealed IS NOT NULL OR error_reason_sealed IS NOT NULL) ORDER BY id LIMIT \(pageSize)
-                """)
-            guard let last = rows.last else { break }
-            after = try last.decode("id")
-            var updates: [PostgresQuery] = []
-            for row in rows {
-                let id: UUID = try row.decode("id")
-                let text = try row.decode("text_sealed", as: PostgresBytes?.self)?.bytes
-                let reason = try row.decode("error_reason_sealed", as: PostgresBytes?.self)?.bytes
-                do {
-                    let newText = try reseal(text, Self.aad(id, "text")), newReason = try reseal(reason, Self.aad(id, "reason"))
-                    guard newText != nil || newReason != nil else { continue }
-                    updates.append("""
-                        UPDATE entries SET text_sealed = \((newText ?? text).map(PostgresBytes.init)),
-                            error_reason_sealed = \((newReason ?? reason).map(PostgresBytes.init)),
-                            key_id = CASE WHEN \(newText != nil) THEN \(current) ELSE key_id END
-                        WHERE id = \(id) AND text_sealed IS NOT DISTINCT FROM \(text.map(PostgresBytes.init))
-                            AND error_reason_sealed IS NOT DISTINCT FROM \(reason.map(PostgresBytes.init))
-                        """)
-                } catch is Unreadable {
-                    report.unreadable["entries", default: 0] += 1
-                } catch is Damaged {
-                    report.damaged["entries", default: 0] += 1
-                }
-            }
-            let missed = try await write(updates, dryRun: dryRun)
-            report.changedMeanwhile += missed
-            if !updates.isEmpty { report.resealed["entries", default: 0] += updates.count - missed }
-        }
+        try await resealPages("entries", into: &report, dryRun: dryRun, page: { last in
+            """
+            SELECT id, text_sealed, error_reason_sealed FROM entries
+            WHERE id > \(try last?.decode("id", as: UUID.self) ?? zero) AND (text_sealed IS NOT NULL OR error_reason_sealed IS NOT NULL)
+            ORDER BY id LIMIT \(pageSize)
+            """
+        }, update: { row in
+            let id: UUID = try row.decode("id")
+            let text = try row.decode("text_sealed", as: PostgresBytes?.self)?.bytes
+            let reason = try row.decode("error_reason_sealed", as: PostgresBytes?.self)?.bytes
+            let newText = try resealed(text, Self.aad(id, "text")), newReason = try resealed(reason, Self.aad(id, "reason"))
+            guard newText != nil || newReason != nil else { return nil }
+            return """
+                UPDATE entries SET text_sealed = \((newText ?? text).map(PostgresBytes.init)),
+                    error_reason_sealed = \((newReason ?? reason).map(PostgresBytes.init)),
+                    key_id = CASE WHEN \(newText != nil) THEN \(current) ELSE key_id END
+                WHERE id = \(id) AND text_sealed IS NOT DISTINCT FROM \(text.map(PostgresBytes.init))
+                    AND error_reason_sealed IS NOT DISTINCT FROM \(reason.map(PostgresBytes.init))
+                """
+        })
 
         // Goal-progress notes.
-        after = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
-        while true {
-            let rows = try await db.query("""
-                SELECT id, note_sealed FROM goal_progress WHERE id > \(after) AND note_sealed IS NOT NULL ORDER BY id LIMIT \(pageSize)
-                """)
-            guard let last = rows.last else { break }
-            after = try last.decode("id")
-            var updates: [PostgresQuery] = []
-            for row in rows {
-                let id: UUID = try row.decode("id")
-                let note = try row.decode("note_sealed", as: PostgresBytes.self).bytes
-                do {
-                    guard let sealed = try reseal(note, Self.goalProgressAAD(id)) else { continue }
-                    updates.append("""
-                        UPDATE goal_progress SET note_sealed = \(PostgresBytes(sealed)), key_id = \(current)
-                        WHERE id = \(id) AND note_sealed = \(PostgresBytes(note))
-                        """)
-                } catch is Unreadable {
-                    report.unreadable["goal_progress", default: 0] += 1
-                } catch is Damaged {
-                    report.damaged["goal_progress", default: 0] += 1
-                }
-            }
-            let missed = try await write(updates, dryRun: dryRun)
-            report.changedMeanwhile += missed
-            if !updates.isEmpty { report.resealed["goal_progress", default: 0] += updates.count - missed }
-        }
+        try await resealPages("goal_progress", into: &report, dryRun: dryRun, page: { last in
+            """
+            SELECT id, note_sealed FROM goal_progress
+            WHERE id > \(try last?.decode("id", as: UUID.self) ?? zero) AND note_sealed IS NOT NULL ORDER BY id LIMIT \(pageSize)
+            """
+        }, update: { row in
+            let id: UUID = try row.decode("id")
+            let note = try row.decode("note_sealed", as: PostgresBytes.self).bytes
+            guard let sealed = try resealed(note, Self.goalProgressAAD(id)) else { return nil }
+            return """
+                UPDATE goal_progress SET note_sealed = \(PostgresBytes(sealed)), key_id = \(current)
+                WHERE id = \(id) AND note_sealed = \(PostgresBytes(note))
+                """
+        })
 
         // Personal details, every version.
-        var afterPerson = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)), afterVersion = 0
+        try await resealPages("person_details", into: &report, dryRun: dryRun, page: { last in
+            """
+            SELECT person_id, version, sealed FROM person_details
+            WHERE (person_id, version) > (\(try last?.decode("person_id", as: UUID.self) ?? zero), \(try last?.decode("version", as: Int.self) ?? 0))
+            ORDER BY person_id, version LIMIT \(pageSize)
+            """
+        }, update: { row in
+            let person: UUID = try row.decode("person_id")
+            let version: Int = try row.decode("version")
+            let value = try row.decode("sealed", as: PostgresBytes.self).bytes
+            guard let sealed = try resealed(value, Self.detailsAAD(person, version)) else { return nil }
+            return """
+                UPDATE person_details SET sealed = \(PostgresBytes(sealed)), key_id = \(current)
+                WHERE person_id = \(person) AND version = \(version) AND sealed = \(PostgresBytes(value))
+                """
+        })
+        return report
+    }
+
+    private struct Unreadable: Error {}
+    private struct Damaged: Error {}
+
+    /// The value sealed again with the current key; nil if it already is. Throws
+    /// `Unreadable` if the keyring lacks its key, `Damaged` if its key does not open it.
+    private func resealed(_ sealed: [UInt8]?, _ aad: [UInt8]) throws -> [UInt8]? {
+        guard let sealed, FieldCipher.keyID(of: sealed) != cipher.currentKeyID else { return nil }
+        let plaintext: [UInt8]
+        do {
+            plaintext = try cipher.open(sealed, associatedData: aad)
+        } catch let error as CryptoError where error.kind == .unknownKey {
+            throw Unreadable()
+        } catch {
+            throw Damaged()
+        }
+        return try cipher.seal(plaintext, associatedData: aad)
+    }
+
+    /// One table's pass: reads pages (`page` is given the previous page's last row, nil at
+    /// first), asks `update` for each row's update (nil: nothing to do), writes each page,
+    /// and counts what was re-sealed, unreadable, damaged or changed meanwhile.
+    private func resealPages(
+        _ table: String, into report: inout ResealReport, dryRun: Bool,
+        page: (PostgresRow?) throws -> PostgresQuery, update: (PostgresRow) throws -> PostgresQuery?
+    ) async throws {
+        var last: PostgresRow?
         while true {
-            let rows = try await db.query("""
-                SELECT person_id, version, sealed FROM person_details WHERE (person_id, version) > (\(afterPerson), \(afterVersion))
-                ORDER BY person_id, version LIMIT \(pageSize)
-                """)
-            guard let last = rows.last else { break }
-            afterPerson = try last.decode("person_id")
-            afterVersion = try last.decode("version")
+            let rows = try await db.query(try page(last))
+            guard let end = rows.last else { return }
+            last = end
             var updates: [PostgresQuery] = []
             for row in rows {
-                let person: UUID = try row.decode("person_id")
-                let version: Int = try row.decode("version")
-                let value = try row.decode("sealed", as: PostgresBytes.self).bytes
                 do {
-                    guard let sealed = try reseal(value, Self.detailsAAD(person, version)) else { continue }
-                    updates.append("""
-                        UPDATE person_details SET sealed = \(PostgresBytes(sealed)), key_id = \(current)
-                        WHERE person_id = \(person) AND version = \(version) AND sealed = \(PostgresBytes(value))
-                        """)
+                    if let query = try update(row) { updates.append(query) }
                 } catch is Unreadable {
-                    report.unreadable["person_details", default: 0] += 1
+                    report.unreadable[table, default: 0] += 1
                 } catch is Damaged {
-                    report.damaged["person_details", default: 0] += 1
+                    report.damaged[table, default: 0] += 1
                 }
             }
             let missed = try await write(updates, dryRun: dryRun)
             report.changedMeanwhile += missed
-            if !updates.isEmpty { report.resealed["person_details", default: 0] += updates.count - missed }
+            if !updates.isEmpty { report.resealed[table, default: 0] += updates.count - missed }
         }
-        return report
     }
 
     /// Runs a page's updates in one transaction that allows re-sealing; returns how many

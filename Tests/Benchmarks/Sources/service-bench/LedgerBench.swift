@@ -314,10 +314,10 @@ func ledgerBench(seconds: Int) async throws {
         // The invoices are made before the clock starts (a billing system has its run
         // ready); encoding and sending them is measured.
         let making = DispatchTime.now().uptimeNanoseconds
+        let share = ids.count / clients
         let prepared = (0..<clients).map { client in
             (0..<(batches / clients)).map { b in
                 var batch = Wholecare_Ledger_V1_PostInvoiceBatchRequest()
-                let share = ids.count / clients
                 batch.invoices = (0..<1000).map { n in
                     var r = invoice(n, tag + client * 100 + b)
                     r.budgetID = ids[client * share + n % share]
@@ -332,9 +332,7 @@ func ledgerBench(seconds: Int) async throws {
             for client in 0..<clients {
                 group.addTask {
                     var posted = 0
-                    let share = ids.count / clients
-                    for b in 0..<(batches / clients) {
-                        let batch = prepared[client][b]
+                    for batch in prepared[client] {
                         let response = try await ledger.postInvoiceBatch(
                             batch, options: CallOptions(timeout: .seconds(60), metadata: ["authorization": "Bearer " + provider]))
                         posted += Int(response.posted)
