@@ -32,7 +32,21 @@ struct CreateAdminCommand: AsyncParsableCommand {
         }
         let client = PostgresClient(configuration: PostgresConfiguration(
             connectionString: try environment.databaseURL("IDENTITY_DATABASE_URL"), maxConnections: 1, applicationName: "wholecare-cli"))
-        defer { Task { await client.shutdown() } }
+        // Shut the client down before returning, never in a detached task: a shutdown still
+        // running on its threads while the process exits crashed it ("double free") after
+        // the administrator had been created.
+        do {
+            let created = try await createAccount(email: email, name: name, password: password, environment: environment, client: client)
+            await client.shutdown()
+            return created
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
+    private static func createAccount(email: String, name: String, password: String, environment: EnvironmentConfiguration,
+                                      client: PostgresClient) async throws -> Bool {
         let store = IdentityStore(db: client)
         if try await store.account(email: email) != nil { return false }
         let parameters: PasswordHasher.Parameters = environment.string("IDENTITY_PASSWORD_HASH_PROFILE", default: "owasp") == "test" ? .testOnly : .owasp

@@ -2,6 +2,7 @@ import ArgumentParser
 import Auth
 import Contracts
 import Foundation
+import Synchronization
 import Logging
 import RPC
 import RPCTransport
@@ -39,11 +40,36 @@ struct DemoSeed {
     static let adminEmail = "admin@wholecare.example"
 
     func run() async throws -> [String] {
+        // The connections are closed before returning, never in detached tasks that could
+        // still be running when the process exits (see `CreateAdminCommand.create`).
+        let opened = OpenTransports()
+        do {
+            let lines = try await seed(opened)
+            await opened.closeAll()
+            return lines
+        } catch {
+            await opened.closeAll()
+            throw error
+        }
+    }
+
+    /// RPC connections to close once the seed is done.
+    final class OpenTransports: Sendable {
+        private let transports = Mutex<[RPCClientTransport]>([])
+        func add(_ transport: RPCClientTransport) -> RPCClientTransport {
+            transports.withLock { $0.append(transport) }
+            return transport
+        }
+        func closeAll() async {
+            for transport in transports.withLock({ $0 }) { await transport.close() }
+        }
+    }
+
+    private func seed(_ opened: OpenTransports) async throws -> [String] {
         let env = EnvironmentConfiguration(environment)
         _ = try await CreateAdminCommand.create(email: Self.adminEmail, name: "Demo administrator", password: Self.password, environment: env)
         let address = env.string("IDENTITY_ADDRESS", default: "127.0.0.1:\(ServiceCatalog.identity.defaultPort)").split(separator: ":")
-        let transport = RPCClientTransport(configuration: RPCClientConfiguration(host: String(address[0]), port: Int(address[1]) ?? 7101))
-        defer { Task { await transport.close() } }
+        let transport = opened.add(RPCClientTransport(configuration: RPCClientConfiguration(host: String(address[0]), port: Int(address[1]) ?? 7101)))
         let api = Wholecare_Identity_V1_Identity.Client(RPCClient(channel: transport))
         var state = loadState()
 
@@ -156,9 +182,8 @@ struct DemoSeed {
             let parts = env.string("\(name.uppercased())_ADDRESS", default: "127.0.0.1:\(port)").split(separator: ":")
             return RPCClientTransport(configuration: RPCClientConfiguration(host: String(parts[0]), port: Int(parts.last ?? "") ?? port))
         }
-        let recordsTransport = client("records", ServiceCatalog.records.defaultPort)
-        let ledgerTransport = client("ledger", ServiceCatalog.ledger.defaultPort)
-        defer { Task { await recordsTransport.close(); await ledgerTransport.close() } }
+        let recordsTransport = opened.add(client("records", ServiceCatalog.records.defaultPort))
+        let ledgerTransport = opened.add(client("ledger", ServiceCatalog.ledger.defaultPort))
         let records = Wholecare_Records_V1_Records.Client(RPCClient(channel: recordsTransport))
         let ledger = Wholecare_Ledger_V1_Ledger.Client(RPCClient(channel: ledgerTransport))
         let today = CalendarDate(Date())
