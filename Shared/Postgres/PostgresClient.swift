@@ -6,8 +6,12 @@ import Synchronization
 
 /// A pool of libpq connections.
 ///
-/// Blocking libpq calls run on the client's own `NIOThreadPool` (one thread per
-/// connection), never on an event loop or Swift's cooperative pool.
+/// `query`, `run` and `pipeline` on a session (and so `PostgresClient.query` and
+/// `withTransaction`) send without blocking and await the socket (on Linux; see
+/// ``SocketReadiness``): no thread waits for the server. The bodies of
+/// `withBlockingConnection` and `withBlockingTransaction`, and connecting, block, and
+/// run on the client's own `NIOThreadPool` (one thread per connection), never on an event
+/// loop or Swift's cooperative pool.
 public final class PostgresClient: Sendable {
     public let configuration: PostgresConfiguration
     let logger: Logger
@@ -411,19 +415,38 @@ public struct PostgresSession: Sendable {
     /// Runs one statement and returns its rows.
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        #if os(Linux)
+        return try await connection.executeAsync(query)
+        #else
         let connection = connection
         return try await threadPool.runIfActive { try connection.execute(query) }
+        #endif
+    }
+
+    /// Runs the statements in one round trip and returns their rows in order; if one
+    /// fails, the later ones are not run and, outside an explicit transaction, nothing the
+    /// list wrote is kept (libpq pipeline mode).
+    public func pipeline(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
+        #if os(Linux)
+        return try await connection.executePipelineAsync(queries)
+        #else
+        let connection = connection
+        return try await threadPool.runIfActive { try connection.executePipeline(queries) }
+        #endif
     }
 
     /// Runs a script of statements without binds (migrations, session settings).
     public func run(unsafeSQL sql: String) async throws {
+        #if os(Linux)
+        try await connection.executeSimpleAsync(sql)
+        #else
         let connection = connection
         try await threadPool.runIfActive { try connection.executeSimple(sql) }
+        #endif
     }
 
     func rollbackQuietly() async {
-        let connection = connection
         guard !connection.isBroken else { return }
-        _ = try? await threadPool.runIfActive { try connection.executeSimple("ROLLBACK") }
+        try? await run(unsafeSQL: "ROLLBACK")
     }
 }

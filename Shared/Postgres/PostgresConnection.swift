@@ -2,9 +2,11 @@ import CLibPQ
 import Foundation
 import Logging
 
-/// One libpq connection. Every method blocks, so callers run them on the client's
-/// dedicated thread pool, never on an event loop or the cooperative pool. A connection
-/// is used by one task at a time (the pool guarantees it), hence `@unchecked Sendable`.
+/// One libpq connection. The synchronous methods block, so callers run them on the
+/// client's dedicated thread pool, never on an event loop or the cooperative pool; the
+/// `async` ones (Linux) send in libpq's non-blocking mode and wait for the socket with
+/// ``SocketReadiness``, so they may run on any thread. A connection is used by one task at
+/// a time (the pool guarantees it), hence `@unchecked Sendable`.
 final class PostgresConnection: @unchecked Sendable {
     private var handle: OpaquePointer?
     private var statementNames: [String: String] = [:]
@@ -128,6 +130,120 @@ final class PostgresConnection: @unchecked Sendable {
         return name
     }
 
+    #if os(Linux)
+    // MARK: - Without blocking a thread
+
+    /// ``execute(_:)`` without blocking: the statement is sent from the calling thread in
+    /// libpq's non-blocking mode and its result awaited with ``SocketReadiness``, so no
+    /// pool thread is woken and none sleeps in `poll(2)` while the server works.
+    func executeAsync(_ query: PostgresQuery) async throws -> PostgresRows {
+        guard let handle else { throw Self.lostError(nil) }
+        let name = try await preparedNameAsync(for: query)
+        let result = try await exchange(handle) {
+            try withBinds(query.binds) { values, lengths, formats in
+                PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
+            }
+        }
+        return Self.read(result)
+    }
+
+    /// ``executeSimple(_:)`` without blocking a thread.
+    func executeSimpleAsync(_ sql: String) async throws {
+        guard let handle else { throw Self.lostError(nil) }
+        PQclear(try await exchange(handle) { PQsendQuery(handle, sql) })
+    }
+
+    /// ``executePipeline(_:)`` without blocking a thread.
+    func executePipelineAsync(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
+        guard let handle else { throw Self.lostError(nil) }
+        guard !queries.isEmpty else { return [] }
+        if try makeRoomInCache(for: queries) { try await executeSimpleAsync("DEALLOCATE ALL") }
+        var names: [String] = []
+        for query in queries { names.append(try await preparedNameAsync(for: query)) }
+        guard PQsetnonblocking(handle, 1) == 0 else { throw lose(handle) }
+        try sendPipeline(handle, queries, names)
+        let socket = PQsocket(handle)
+        try await flush(handle, socket)
+        var reader = PipelineReader(statements: queries.count)
+        reading: while true {
+            while PQisBusy(handle) == 0 {
+                if try reader.take(PQgetResult(handle), on: self) { break reading }
+            }
+            try await waitForSocket(socket, writable: false)
+            if PQconsumeInput(handle) == 0 { throw lose(handle) }
+        }
+        guard PQsetnonblocking(handle, 0) == 0 else { throw lose(handle) }
+        return try finishPipeline(handle, reader)
+    }
+
+    private func flush(_ handle: OpaquePointer, _ socket: Int32) async throws {
+        while true {
+            let flushed = PQflush(handle)
+            if flushed == 0 { return }
+            if flushed < 0 { throw lose(handle) }
+            try await waitForSocket(socket, writable: true)
+        }
+    }
+
+    private func preparedNameAsync(for query: PostgresQuery) async throws -> String {
+        guard let handle else { throw Self.lostError(nil) }
+        let cacheKey = cacheKey(for: query)
+        if let cached = statementNames[cacheKey] { return cached }
+        if statementNames.count >= statementCacheLimit {
+            try await executeSimpleAsync("DEALLOCATE ALL")
+            statementNames.removeAll(keepingCapacity: true)
+        }
+        statementCounter += 1
+        let name = "wc_\(statementCounter)"
+        let types = query.binds.map { Oid($0.type.rawValue) }
+        PQclear(try await exchange(handle) {
+            types.withUnsafeBufferPointer { PQsendPrepare(handle, name, query.sql, Int32(types.count), $0.baseAddress) }
+        })
+        statementNames[cacheKey] = name
+        return name
+    }
+
+    /// Sends with `send` in non-blocking mode, waits for every result, and returns the
+    /// last one (a script's statements each have one) after checking them all: the first
+    /// failure is thrown, with every result cleared.
+    private func exchange(_ handle: OpaquePointer, _ send: () throws -> Int32) async throws -> OpaquePointer {
+        guard PQsetnonblocking(handle, 1) == 0 else { throw lose(handle) }
+        var results: [OpaquePointer] = []
+        do {
+            guard try send() == 1 else { throw lose(handle) }
+            let socket = PQsocket(handle)
+            try await flush(handle, socket)
+            reading: while true {
+                while PQisBusy(handle) == 0 {
+                    guard let result = PQgetResult(handle) else { break reading }
+                    results.append(result)
+                }
+                try await waitForSocket(socket, writable: false)
+                if PQconsumeInput(handle) == 0 { throw lose(handle) }
+            }
+            // Back to blocking mode for the blocking methods (nothing is left to send).
+            guard PQsetnonblocking(handle, 0) == 0 else { throw lose(handle) }
+            guard let last = results.last else { throw lose(handle) }
+            for result in results { try check(result) }
+            results.removeLast()
+            results.forEach { PQclear($0) }
+            return last
+        } catch {
+            results.forEach { PQclear($0) }
+            throw error
+        }
+    }
+
+    private func waitForSocket(_ socket: Int32, writable: Bool) async throws {
+        do {
+            try await SocketReadiness.shared.wait(for: socket, writable: writable)
+        } catch {
+            isBroken = true
+            throw Self.lostError("could not wait for the database socket")
+        }
+    }
+    #endif
+
     /// Runs several statements in one round trip (libpq's pipeline mode): all of them are
     /// sent, then all their results read. Outside an explicit transaction they form one
     /// implicit transaction, so if one fails, those after it are not run, nothing the list
@@ -137,77 +253,95 @@ final class PostgresConnection: @unchecked Sendable {
     func executePipeline(_ queries: [PostgresQuery]) throws -> [PostgresRows] {
         guard let handle else { throw Self.lostError(nil) }
         guard !queries.isEmpty else { return [] }
-        let unprepared = Set(queries.map(cacheKey(for:))).filter { statementNames[$0] == nil }.count
-        if unprepared > 0, statementNames.count + unprepared > statementCacheLimit {
-            guard unprepared <= statementCacheLimit else {
-                throw PostgresError(kind: .server, safeMessage: "a pipeline has more new statements than the statement cache holds (\(statementCacheLimit))")
-            }
-            // Make room for all of them at once, so preparing one never forgets another.
-            try executeSimple("DEALLOCATE ALL")
-            statementNames.removeAll(keepingCapacity: true)
-        }
+        if try makeRoomInCache(for: queries) { try executeSimple("DEALLOCATE ALL") }
         let names = try queries.map { try preparedName(for: $0) }
+        try sendPipeline(handle, queries, names)
+        var reader = PipelineReader(statements: queries.count)
+        while try !reader.take(PQgetResult(handle), on: self) {}
+        return try finishPipeline(handle, reader)
+    }
+
+    /// Whether the statement cache must be emptied (`DEALLOCATE ALL`, which the caller
+    /// runs) so that every statement of a pipeline fits; the local cache is emptied here.
+    private func makeRoomInCache(for queries: [PostgresQuery]) throws -> Bool {
+        let unprepared = Set(queries.map(cacheKey(for:))).filter { statementNames[$0] == nil }.count
+        guard unprepared > 0, statementNames.count + unprepared > statementCacheLimit else { return false }
+        guard unprepared <= statementCacheLimit else {
+            throw PostgresError(kind: .server, safeMessage: "a pipeline has more new statements than the statement cache holds (\(statementCacheLimit))")
+        }
+        // Make room for all of them at once, so preparing one never forgets another.
+        statementNames.removeAll(keepingCapacity: true)
+        return true
+    }
+
+    /// Enters pipeline mode and queues every statement and the sync.
+    private func sendPipeline(_ handle: OpaquePointer, _ queries: [PostgresQuery], _ names: [String]) throws {
         guard PQenterPipelineMode(handle) == 1 else {
             // Only possible with results still unread: the connection's state is unknown.
-            isBroken = true
-            throw Self.lostError(String(cString: PQerrorMessage(handle)))
+            throw lose(handle)
         }
-        var results: [PostgresRows] = []
-        results.reserveCapacity(queries.count)
-        var failure: (any Error)?
         for (query, name) in zip(queries, names) {
             let sent = try withBinds(query.binds) { values, lengths, formats in
                 PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
             }
-            guard sent == 1 else {
-                // Nothing can be read back reliably after a failed send: the connection goes.
-                isBroken = true
-                throw Self.lostError(String(cString: PQerrorMessage(handle)))
-            }
+            // Nothing can be read back reliably after a failed send: the connection goes.
+            guard sent == 1 else { throw lose(handle) }
         }
-        guard PQpipelineSync(handle) == 1 else {
-            isBroken = true
-            throw Self.lostError(String(cString: PQerrorMessage(handle)))
-        }
-        // Each statement's result is followed by a NULL; the sync's result comes last.
+        guard PQpipelineSync(handle) == 1 else { throw lose(handle) }
+    }
+
+    /// The results of a pipeline, as they are read: each statement's result is followed by
+    /// a NULL; the sync's result comes last.
+    private struct PipelineReader {
+        let statements: Int
+        var results: [PostgresRows] = []
+        var failure: (any Error)?
         var ends = 0
-        reading: while true {
-            guard let result = PQgetResult(handle) else {
+
+        /// Takes one `PQgetResult`; true once the sync's result is in.
+        mutating func take(_ result: OpaquePointer?, on connection: PostgresConnection) throws -> Bool {
+            guard let result else {
                 ends += 1
-                if ends > queries.count || PQstatus(handle) != CONNECTION_OK {
-                    isBroken = true
-                    throw Self.lostError(String(cString: PQerrorMessage(handle)))
-                }
-                continue
+                if ends > statements || !connection.isConnected { throw connection.lose() }
+                return false
             }
             switch PQresultStatus(result) {
             case PGRES_PIPELINE_SYNC:
                 PQclear(result)
-                break reading
+                return true
             case PGRES_PIPELINE_ABORTED:
                 // Not run because an earlier statement failed (that failure is kept).
                 PQclear(result)
             default:
                 do {
-                    try check(result)
-                    results.append(Self.read(result))
+                    try connection.check(result)
+                    results.append(PostgresConnection.read(result))
                 } catch {
                     PQclear(result)
                     if failure == nil { failure = error }
-                    if isBroken { throw error }
+                    if connection.isBroken { throw error }
                 }
             }
+            return false
         }
-        guard PQexitPipelineMode(handle) == 1 else {
+    }
+
+    private func finishPipeline(_ handle: OpaquePointer, _ reader: PipelineReader) throws -> [PostgresRows] {
+        guard PQexitPipelineMode(handle) == 1 else { throw lose(handle) }
+        if let failure = reader.failure { throw failure }
+        guard reader.results.count == reader.statements else {
             isBroken = true
-            throw Self.lostError(String(cString: PQerrorMessage(handle)))
+            throw Self.lostError("a pipeline returned \(reader.results.count) results for \(reader.statements) statements")
         }
-        if let failure { throw failure }
-        guard results.count == queries.count else {
-            isBroken = true
-            throw Self.lostError("a pipeline returned \(results.count) results for \(queries.count) statements")
-        }
-        return results
+        return reader.results
+    }
+
+    private var isConnected: Bool { handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
+
+    /// Marks the connection unusable and describes why.
+    private func lose(_ handle: OpaquePointer? = nil) -> PostgresError {
+        isBroken = true
+        return Self.lostError((handle ?? self.handle).map { String(cString: PQerrorMessage($0)) })
     }
 
     private func cacheKey(for query: PostgresQuery) -> String {
@@ -252,7 +386,7 @@ final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    private func check(_ result: OpaquePointer?) throws {
+    fileprivate func check(_ result: OpaquePointer?) throws {
         guard let handle else { throw Self.lostError(nil) }
         guard let result else {
             isBroken = PQstatus(handle) != CONNECTION_OK
@@ -315,7 +449,7 @@ final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Wraps a result; the rows own it from here on.
-    private static func read(_ result: OpaquePointer) -> PostgresRows {
+    fileprivate static func read(_ result: OpaquePointer) -> PostgresRows {
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
         return PostgresRows(storage: PostgresRows.Storage(result: result), affectedRows: affected)
     }

@@ -109,3 +109,50 @@ struct PipelineTests {
         await db.shutdown()
     }
 }
+
+@Suite("Statements sent without blocking a thread")
+struct NonBlockingTests {
+    @Test("a pipeline, large results and a large statement go through; a failure keeps nothing; the connection then serves blocking calls")
+    func nonBlockingRoundTrips() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            try await db.query("CREATE TABLE t (id int PRIMARY KEY, body text)")
+            let pid = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+            // A pipeline on the async session: results in order, binds included.
+            let rows = try await db.withConnection { session in
+                try await session.pipeline([
+                    "INSERT INTO t SELECT n, repeat('x', 100) FROM generate_series(1, \(30_000)) n",
+                    "SELECT count(*) AS n FROM t WHERE id > \(29_990)",
+                    "SELECT \("it's")::text AS echo",
+                ])
+            }
+            #expect(rows.count == 3)
+            #expect(rows[0].affectedRows == 30_000)
+            #expect(try rows[1][0].decode("n", as: Int.self) == 10)
+            #expect(try rows[2][0].decode("echo", as: String.self) == "it's")
+            // A result of several megabytes arrives over many reads.
+            let all = try await db.query("SELECT id, body FROM t ORDER BY id")
+            #expect(all.count == 30_000)
+            #expect(try all[29_999].decode("id", as: Int.self) == 30_000)
+            // A statement larger than the socket's buffers is sent over several writes.
+            let big = String(repeating: "y", count: 4 << 20)
+            let echoed = try await db.query("SELECT length(\(big)::text) AS n")
+            #expect(try echoed[0].decode("n", as: Int.self) == big.count)
+            // A failing statement in a pipeline stops the rest and keeps nothing.
+            let error = await #expect(throws: PostgresError.self) {
+                try await db.withConnection { session in
+                    try await session.pipeline(["INSERT INTO t VALUES (\(40_000), 'new')", "INSERT INTO t VALUES (\(1), 'dup')"])
+                }
+            }
+            #expect(error?.sqlState == "23505")
+            #expect(try await db.query("SELECT count(*) AS n FROM t WHERE id = \(40_000)")[0].decode("n", as: Int.self) == 0)
+            // The only connection is still the same one, and serves blocking calls as well.
+            let (blockingPID, count) = try await db.withBlockingTransaction { session in
+                (try session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self),
+                 try session.query("SELECT count(*) AS n FROM t")[0].decode("n", as: Int.self))
+            }
+            #expect(blockingPID == pid)
+            #expect(count == 30_000)
+            #expect(try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self) == pid)
+        }
+    }
+}

@@ -175,8 +175,8 @@ public struct RecordsStore: Sendable {
         return (rows, next)
     }
 
-    /// What a record summary shows, read on one connection in one hop to the database
-    /// thread and one round trip to the server, rows decoded (and decrypted) there: the
+    /// What a record summary shows, read on one connection in one round trip to the
+    /// server, rows decoded (and decrypted) here: the
     /// current details, the active conditions, medications, allergies and goals, the latest
     /// entries, and each active goal's latest progress.
     public struct SummaryData: Sendable {
@@ -187,9 +187,9 @@ public struct RecordsStore: Sendable {
     }
 
     public func summary(person: UUID, latest: Int) async throws -> SummaryData {
-        try await db.withBlockingConnection { session in
+        try await db.withConnection { session in
             // One round trip for the four reads (a pipeline), not one per statement.
-            let rows = try session.pipeline([
+            let rows = try await session.pipeline([
                 Self.currentDetailsQuery(person), Self.activeEntriesQuery(person),
                 Self.latestEntriesQuery(person, latest), Self.activeGoalsProgressQuery(person),
             ])

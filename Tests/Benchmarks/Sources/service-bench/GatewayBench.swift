@@ -85,6 +85,17 @@ func gatewayBench(seconds: Int) async throws {
         await suite.cleanup()
         exit(1)
     }
+    // BENCH_ONLY=route: only the route (or BENCH_PATH) at 64 connections, for profiling.
+    if ProcessInfo.processInfo.environment["BENCH_ONLY"] == "route" {
+        let path = ProcessInfo.processInfo.environment["BENCH_PATH"] ?? "/v1/me/record"
+        let only = try wrk("http://127.0.0.1:\(gatewayPort)\(path)", connections: 64, seconds: seconds, token: suite.person)
+        print("route only, 64 connections: \(Int(only.rate)) req/s, p99 \(String(format: "%.2f", only.p99)) ms")
+        servers.cancel()
+        _ = try? await servers.value
+        for t in [identity, records, ledger] { await t.close() }
+        await suite.cleanup()
+        return
+    }
     var rows: [(String, WrkResult, WrkResult)] = []
     let summary1 = try wrk(summaryURL, connections: 1, seconds: seconds, token: suite.person)
     let summary64 = try wrk(summaryURL, connections: 64, seconds: seconds, token: suite.person)
