@@ -186,10 +186,9 @@ public final class PostgresClient: Sendable {
         }
     }
 
-    /// Runs `body` on one connection, outside an explicit transaction, in one hop to one of
-    /// the pool's threads: for several reads (and the decoding of their rows) that would
-    /// otherwise each hop there and back. Each statement sees its own snapshot, as with
-    /// separate `query` calls.
+    /// Runs the synchronous `body` on one connection, outside an explicit transaction, on
+    /// one of the pool's threads, each statement blocking that thread until its answer is
+    /// in. Each statement sees its own snapshot, as with separate `query` calls.
     public func withBlockingConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresBlockingSession) throws -> T) async throws -> T {
         let connection = try await acquire()
         let outcome: Result<T, any Error> = await {
@@ -415,34 +414,31 @@ public struct PostgresSession: Sendable {
     /// Runs one statement and returns its rows.
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
-        #if os(Linux)
-        return try await connection.executeAsync(query)
-        #else
         let connection = connection
-        return try await threadPool.runIfActive { try connection.execute(query) }
+        #if os(Linux)
+        if connection.canWaitWithoutBlocking { return try await connection.executeAsync(query) }
         #endif
+        return try await threadPool.runIfActive { try connection.execute(query) }
     }
 
     /// Runs the statements in one round trip and returns their rows in order; if one
     /// fails, the later ones are not run and, outside an explicit transaction, nothing the
     /// list wrote is kept (libpq pipeline mode).
     public func pipeline(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
-        #if os(Linux)
-        return try await connection.executePipelineAsync(queries)
-        #else
         let connection = connection
-        return try await threadPool.runIfActive { try connection.executePipeline(queries) }
+        #if os(Linux)
+        if connection.canWaitWithoutBlocking { return try await connection.executePipelineAsync(queries) }
         #endif
+        return try await threadPool.runIfActive { try connection.executePipeline(queries) }
     }
 
     /// Runs a script of statements without binds (migrations, session settings).
     public func run(unsafeSQL sql: String) async throws {
-        #if os(Linux)
-        try await connection.executeSimpleAsync(sql)
-        #else
         let connection = connection
-        try await threadPool.runIfActive { try connection.executeSimple(sql) }
+        #if os(Linux)
+        if connection.canWaitWithoutBlocking { return try await connection.executeSimpleAsync(sql) }
         #endif
+        try await threadPool.runIfActive { try connection.executeSimple(sql) }
     }
 
     func rollbackQuietly() async {

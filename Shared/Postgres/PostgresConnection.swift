@@ -176,12 +176,17 @@ final class PostgresConnection: @unchecked Sendable {
         return try finishPipeline(handle, reader)
     }
 
+    /// Sends what libpq has buffered. While output is pending the server may be blocked
+    /// writing results to us (a pipeline whose first statements answer at length), so this
+    /// waits for the socket to be readable or writable and reads what arrived before
+    /// sending more (as libpq's documentation asks), never waiting on writability alone.
     private func flush(_ handle: OpaquePointer, _ socket: Int32) async throws {
         while true {
             let flushed = PQflush(handle)
             if flushed == 0 { return }
             if flushed < 0 { throw lose(handle) }
             try await waitForSocket(socket, writable: true)
+            if PQconsumeInput(handle) == 0 { throw lose(handle) }
         }
     }
 
@@ -210,13 +215,20 @@ final class PostgresConnection: @unchecked Sendable {
         guard PQsetnonblocking(handle, 1) == 0 else { throw lose(handle) }
         var results: [OpaquePointer] = []
         do {
-            guard try send() == 1 else { throw lose(handle) }
+            guard try send() == 1 else { throw sendFailure(handle) }
             let socket = PQsocket(handle)
             try await flush(handle, socket)
             reading: while true {
                 while PQisBusy(handle) == 0 {
                     guard let result = PQgetResult(handle) else { break reading }
                     results.append(result)
+                    let status = PQresultStatus(result)
+                    if status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
+                        // libpq would hand out COPY results for ever; the connection is
+                        // mid-COPY and cannot be used again.
+                        isBroken = true
+                        throw PostgresError(kind: .server, safeMessage: "COPY is not supported by this client")
+                    }
                 }
                 try await waitForSocket(socket, writable: false)
                 if PQconsumeInput(handle) == 0 { throw lose(handle) }
@@ -285,7 +297,7 @@ final class PostgresConnection: @unchecked Sendable {
                 PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
             }
             // Nothing can be read back reliably after a failed send: the connection goes.
-            guard sent == 1 else { throw lose(handle) }
+            guard sent == 1 else { throw sendFailure(handle) }
         }
         guard PQpipelineSync(handle) == 1 else { throw lose(handle) }
     }
@@ -337,6 +349,28 @@ final class PostgresConnection: @unchecked Sendable {
     }
 
     private var isConnected: Bool { handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
+
+    /// A statement libpq refused to send: a lost connection if the connection is gone;
+    /// otherwise the statement itself (e.g. too many binds), which retrying cannot help.
+    /// Either way the connection is not used again (its state part-way through is unknown).
+    private func sendFailure(_ handle: OpaquePointer) -> PostgresError {
+        guard PQstatus(handle) == CONNECTION_OK else { return lose(handle) }
+        isBroken = true
+        return PostgresError(kind: .server, safeMessage: "the statement could not be sent",
+                             serverMessage: String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Whether statements may be sent without blocking: on Linux, without TLS (OpenSSL
+    /// may hold decrypted data the socket no longer signals, which libpq's own wait
+    /// checks and an epoll wait cannot), and while the process's waiting thread runs.
+    var canWaitWithoutBlocking: Bool {
+        #if os(Linux)
+        guard let handle else { return false }
+        return PQsslInUse(handle) == 0 && SocketReadiness.shared.isRunning
+        #else
+        return false
+        #endif
+    }
 
     /// Marks the connection unusable and describes why.
     private func lose(_ handle: OpaquePointer? = nil) -> PostgresError {

@@ -16,8 +16,8 @@ final class SocketReadiness: Sendable {
 
     private let epoll: Int32
     private let waiters = Mutex<[Int32: CheckedContinuation<Void, any Error>]>([:])
-    /// Set if the waiting thread has stopped (see `run`); guarded by `waiters`' lock.
-    nonisolated(unsafe) private var dead = false
+    /// Set if the waiting thread has stopped (see `run`), while holding `waiters`' lock.
+    private let dead = Atomic<Bool>(false)
 
     private init() {
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -27,23 +27,28 @@ final class SocketReadiness: Sendable {
         thread.start()
     }
 
+    /// False if epoll could not be set up or its thread stopped: connections then block
+    /// on the client's thread pool as before.
+    var isRunning: Bool { epoll >= 0 && !dead.load(ordering: .acquiring) }
+
     struct Failed: Error {
         let errno: Int32
     }
 
-    /// Suspends until `socket` is readable (or writable), or has an error or hang-up,
-    /// which the caller then learns of from libpq.
+    /// Suspends until `socket` is readable (or, with `writable`, readable or writable), or
+    /// has an error or hang-up, which the caller then learns of from libpq.
     func wait(for socket: Int32, writable: Bool = false) async throws {
         guard epoll >= 0 else { throw Failed(errno: EBADF) }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let refused = waiters.withLock { waiting -> Bool in
-                if dead { return true }
+                if dead.load(ordering: .relaxed) { return true }
+                precondition(waiting[socket] == nil, "two tasks wait on one database socket")
                 waiting[socket] = continuation
                 return false
             }
             if refused { return continuation.resume(throwing: Failed(errno: EBADF)) }
             var event = epoll_event()
-            event.events = (writable ? EPOLLOUT.rawValue : EPOLLIN.rawValue) | EPOLLONESHOT.rawValue
+            event.events = (writable ? EPOLLIN.rawValue | EPOLLOUT.rawValue : EPOLLIN.rawValue) | EPOLLONESHOT.rawValue
             event.data.fd = socket
             // A socket seen before is re-armed; a new one (or a number reused after a
             // close, which removes the old registration) is added.
@@ -68,7 +73,7 @@ final class SocketReadiness: Sendable {
                 // later, rather than leave tasks suspended; their connections are dropped.
                 let code = errno
                 let stranded = waiters.withLock { waiting in
-                    dead = true
+                    dead.store(true, ordering: .releasing)
                     defer { waiting.removeAll() }
                     return Array(waiting.values)
                 }

@@ -110,7 +110,7 @@ struct PipelineTests {
     }
 }
 
-@Suite("Statements sent without blocking a thread")
+@Suite("Statements sent without blocking a thread", .timeLimit(.minutes(1)))
 struct NonBlockingTests {
     @Test("a pipeline, large results and a large statement go through; a failure keeps nothing; the connection then serves blocking calls")
     func nonBlockingRoundTrips() async throws {
@@ -153,6 +153,61 @@ struct NonBlockingTests {
             #expect(blockingPID == pid)
             #expect(count == 30_000)
             #expect(try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self) == pid)
+        }
+    }
+
+    @Test("a server error keeps the connection; a statement in flight when the backend is terminated fails as a lost connection, which is replaced")
+    func errorsAndLostConnections() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 2) { db, _ in
+            try await db.withConnection { session in
+                let pid = try await session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+                let error = await #expect(throws: PostgresError.self) { try await session.query("SELECT 1 / \(0) AS x") }
+                #expect(error?.sqlState == "22012")
+                // A script that fails part-way reports the failure; the session goes on.
+                await #expect(throws: PostgresError.self) { try await session.run(unsafeSQL: "SELECT 1; SELECT nonsense; SELECT 2") }
+                #expect(try await session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self) == pid)
+            }
+            // A statement waiting on the server when its backend is terminated.
+            let (pids, announce) = AsyncStream<Int>.makeStream()
+            let sleeper = Task {
+                try await db.withConnection { session in
+                    announce.yield(try await session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self))
+                    return try await session.query("SELECT pg_sleep(20)")
+                }
+            }
+            var waiting = pids.makeAsyncIterator()
+            let sleeping = try #require(await waiting.next())
+            try await Task.sleep(for: .milliseconds(200))
+            let terminated = try await db.query("SELECT pg_terminate_backend(\(sleeping)::int, 10000) AS t")[0].decode("t", as: Bool.self)
+            #expect(terminated)
+            let error = await #expect(throws: PostgresError.self) { try await sleeper.value }
+            #expect(error?.kind == .connectionLost || error?.sqlState == "57P01", "\(String(describing: error))")
+            // Both connections serve again; the terminated one was replaced.
+            let after = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<2 {
+                    group.addTask {
+                        try await db.withConnection { session in
+                            try await session.query("SELECT pg_sleep(0.2)")
+                            return try await session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+                        }
+                    }
+                }
+                return try await group.reduce(into: Set<Int>()) { $0.insert($1) }
+            }
+            #expect(after.count == 2)
+            #expect(!after.contains(sleeping))
+        }
+    }
+
+    @Test("COPY is refused with a clear error and its connection replaced")
+    func copyRefused() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            try await db.query("CREATE TABLE t (id int)")
+            let pid = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+            let error = await #expect(throws: PostgresError.self) { try await db.withConnection { try await $0.run(unsafeSQL: "COPY t TO STDOUT") } }
+            #expect(error?.description.contains("COPY is not supported") == true)
+            let next = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+            #expect(next != pid)
         }
     }
 }
