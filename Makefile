@@ -17,7 +17,7 @@ WHOLECARE     = $(BIN_DIR)/wholecare
 APT_PACKAGES := pkg-config libpq-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
                 postgresql postgresql-contrib python3 python3-venv python3-yaml wrk docker-compose
 
-.PHONY: openapi help deps build build-release run test db db-stop proto bench bench-rpc bench-identity bench-ledger bench-records bench-gateway clean c-client
+.PHONY: openapi help deps build build-release run test db db-stop proto bench bench-rpc bench-identity bench-ledger bench-records bench-gateway bench-pgclient clean c-client
 
 # $(call pytool,name,requirements): a pinned virtual environment at $(DATA_DIR)/pytools/name.
 define pytool
@@ -86,7 +86,7 @@ proto: deps ## Regenerate the committed Swift code from proto/ (only needed afte
 openapi: ## Rebuild the gateway's OpenAPI document from its paths and the proto schemas
 	@python3 Services/Gateway/OpenAPI/build.py
 
-bench: bench-rpc bench-identity bench-ledger bench-records bench-gateway ## Run every benchmark (release builds) and print figures
+bench: bench-rpc bench-pgclient bench-identity bench-ledger bench-records bench-gateway ## Run every benchmark (release builds) and print figures
 
 bench-rpc: deps ## RPC: WholeCare vs grpc-swift-2 vs bare NIO echo, and server memory (release)
 	@echo "bench-rpc: building the benchmark package in release mode (first time: ~15 minutes, it builds gRPC)"
@@ -105,6 +105,10 @@ bench-ledger: db ## Ledger: postings/s through RPC at 1 and 8 clients, batch inv
 bench-records: db ## Records: summary latency for a person with 500 entries
 	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
 	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench records
+
+bench-pgclient: db ## Postgres client: SELECT 1 from 64 tasks on 8 connections, awaited and blocking, next to pgbench
+	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
+	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench pgclient
 
 bench-gateway: db ## Gateway: wrk on GET /v1/me/record at 1 and 64 connections, next to its SQL in pgbench and a bare handler
 	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null

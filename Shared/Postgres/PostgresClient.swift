@@ -21,7 +21,8 @@ public final class PostgresClient: Sendable {
 
     private struct Waiter {
         let continuation: CheckedContinuation<PostgresConnection?, any Error>
-        let timeout: Scheduled<Void>?
+        /// When the wait fails with `poolTimeout` (see `sweepWaiters`).
+        let deadline: NIODeadline
     }
 
     private struct PoolState {
@@ -31,6 +32,8 @@ public final class PostgresClient: Sendable {
         var nextWaiterID: UInt64 = 0
         var nextConnectionID = 0
         var closed = false
+        /// A sweep for expired waits is scheduled.
+        var sweeping = false
     }
 
     public init(configuration: PostgresConfiguration, logger: Logger = Logger(label: "wholecare.postgres")) {
@@ -56,7 +59,6 @@ public final class PostgresClient: Sendable {
             return (idle, waiters)
         }
         for waiter in waiters {
-            waiter.timeout?.cancel()
             waiter.continuation.resume(throwing: Self.closedError)
         }
         for connection in idle {
@@ -284,27 +286,60 @@ public final class PostgresClient: Sendable {
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
-        let timeout = configuration.acquireTimeout
+        let deadline = NIODeadline.now() + .nanoseconds(acquireTimeoutNanoseconds)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let scheduled = timerLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
-                    self.failWaiter(id: id, with: PostgresError(
-                        kind: .poolTimeout,
-                        safeMessage: "no database connection became free within \(timeout) (pool size \(self.configuration.maxConnections))"))
+                let (closed, startSweeping) = state.withLock { state -> (Bool, Bool) in
+                    if state.closed { return (true, false) }
+                    state.waiters.append((id, Waiter(continuation: continuation, deadline: deadline)))
+                    let start = !state.sweeping
+                    state.sweeping = true
+                    return (false, start)
                 }
-                let closed = state.withLock { state -> Bool in
-                    if state.closed { return true }
-                    state.waiters.append((id, Waiter(continuation: continuation, timeout: scheduled)))
-                    return false
-                }
-                if closed {
-                    scheduled.cancel()
-                    continuation.resume(throwing: Self.closedError)
-                }
+                if closed { continuation.resume(throwing: Self.closedError) }
+                if startSweeping { scheduleSweep() }
             }
         } onCancel: {
             self.failWaiter(id: id, with: CancellationError())
         }
+    }
+
+    /// How often expired waits are looked for: a wait fails at most this long after its
+    /// deadline. One timer for all waiters while any wait, rather than one scheduled and
+    /// cancelled per wait on an event loop that also serves the network.
+    private var sweepInterval: TimeAmount {
+        .nanoseconds(max(10_000_000, min(100_000_000, acquireTimeoutNanoseconds / 4)))
+    }
+
+    private var acquireTimeoutNanoseconds: Int64 {
+        let parts = configuration.acquireTimeout.components
+        return parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000
+    }
+
+    private func scheduleSweep() {
+        timerLoop.scheduleTask(in: sweepInterval) { self.sweepWaiters() }
+    }
+
+    /// Fails the waits past their deadline; sweeps again while any remain.
+    private func sweepWaiters() {
+        let now = NIODeadline.now()
+        let (expired, again) = state.withLock { state -> ([Waiter], Bool) in
+            var expired: [Waiter] = []
+            state.waiters.removeAll { entry in
+                guard entry.waiter.deadline <= now else { return false }
+                expired.append(entry.waiter)
+                return true
+            }
+            state.sweeping = !state.waiters.isEmpty
+            return (expired, state.sweeping)
+        }
+        let timeout = configuration.acquireTimeout
+        for waiter in expired {
+            waiter.continuation.resume(throwing: PostgresError(
+                kind: .poolTimeout,
+                safeMessage: "no database connection became free within \(timeout) (pool size \(configuration.maxConnections))"))
+        }
+        if again { scheduleSweep() }
     }
 
     private func failWaiter(id: UInt64, with error: any Error) {
@@ -312,7 +347,6 @@ public final class PostgresClient: Sendable {
             guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
             return state.waiters.remove(at: index).waiter
         }
-        waiter?.timeout?.cancel()
         waiter?.continuation.resume(throwing: error)
     }
 
@@ -336,7 +370,6 @@ public final class PostgresClient: Sendable {
             return nil
         }
         if let waiter {
-            waiter.timeout?.cancel()
             waiter.continuation.resume(returning: connection)
         } else if state.withLock({ $0.closed }) {
             _ = try? await threadPool.runIfActive { connection.close() }
@@ -357,7 +390,6 @@ public final class PostgresClient: Sendable {
             return state.waiters.removeFirst().waiter
         }
         if let waiter {
-            waiter.timeout?.cancel()
             waiter.continuation.resume(returning: nil)
         }
     }

@@ -114,23 +114,7 @@ case "identity": try await identityBench()
 case "ledger": try await ledgerBench(seconds: 10)
 case "records": try await recordsBench()
 case "gateway": try await gatewayBench(seconds: 10)
-case "pgclient":
-    // The Postgres client alone: 64 tasks running `SELECT 1` on a pool of 8, for 5 s.
-    guard let url = ProcessInfo.processInfo.environment["WHOLECARE_ADMIN_DATABASE_URL"] else { exit(2) }
-    let db = PostgresClient(configuration: PostgresConfiguration(connectionString: url, maxConnections: 8))
-    let deadline = DispatchTime.now().uptimeNanoseconds + 5_000_000_000
-    let count = try await Task.detached { try await withThrowingTaskGroup(of: Int.self) { group in
-        for _ in 0..<64 {
-            group.addTask {
-                var n = 0
-                while DispatchTime.now().uptimeNanoseconds < deadline { _ = try await db.query("SELECT 1 AS one"); n += 1 }
-                return n
-            }
-        }
-        return try await group.reduce(0, +)
-    } }.value
-    await db.shutdown()
-    print("pgclient: \(count / 5) queries/s (64 tasks, 8 connections)")
+case "pgclient": try await pgClientBench(seconds: 5)
 case "tokens":
     let key = Ed25519.PrivateKey()
     let issuer = TokenIssuer(keyring: try SigningKeyring(keys: [("bench", key)]))
@@ -146,6 +130,6 @@ case "tokens":
     }.value
     print(perCall, "µs per first-sight verification")
 default:
-    print("usage: service-bench identity|ledger|records|gateway|tokens")
+    print("usage: service-bench identity|ledger|records|gateway|pgclient|tokens")
     exit(2)
 }
