@@ -289,14 +289,17 @@ public final class PostgresClient: Sendable {
         let deadline = NIODeadline.now() + .nanoseconds(acquireTimeoutNanoseconds)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let (closed, startSweeping) = state.withLock { state -> (Bool, Bool) in
+                let (refused, startSweeping) = state.withLock { state -> (Bool, Bool) in
                     if state.closed { return (true, false) }
+                    // Cancelled before the wait was listed: the cancellation handler found
+                    // nothing to fail, so fail here rather than wait out the timeout.
+                    if Task.isCancelled { return (true, false) }
                     state.waiters.append((id, Waiter(continuation: continuation, deadline: deadline)))
                     let start = !state.sweeping
                     state.sweeping = true
                     return (false, start)
                 }
-                if closed { continuation.resume(throwing: Self.closedError) }
+                if refused { continuation.resume(throwing: Task.isCancelled ? CancellationError() : Self.closedError) }
                 if startSweeping { scheduleSweep() }
             }
         } onCancel: {

@@ -82,9 +82,12 @@ final class PostgresConnection: @unchecked Sendable {
         guard let handle else { throw Self.lostError(nil) }
         var result = PQexec(handle, sql)
         defer {
+            // (A COPY result would come back for ever: check has marked the connection
+            // broken, and it is not read further.)
             while let r = result {
+                let copying = Self.isCopy(r)
                 PQclear(r)
-                result = PQgetResult(handle)
+                result = copying ? nil : PQgetResult(handle)
             }
         }
         try check(result)
@@ -222,13 +225,8 @@ final class PostgresConnection: @unchecked Sendable {
                 while PQisBusy(handle) == 0 {
                     guard let result = PQgetResult(handle) else { break reading }
                     results.append(result)
-                    let status = PQresultStatus(result)
-                    if status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
-                        // libpq would hand out COPY results for ever; the connection is
-                        // mid-COPY and cannot be used again.
-                        isBroken = true
-                        throw PostgresError(kind: .server, safeMessage: "COPY is not supported by this client")
-                    }
+                    // libpq would hand out COPY results for ever.
+                    if Self.isCopy(result) { throw copyRefused() }
                 }
                 try await waitForSocket(socket, writable: false)
                 if PQconsumeInput(handle) == 0 { throw lose(handle) }
@@ -350,6 +348,17 @@ final class PostgresConnection: @unchecked Sendable {
 
     private var isConnected: Bool { handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
 
+    static func isCopy(_ result: OpaquePointer) -> Bool {
+        let status = PQresultStatus(result)
+        return status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH
+    }
+
+    /// COPY is not supported: the connection is mid-COPY and is not used again.
+    private func copyRefused() -> PostgresError {
+        isBroken = true
+        return PostgresError(kind: .server, safeMessage: "COPY is not supported by this client")
+    }
+
     /// A statement libpq refused to send: a lost connection if the connection is gone;
     /// otherwise the statement itself (e.g. too many binds), which retrying cannot help.
     /// Either way the connection is not used again (its state part-way through is unknown).
@@ -426,6 +435,7 @@ final class PostgresConnection: @unchecked Sendable {
             isBroken = PQstatus(handle) != CONNECTION_OK
             throw Self.lostError(String(cString: PQerrorMessage(handle)))
         }
+        if Self.isCopy(result) { throw copyRefused() }
         switch PQresultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
             return

@@ -199,15 +199,25 @@ struct NonBlockingTests {
         }
     }
 
-    @Test("COPY is refused with a clear error and its connection replaced")
+    @Test("COPY is refused with a clear error and its connection replaced, on both paths")
     func copyRefused() async throws {
         try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
             try await db.query("CREATE TABLE t (id int)")
-            let pid = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
-            let error = await #expect(throws: PostgresError.self) { try await db.withConnection { try await $0.run(unsafeSQL: "COPY t TO STDOUT") } }
-            #expect(error?.description.contains("COPY is not supported") == true)
-            let next = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
-            #expect(next != pid)
+            var pid = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+            let attempts: [@Sendable (PostgresClient) async throws -> Void] = [
+                { try await $0.withConnection { try await $0.run(unsafeSQL: "COPY t TO STDOUT") } },
+                { _ = try await $0.query("COPY t FROM STDIN") },
+                { _ = try await $0.withBlockingConnection { try $0.query("COPY t TO STDOUT") } },
+                { _ = try await $0.withBlockingConnection { try $0.query("COPY t FROM STDIN") } },
+            ]
+            for attempt in attempts {
+                let error = await #expect(throws: PostgresError.self) { try await attempt(db) }
+                #expect(error?.description.contains("COPY is not supported") == true)
+                #expect(error?.kind != .connectionLost, "not reported as retryable")
+                let next = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+                #expect(next != pid)
+                pid = next
+            }
         }
     }
 }
