@@ -59,7 +59,7 @@ public struct RPCClient: Sendable {
     ) async throws -> Output {
         let payload: Data
         do {
-            payload = try request.serializedBytes()
+            payload = try WireEncoder.encode(request)
         } catch {
             throw RPCError(code: .internal, message: "the request could not be serialized")
         }

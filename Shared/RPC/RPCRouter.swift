@@ -65,7 +65,7 @@ public struct RPCRouter: Sendable {
                 throw RPCError(code: .invalidArgument, message: "the request is not a valid \(Input.protoMessageName)")
             }
             let output = try await handler(input, context)
-            return RawResponse(payload: try output.serializedBytes())
+            return RawResponse(payload: try WireEncoder.encode(output))
         }
         handlers[method.fullName] = handler
         composed[method.fullName] = compose(handler)
