@@ -9,7 +9,8 @@ import SwiftProtobuf
 /// encoder walks it once: it writes a nested message's contents after a one-byte
 /// placeholder and then fills in the length, moving the contents along when the length
 /// needs more than one byte. The bytes are the same as `serializedBytes()` gives (the
-/// tests compare them), so any protobuf library reads them.
+/// tests compare them), so any protobuf library reads them. (Proto2's MessageSet wire
+/// format is not written; the contracts are proto3 and cannot use it.)
 public struct WireEncoder: Visitor {
     private(set) var bytes: [UInt8] = []
 
