@@ -119,6 +119,14 @@ struct WireEncoderTests {
         try expectSameBytes(Google_Protobuf_UInt64Value(UInt64.max))
         try expectSameBytes(Google_Protobuf_BytesValue(Data((0..<300).map { UInt8($0 % 256) })))
 
+        // Packed repeated enums (list filters), an unrecognised negative value among them,
+        // and repeated strings.
+        var filter = Wholecare_Records_V1_ListEntriesRequest()
+        filter.kinds = [.condition, .medication, .allergy, .UNRECOGNIZED(-3), .UNRECOGNIZED(200)]
+        filter.statuses = [.active, .enteredInError]
+        try expectSameBytes(filter)
+        try expectSameBytes(Google_Protobuf_FieldMask(protoPaths: (0..<40).map { text($0 * 3, $0) }))
+
         // A newer sender's fields this build does not know: read, kept and written back.
         var known = Wholecare_Records_V1_Code()
         known.code = "123"
