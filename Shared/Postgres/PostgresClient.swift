@@ -355,13 +355,13 @@ public final class PostgresClient: Sendable {
 
     /// Returns a connection: to the first waiter, to the idle list, or closes it if broken.
     func release(_ connection: PostgresConnection) async {
-        if connection.isBroken {
+        if !connection.isBroken, connection.inTransaction {
+            // A body escaped without finishing its transaction; never hand that state on.
+            await PostgresSession(connection: connection, threadPool: threadPool).rollbackQuietly()
+        }
+        if connection.isBroken || connection.inTransaction {
             await discard(connection)
             return
-        }
-        if connection.inTransaction {
-            // A body escaped without finishing its transaction; never hand that state on.
-            _ = try? await threadPool.runIfActive { try connection.executeSimple("ROLLBACK") }
         }
         let waiter = state.withLock { state -> Waiter? in
             if state.closed {

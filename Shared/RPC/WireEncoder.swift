@@ -12,7 +12,7 @@ import SwiftProtobuf
 /// tests compare them), so any protobuf library reads them. (Proto2's MessageSet wire
 /// format is not written; the contracts are proto3 and cannot use it.)
 public struct WireEncoder: Visitor {
-    private(set) var bytes: [UInt8] = []
+    private var bytes: [UInt8] = []
 
     /// The message's binary encoding.
     public static func encode(_ message: some Message) throws -> Data {

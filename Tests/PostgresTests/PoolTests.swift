@@ -83,6 +83,25 @@ struct PoolTests {
         await admin.shutdown()
     }
 
+    @Test("a connection handed back with a transaction still open is rolled back before anyone else gets it")
+    func openTransactionRolledBack() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            try await db.query("CREATE TABLE t (id int)")
+            let pid = try await db.withConnection { session in
+                try await session.run(unsafeSQL: "BEGIN")
+                try await session.query("INSERT INTO t VALUES (\(1))")
+                return try await session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+            }
+            // The same (only) connection, outside that transaction: the insert is gone.
+            let (again, rows) = try await db.withConnection { session in
+                (try await session.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self),
+                 try await session.query("SELECT count(*) AS n FROM t")[0].decode("n", as: Int.self))
+            }
+            #expect(again == pid)
+            #expect(rows == 0)
+        }
+    }
+
     @Test("after shutdown the client refuses work with a clear error")
     func shutdownRefuses() async throws {
         let db = TestDatabase.client(url: try TestDatabase.adminURL())

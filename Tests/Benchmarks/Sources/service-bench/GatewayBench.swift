@@ -85,15 +85,18 @@ func gatewayBench(seconds: Int) async throws {
         await suite.cleanup()
         exit(1)
     }
+    func stopServers() async {
+        servers.cancel()
+        _ = try? await servers.value
+        for t in [identity, records, ledger] { await t.close() }
+        await suite.cleanup()
+    }
     // BENCH_ONLY=route: only the route (or BENCH_PATH) at 64 connections, for profiling.
     if ProcessInfo.processInfo.environment["BENCH_ONLY"] == "route" {
         let path = ProcessInfo.processInfo.environment["BENCH_PATH"] ?? "/v1/me/record"
         let only = try wrk("http://127.0.0.1:\(gatewayPort)\(path)", connections: 64, seconds: seconds, token: suite.person)
         print("route only, 64 connections: \(Int(only.rate)) req/s, p99 \(String(format: "%.2f", only.p99)) ms")
-        servers.cancel()
-        _ = try? await servers.value
-        for t in [identity, records, ledger] { await t.close() }
-        await suite.cleanup()
+        await stopServers()
         return
     }
     var rows: [(String, WrkResult, WrkResult)] = []
@@ -110,10 +113,7 @@ func gatewayBench(seconds: Int) async throws {
     let bare64 = try wrk("http://127.0.0.1:\(barePort)/fixed", connections: 64, seconds: seconds, token: nil)
     rows.append(("(b) bare Hummingbird handler, fixed small JSON", bare1, bare64))
 
-    servers.cancel()
-    _ = try? await servers.value
-    for t in [identity, records, ledger] { await t.close() }
-    await suite.cleanup()
+    await stopServers()
 
     print("| \(seconds) s each, loopback, 2 cores shared by client and server | 1 conn req/s | 1 conn p99 | 64 conn req/s | 64 conn p99 |")
     print("|---|---:|---:|---:|---:|")

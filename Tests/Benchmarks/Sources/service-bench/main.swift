@@ -115,30 +115,7 @@ case "ledger": try await ledgerBench(seconds: 10)
 case "records": try await recordsBench()
 case "gateway": try await gatewayBench(seconds: 10)
 case "pgclient": try await pgClientBench(seconds: 5)
-case "encoding":
-    // A 500-entry record summary (255 KB) encoded 200 times by swift-protobuf's
-    // `serializedBytes()` and by the RPC layer's one-pass `WireEncoder`.
-    var summary = Wholecare_Records_V1_Summary()
-    summary.activeConditions = (0..<500).map { n in
-        var e = Wholecare_Records_V1_Entry()
-        e.id = UUID().uuidString.lowercased(); e.personID = e.id; e.lineageID = e.id; e.kind = .condition; e.status = .active
-        e.source.kind = .professional; e.source.display = "Dr Priya Shah, Riverside Surgery"; e.source.authorID = e.id
-        e.code.system = "http://snomed.info/sct"; e.code.code = "\(n)"; e.code.display = "Type 2 diabetes mellitus"
-        e.text = String(repeating: "note ", count: 40); e.effectiveStart = "2026-01-01"; e.recordedAt = "2026-11-27T10:00:00Z"
-        e.goal.target = "walk"; e.goal.latestProgress.percent = 50; e.goal.latestProgress.note = "good"
-        return e
-    }
-    let fixed = summary
-    let (a, b, size) = try await Task.detached { () -> (Double, Double, Int) in
-        var t = DispatchTime.now().uptimeNanoseconds
-        var size = 0
-        for _ in 0..<200 { let d: Data = try fixed.serializedBytes(); size = d.count }
-        let a = Double(DispatchTime.now().uptimeNanoseconds - t) / 200 / 1000
-        t = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<200 { size = try WireEncoder.encode(fixed).count }
-        return (a, Double(DispatchTime.now().uptimeNanoseconds - t) / 200 / 1000, size)
-    }.value
-    print("summary of 500 entries, \(size) bytes: swift-protobuf \(Int(a)) µs, WireEncoder \(Int(b)) µs")
+case "encoding": try await encodingBench()
 case "tokens":
     let key = Ed25519.PrivateKey()
     let issuer = TokenIssuer(keyring: try SigningKeyring(keys: [("bench", key)]))
