@@ -34,6 +34,17 @@ public enum Validate {
         return trimmed
     }
 
+    /// An idempotency key: 1 to 200 printable ASCII characters without spaces (`!` to `~`).
+    /// Checked over the bytes: a billing run checks a thousand keys per call.
+    public static func isIdempotencyKey(_ key: String) -> Bool {
+        var key = key
+        return key.withUTF8 { bytes in
+            guard (1...200).contains(bytes.count) else { return false }
+            for byte in bytes where byte < 0x21 || byte > 0x7e { return false }
+            return true
+        }
+    }
+
     /// Printable ASCII (space to tilde) that neither starts nor ends with a space.
     static func isPlainASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         if let first = bytes.first, first == 0x20 || bytes.last! == 0x20 { return false }

@@ -42,6 +42,16 @@ struct ValidationTests {
         #expect(UUID.timeOrdered(now: start) != UUID.timeOrdered(now: start), "ids made in the same millisecond still differ")
     }
 
+    @Test("idempotency keys: 1 to 200 printable ASCII characters without spaces; control characters, spaces, other scripts and length refused")
+    func idempotencyKeys() {
+        for key in ["a", "w1-42-3f1c2a4e", "billing:2026-11/run_7.item-0001", "~!#$%&'()*+,/;<=>?@[]^`{|}\\\"", String(repeating: "k", count: 200)] {
+            #expect(Validate.isIdempotencyKey(key), "\(key)")
+        }
+        for key in ["", " ", "a b", "a\tb", "a\nb", "a\u{01}b", "a\u{7f}b", "clé", "key\u{00A0}", "🔑", String(repeating: "k", count: 201)] {
+            #expect(!Validate.isIdempotencyKey(key), "\(key.debugDescription)")
+        }
+    }
+
     @Test("text: plain ASCII is returned as given; other text is trimmed; control characters, emptiness and length are refused")
     func text() throws {
         #expect(try Validate.text("INV-2026-11 Home care, week 3", field: "memo", max: 100) == "INV-2026-11 Home care, week 3")

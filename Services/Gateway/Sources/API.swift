@@ -64,9 +64,8 @@ public struct API: Sendable {
 
     /// The `Idempotency-Key` header, required on calls that move money or book something.
     func idempotencyKey(_ request: Request) throws -> String {
-        guard let key = request.headers[.idempotencyKey], !key.isEmpty, key.count <= 200,
-              key.allSatisfy({ $0.isASCII && !$0.isWhitespace && !$0.isNewline }) else {
-            throw Problem.badRequest("send an Idempotency-Key header (up to 200 printable characters) with calls that move money",
+        guard let key = request.headers[.idempotencyKey], Validate.isIdempotencyKey(key) else {
+            throw Problem.badRequest("send an Idempotency-Key header (up to 200 printable ASCII characters, no spaces) with calls that move money",
                                      field: "Idempotency-Key")
         }
         return key

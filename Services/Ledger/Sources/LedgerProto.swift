@@ -58,6 +58,11 @@ enum LedgerProto {
 
     /// A transaction as written (same shape as one read back from the store).
     static func transaction(_ t: NewTransaction, plan: LedgerRules.Plan, createdAt: Date) -> Wholecare_Ledger_V1_Transaction {
+        transaction(t, plan: plan, createdAt: Timestamp.format(createdAt))
+    }
+
+    /// The same, with the time already formatted (a batch's invoices share it).
+    static func transaction(_ t: NewTransaction, plan: LedgerRules.Plan, createdAt: String) -> Wholecare_Ledger_V1_Transaction {
         var out = Wholecare_Ledger_V1_Transaction()
         out.id = t.id.lowercasedString
         out.kind = t.kind
@@ -97,7 +102,7 @@ enum LedgerProto {
         out.care = care
         out.amountPence = t.amount
         out.reversesID = t.reversesID?.lowercasedString ?? ""
-        out.createdAt = Timestamp.format(createdAt)
+        out.createdAt = createdAt
         out.createdBy = t.createdBy
         out.eligibleTowardCapPence = t.care.towardCap
         out.idempotencyKey = t.idempotencyKey

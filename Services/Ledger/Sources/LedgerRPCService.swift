@@ -58,8 +58,8 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         guard !key.isEmpty else {
             throw RPCError.invalidArgument(field: "idempotency_key", "is required for calls that move money (or send idempotency-key metadata)")
         }
-        guard key.count <= 200, key.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
-            throw RPCError.invalidArgument(field: "idempotency_key", "must be at most 200 printable ASCII characters")
+        guard Validate.isIdempotencyKey(key) else {
+            throw RPCError.invalidArgument(field: "idempotency_key", "must be at most 200 printable ASCII characters, without spaces")
         }
         return key
     }
@@ -274,7 +274,7 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
             }
             let rows = try await store.transactions(ids: replayedIDs)
             let written = Dictionary(uniqueKeysWithValues: items.map { ($0.index, $0) })
-            let postedAt = now()
+            let postedAt = Timestamp.format(now())
             for (index, outcome) in outcomes {
                 switch outcome {
                 case .posted:
@@ -308,9 +308,9 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         var laneTails: [Task<[Int: BatchItemOutcome], any Error>?] = Array(repeating: nil, count: lanes)
         var writing: [(items: [BatchInvoice], task: Task<[Int: BatchItemOutcome], any Error>)] = []
         do {
-            for start in stride(from: 0, to: request.invoices.count, by: Self.batchChunk * lanes) {
+            for start in stride(from: 0, to: request.invoices.count, by: store.batchChunk * lanes) {
                 var byLane: [[BatchInvoice]] = Array(repeating: [], count: lanes)
-                for index in start..<min(start + Self.batchChunk * lanes, request.invoices.count) {
+                for index in start..<min(start + store.batchChunk * lanes, request.invoices.count) {
                     let invoice = request.invoices[index]
                     do {
                         guard !invoice.idempotencyKey.isEmpty else {
@@ -358,9 +358,6 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
         response.refused = UInt32(results.count) - response.posted
         return response
     }
-
-    /// Invoices a batch writes at a time on each lane (see `postInvoiceBatch`).
-    static let batchChunk = 250
 
     public func refund(request: Wholecare_Ledger_V1_RefundRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_Transaction {
         let principal = try context.principal()

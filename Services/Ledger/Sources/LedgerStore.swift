@@ -74,6 +74,8 @@ public struct LedgerStore: Sendable {
     private let cache = LedgerCache()
     private let coalescer: InvoiceCoalescer
     public let batchLanes: Int
+    /// Invoices a batch writes at a time on each lane (see `postInvoiceBatch`).
+    public let batchChunk: Int
 
     public static let contributionAccount = UUID(uuidString: "00000000-0000-4000-8000-00000000c001")!
 
@@ -83,9 +85,12 @@ public struct LedgerStore: Sendable {
     /// lock) before invoices stop queueing behind them.
     /// `batchLanes`: how many connections one invoice batch is written on at once (each
     /// lane writes its own people's invoices; see `postInvoiceBatch`).
-    public init(db: PostgresClient, invoiceWriters: Int = 1, invoiceStallAfter: Duration = .milliseconds(100), batchLanes: Int = 2) {
+    /// `batchChunk`: how many invoices a lane writes in one statement.
+    public init(db: PostgresClient, invoiceWriters: Int = 1, invoiceStallAfter: Duration = .milliseconds(100), batchLanes: Int = 2,
+                batchChunk: Int = 250) {
         self.db = db
         self.batchLanes = max(1, min(batchLanes, db.configuration.maxConnections / 2))
+        self.batchChunk = max(1, min(batchChunk, 1000))
         self.coalescer = InvoiceCoalescer(writers: max(1, min(invoiceWriters, db.configuration.maxConnections)), maxBatch: 500,
                                           stallAfter: invoiceStallAfter, aroundLimit: max(1, db.configuration.maxConnections / 4))
     }

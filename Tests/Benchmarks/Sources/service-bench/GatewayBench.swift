@@ -142,7 +142,9 @@ func wrk(_ url: String, connections: Int, seconds: Int, token: String?) throws -
     if let errors = lines.first(where: { $0.hasPrefix("Non-2xx") || $0.hasPrefix("Socket errors") }) {
         print("wrk \(url) -c \(connections): \(errors)")
     }
-    let rate = Double(lines.first { $0.hasPrefix("Requests/sec:") }?.split(separator: " ").last ?? "") ?? 0
+    guard let rate = lines.first(where: { $0.hasPrefix("Requests/sec:") }).flatMap({ Double($0.split(separator: " ").last ?? "") }) else {
+        throw BenchError("wrk \(url) -c \(connections) gave no rate: \(lines.first ?? "no output")")
+    }
     let p99 = lines.first { $0.hasPrefix("99%") }.map { parseDuration(String($0.split(separator: " ").last ?? "")) } ?? .nan
     return WrkResult(rate: rate, p99: p99)
 }
@@ -166,8 +168,7 @@ func pgbenchScript(adminURL: String, script: String, clients: Int, seconds: Int)
         "-n", "-M", "prepared", "-f", script, "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds),
         "-l", "--log-prefix", prefix, adminURL,
     ])
-    let line = output.split(separator: "\n").first { $0.hasPrefix("tps =") } ?? ""
-    let rate = Double(line.split(separator: " ").dropFirst(2).first ?? "") ?? 0
+    let rate = try pgbenchRate(output)
     // Log lines: client_id transaction_no time_us script_no time_epoch time_us.
     var latencies: [Double] = []
     for file in try FileManager.default.contentsOfDirectory(atPath: directory.path) {

@@ -71,10 +71,12 @@ struct BenchSuite {
         let ledgerLink = link("ledger"), recordsLink = link("records")
         var ledgerRouter = RPCRouter()
         // BENCH_INVOICE_WRITERS overrides how many single-invoice writes may be in flight,
-        // BENCH_BATCH_LANES how many connections one batch is written on.
+        // BENCH_BATCH_LANES how many connections one batch is written on, BENCH_BATCH_CHUNK
+        // how many invoices a lane writes per statement.
         let environment = ProcessInfo.processInfo.environment
         let ledgerStore = LedgerStore(db: ledgerDB, invoiceWriters: environment["BENCH_INVOICE_WRITERS"].flatMap { Int($0) } ?? 1,
-                                      batchLanes: environment["BENCH_BATCH_LANES"].flatMap { Int($0) } ?? 2)
+                                      batchLanes: environment["BENCH_BATCH_LANES"].flatMap { Int($0) } ?? 2,
+                                      batchChunk: environment["BENCH_BATCH_CHUNK"].flatMap { Int($0) } ?? 250)
         ledgerRouter.register(LedgerRPCService(store: ledgerStore, identity: ledgerLink))
         ledgerRouter.interceptors = [ledgerLink.authInterceptor()]
         let ledgerServer = RPCServer(configuration: serverConfiguration("ledger"), router: ledgerRouter, logger: logger)
@@ -185,6 +187,17 @@ func serverConfiguration(_ name: String) -> RPCServerConfiguration {
                            runHandlersOnEventLoop: ProcessInfo.processInfo.environment["BENCH_HANDLERS_OFF_LOOP"] != "1")
 }
 
+/// CPU time the whole machine has spent busy (user, system, interrupts), from /proc/stat.
+func machineBusySeconds() -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+          let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
+    let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+    guard fields.count >= 7 else { return nil }
+    // user nice system idle iowait irq softirq: everything but idle and iowait.
+    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 func rate(_ count: Int, _ nanos: UInt64) -> Double { Double(count) / (Double(nanos) / 1e9) }
 
 /// pgbench TPC-B (`-M prepared`) on the same server, in a scratch database.
@@ -194,8 +207,16 @@ func pgbench(adminURL: String, clients: Int, seconds: Int) throws -> Double {
     components.path = "/pgbench_wholecare"
     let url = components.string!
     let output = try spawnUnmasked(bin, ["-M", "prepared", "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds), "-n", url])
-    let line = output.split(separator: "\n").first { $0.hasPrefix("tps =") } ?? ""
-    return Double(line.split(separator: " ").dropFirst(2).first ?? "") ?? 0
+    return try pgbenchRate(output)
+}
+
+/// The rate in pgbench's "tps = …" line; a run without one (pgbench failed) stops the benchmark.
+func pgbenchRate(_ output: String) throws -> Double {
+    let lines = output.split(separator: "\n")
+    guard let rate = lines.first(where: { $0.hasPrefix("tps =") }).flatMap({ Double($0.split(separator: " ").dropFirst(2).first ?? "") }) else {
+        throw BenchError("pgbench gave no rate: \(lines.last ?? "no output")")
+    }
+    return rate
 }
 
 func preparePgbench(adminURL: String) async throws {
@@ -211,6 +232,12 @@ func preparePgbench(adminURL: String) async throws {
 /// Runs a program with an empty signal mask and returns its output. Swift's threads block
 /// most signals and a spawned child inherits that mask: pgbench's `-T` timer (SIGALRM)
 /// would then never fire.
+/// A benchmark that cannot be measured stops with this, rather than printing zeros.
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 func spawnUnmasked(_ program: String, _ arguments: [String]) throws -> String {
     let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("spawn-\(UUID().uuidString)").path
     defer { unlink(outputPath) }
@@ -232,7 +259,8 @@ func spawnUnmasked(_ program: String, _ arguments: [String]) throws -> String {
     var argv = ([program] + arguments).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     var pid: pid_t = 0
-    guard posix_spawn(&pid, program, &actions, &attributes, &argv, environ) == 0 else { return "" }
+    let spawned = posix_spawn(&pid, program, &actions, &attributes, &argv, environ)
+    guard spawned == 0 else { throw BenchError("could not start \(program): \(String(cString: strerror(spawned))) (run `make deps`)") }
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     return (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
@@ -326,7 +354,14 @@ func ledgerBench(seconds: Int) async throws {
                 return batch
             }
         }
+        let busyBefore = machineBusySeconds()
         let start = DispatchTime.now().uptimeNanoseconds
+        defer {
+            if let before = busyBefore, let after = machineBusySeconds() {
+                let invoices = Double(batches / clients * clients * 1000)
+                FileHandle.standardError.write(Data("billing run, \(clients) client(s): \(String(format: "%.1f", (after - before) / invoices * 1e6)) µs of CPU per invoice, all processes\n".utf8))
+            }
+        }
         FileHandle.standardError.write(Data("billing run, \(clients) client(s): making \(batches) × 1,000 invoices took \((start - making) / 1_000_000) ms in the client (not measured)\n".utf8))
         let total = try await withThrowingTaskGroup(of: Int.self) { group in
             for client in 0..<clients {
