@@ -117,7 +117,7 @@ public struct Migrator: Sendable {
                 do {
                     try await session.run(unsafeSQL: "SET LOCAL lock_timeout = \(lockTimeout.lockTimeoutMilliseconds)")
                     try await body()
-                    try await session.run(unsafeSQL: "COMMIT")
+                    try await session.finish("COMMIT")
                     return
                 } catch let error as PostgresError where error.isLockTimeout && attempt < lockAttempts {
                     await session.rollbackQuietly()

@@ -107,7 +107,7 @@ public final class PostgresClient: Sendable {
                     throw error
                 }
                 do {
-                    try await session.run(unsafeSQL: "COMMIT")
+                    try await session.finish("COMMIT")
                 } catch let error as PostgresError where error.kind == .connectionLost {
                     // The outcome of COMMIT is unknown: never retry it blindly.
                     throw CommitOutcomeUnknown(underlying: error)
@@ -478,6 +478,16 @@ public struct PostgresSession: Sendable {
 
     func rollbackQuietly() async {
         guard !connection.isBroken else { return }
-        try? await run(unsafeSQL: "ROLLBACK")
+        try? await finish("ROLLBACK")
+    }
+
+    /// `COMMIT` or `ROLLBACK`: never interrupted by the task's cancellation (see
+    /// ``PostgresConnection/executeSimpleAsync(_:interruptible:)``).
+    func finish(_ sql: String) async throws {
+        let connection = connection
+        #if os(Linux)
+        if connection.canWaitWithoutBlocking { return try await connection.executeSimpleAsync(sql, interruptible: false) }
+        #endif
+        try await threadPool.runIfActive { try connection.executeSimple(sql) }
     }
 }

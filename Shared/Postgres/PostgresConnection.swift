@@ -15,6 +15,8 @@ final class PostgresConnection: @unchecked Sendable {
     /// Set once a statement fails because the socket is gone; the pool then discards it.
     private(set) var isBroken = false
     let id: Int
+    /// Cancels the statement in flight on the non-blocking path when its task is cancelled.
+    private var canceller: StatementCanceller?
 
     init(conninfo: String, applicationName: String, connectTimeout: Int, statementCacheLimit: Int, id: Int) throws {
         self.id = id
@@ -40,6 +42,7 @@ final class PostgresConnection: @unchecked Sendable {
                 serverMessage: message?.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         handle = connection
+        canceller = StatementCanceller(connection)
         // Server NOTICEs (e.g. "drop cascades to …") are not errors and may quote data;
         // libpq would print them on stderr, so they are dropped here.
         PQsetNoticeProcessor(connection, { _, _ in }, nil)
@@ -151,9 +154,12 @@ final class PostgresConnection: @unchecked Sendable {
     }
 
     /// ``executeSimple(_:)`` without blocking a thread.
-    func executeSimpleAsync(_ sql: String) async throws {
+    /// `interruptible: false` for `COMMIT` and `ROLLBACK`: a cancel request never races
+    /// them, so a `COMMIT` that reports a cancellation never committed.
+    func executeSimpleAsync(_ sql: String, interruptible: Bool = true) async throws {
         guard let handle else { throw Self.lostError(nil) }
-        PQclear(try await exchange(handle) { PQsendQuery(handle, sql) })
+        let send = { PQsendQuery(handle, sql) }
+        PQclear(try await interruptible ? exchange(handle, send) : exchangeOnce(handle, send))
     }
 
     /// ``executePipeline(_:)`` without blocking a thread.
@@ -163,20 +169,42 @@ final class PostgresConnection: @unchecked Sendable {
         if try makeRoomInCache(for: queries) { try await executeSimpleAsync("DEALLOCATE ALL") }
         var names: [String] = []
         for query in queries { names.append(try await preparedNameAsync(for: query)) }
-        guard PQsetnonblocking(handle, 1) == 0 else { throw lose(handle) }
-        try sendPipeline(handle, queries, names)
-        let socket = PQsocket(handle)
-        try await flush(handle, socket)
-        var reader = PipelineReader(statements: queries.count)
-        reading: while true {
-            while PQisBusy(handle) == 0 {
-                if try reader.take(PQgetResult(handle), on: self) { break reading }
+        return try await cancellable {
+            guard PQsetnonblocking(handle, 1) == 0 else { throw lose(handle) }
+            try sendPipeline(handle, queries, names)
+            let socket = PQsocket(handle)
+            try await flush(handle, socket)
+            var reader = PipelineReader(statements: queries.count)
+            reading: while true {
+                while PQisBusy(handle) == 0 {
+                    if try reader.take(PQgetResult(handle), on: self) { break reading }
+                }
+                try await waitForSocket(socket, writable: false)
+                if PQconsumeInput(handle) == 0 { throw lose(handle) }
             }
-            try await waitForSocket(socket, writable: false)
-            if PQconsumeInput(handle) == 0 { throw lose(handle) }
+            guard PQsetnonblocking(handle, 0) == 0 else { throw lose(handle) }
+            return try finishPipeline(handle, reader)
         }
-        guard PQsetnonblocking(handle, 0) == 0 else { throw lose(handle) }
-        return try finishPipeline(handle, reader)
+    }
+
+    /// Runs one exchange with the server so that cancelling the waiting task cancels the
+    /// statement in the server too (see ``StatementCanceller``); the exchange still reads
+    /// the server's answer, so the connection stays in step and usable. A statement
+    /// stopped that way throws `CancellationError`, and so does a statement a task that is
+    /// already cancelled would start (nothing is sent). Exchanges are never nested.
+    /// `COMMIT` and `ROLLBACK` do not come here (see ``executeSimpleAsync(_:interruptible:)``).
+    private func cancellable<T>(_ body: () async throws -> T) async throws -> T {
+        try Task.checkCancellation()
+        guard let canceller else { return try await body() }
+        canceller.begin()
+        do {
+            let value = try await withTaskCancellationHandler(operation: body, onCancel: { canceller.cancel() })
+            _ = canceller.end()
+            return value
+        } catch {
+            if canceller.end(), (error as? PostgresError)?.sqlState == "57014" { throw CancellationError() }
+            throw error
+        }
     }
 
     /// Sends what libpq has buffered. While output is pending the server may be blocked
@@ -215,6 +243,10 @@ final class PostgresConnection: @unchecked Sendable {
     /// last one (a script's statements each have one) after checking them all: the first
     /// failure is thrown, with every result cleared.
     private func exchange(_ handle: OpaquePointer, _ send: () throws -> Int32) async throws -> OpaquePointer {
+        try await cancellable { try await exchangeOnce(handle, send) }
+    }
+
+    private func exchangeOnce(_ handle: OpaquePointer, _ send: () throws -> Int32) async throws -> OpaquePointer {
         guard PQsetnonblocking(handle, 1) == 0 else { throw lose(handle) }
         var results: [OpaquePointer] = []
         do {

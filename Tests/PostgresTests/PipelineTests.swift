@@ -221,3 +221,63 @@ struct NonBlockingTests {
         }
     }
 }
+
+@Suite("Statements whose task is cancelled", .timeLimit(.minutes(1)))
+struct CancelledStatementTests {
+    /// The connection's server process, to show the same connection is still in use.
+    func backend(_ db: PostgresClient) async throws -> Int {
+        try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+    }
+
+    @Test("a statement, a transaction and a pipeline stop in the database when their task is cancelled; nothing is kept and the connection serves the next caller")
+    func cancelledStatementsStop() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            try await db.query("CREATE TABLE t (id int)")
+            let pid = try await backend(db)
+            let started = ContinuousClock.now
+            let runs: [@Sendable () async throws -> Void] = [
+                { _ = try await db.query("SELECT pg_sleep(30)") },
+                {
+                    _ = try await db.withTransaction { session in
+                        try await session.query("INSERT INTO t VALUES (\(1))")
+                        try await session.query("SELECT pg_sleep(30)")
+                    }
+                },
+                {
+                    _ = try await db.withConnection { session in
+                        try await session.pipeline(["INSERT INTO t VALUES (\(2))", "SELECT pg_sleep(30)", "INSERT INTO t VALUES (\(3))"])
+                    }
+                },
+            ]
+            // Each is cancelled while its sleep runs in the server.
+            for run in runs {
+                let task = Task { try await run() }
+                try await Task.sleep(for: .milliseconds(300))
+                task.cancel()
+                await #expect(throws: CancellationError.self) { try await task.value }
+            }
+            #expect(ContinuousClock.now - started < .seconds(25), "stopped long before one 30 s sleep would have ended")
+            #expect(try await db.query("SELECT count(*) AS n FROM t")[0].decode("n", as: Int.self) == 0)
+            #expect(try await backend(db) == pid, "the same connection, still usable")
+            let running = try await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'")
+            #expect(try running[0].decode("n", as: Int.self) == 0)
+        }
+    }
+
+    @Test("a cancellation that comes as the statement ends never stops the next caller's statement on that connection")
+    func lateCancellations() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            let pid = try await backend(db)
+            var stopped = 0
+            for round in 0..<150 {
+                let victim = Task { try await db.query("SELECT pg_sleep(\(Double(round % 4) / 1000))") }
+                try await Task.sleep(for: .microseconds(Int.random(in: 0...3_000)))
+                victim.cancel()
+                do { _ = try await victim.value } catch is CancellationError { stopped += 1 }
+                // Not cancelled: must always succeed, on the same connection.
+                #expect(try await backend(db) == pid)
+            }
+            #expect(stopped > 0, "some statements were stopped")
+        }
+    }
+}
