@@ -94,10 +94,14 @@ public struct Migrator: Sendable {
                 let applied = try await Self.run(
                     session: session, schema: schema, migrations: migrations, lockTimeout: lockTimeout, lockAttempts: lockAttempts,
                     logger: logger)
-                try await session.query("SELECT pg_advisory_unlock(hashtext(\("wholecare.migrate." + schema)))")
+                try await StatementCancellation.shielded {
+                    try await session.query("SELECT pg_advisory_unlock(hashtext(\("wholecare.migrate." + schema)))")
+                }
                 return applied
             } catch {
-                _ = try? await session.query("SELECT pg_advisory_unlock(hashtext(\("wholecare.migrate." + schema)))")
+                _ = try? await StatementCancellation.shielded {
+                    try await session.query("SELECT pg_advisory_unlock(hashtext(\("wholecare.migrate." + schema)))")
+                }
                 throw error
             }
         }

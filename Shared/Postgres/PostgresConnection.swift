@@ -16,7 +16,7 @@ final class PostgresConnection: @unchecked Sendable {
     private(set) var isBroken = false
     let id: Int
     /// Cancels the statement in flight on the non-blocking path when its task is cancelled.
-    private var canceller: StatementCanceller?
+    private(set) var canceller: StatementCanceller?
 
     init(conninfo: String, applicationName: String, connectTimeout: Int, statementCacheLimit: Int, id: Int) throws {
         self.id = id
@@ -187,22 +187,24 @@ final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Runs one exchange with the server so that cancelling the waiting task cancels the
-    /// statement in the server too (see ``StatementCanceller``); the exchange still reads
-    /// the server's answer, so the connection stays in step and usable. A statement
-    /// stopped that way throws `CancellationError`, and so does a statement a task that is
-    /// already cancelled would start (nothing is sent). Exchanges are never nested.
-    /// `COMMIT` and `ROLLBACK` do not come here (see ``executeSimpleAsync(_:interruptible:)``).
+    /// Runs one exchange with the server so that, once the waiting task is cancelled, a
+    /// statement still running after a short grace period is cancelled in the server too
+    /// (see ``StatementCanceller``); the exchange still reads the server's answer, so the
+    /// connection stays in step and usable. A statement stopped that way throws
+    /// `CancellationError`. Inside ``StatementCancellation/shielded(_:)`` nothing is
+    /// cancelled. Exchanges are never nested.
     private func cancellable<T>(_ body: () async throws -> T) async throws -> T {
-        try Task.checkCancellation()
-        guard let canceller else { return try await body() }
-        canceller.begin()
+        guard let canceller, !StatementCancellation.isShielded else { return try await body() }
+        let generation = canceller.begin()
         do {
-            let value = try await withTaskCancellationHandler(operation: body, onCancel: { canceller.cancel() })
-            _ = canceller.end()
+            let value = try await withTaskCancellationHandler(operation: body, onCancel: { canceller.cancel(generation) })
+            // A request on its way could reach the next statement: let it go first.
+            if canceller.end().sending, await !canceller.settle(generation) { isBroken = true }
             return value
         } catch {
-            if canceller.end(), (error as? PostgresError)?.sqlState == "57014" { throw CancellationError() }
+            let (sent, sending) = canceller.end()
+            if sending, await !canceller.settle(generation) { isBroken = true }
+            if sent, (error as? PostgresError)?.sqlState == "57014" { throw CancellationError() }
             throw error
         }
     }

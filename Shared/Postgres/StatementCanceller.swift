@@ -2,21 +2,36 @@ import CLibPQ
 import Dispatch
 import Synchronization
 
-/// Stops a connection's statement in the server when the task waiting for it is
-/// cancelled (an RPC deadline passed, the caller went away, the service is stopping), so
-/// that abandoned work does not go on holding a backend, its locks and a pooled
-/// connection. libpq's `PQcancel` asks the server, over a short connection of its own, to
-/// cancel whatever that backend is running; the statement then fails with `57014` and the
-/// connection stays usable.
+/// Stops a connection's statement in the server when the task waiting for it has been
+/// cancelled (an RPC deadline passed, the caller went away, the service is stopping) and
+/// the statement is still running a moment later (``grace``), so that abandoned work does
+/// not go on holding a backend, its locks and a pooled connection. libpq's `PQcancel`
+/// asks the server, over a short connection of its own, to cancel whatever that backend
+/// is running; the statement then fails with `57014` and the connection stays usable.
 ///
-/// A request is sent only while the statement it was made for is in flight, and the
-/// statement's end waits for a request being sent: a late request can never reach the
-/// backend after the connection has moved on to another caller's statement. (The server
-/// ignores a request that arrives while the backend waits for its next statement.)
+/// The grace period lets the short statements of a handler finish (an audit row, an
+/// event after an action) even when its caller has gone; what is cancelled is what would
+/// otherwise run on (a long query, a wait for a lock).
+///
+/// Each statement is a new generation, and a request is sent only while the statement of
+/// its generation is still in flight. If a request is still being sent when its statement
+/// ends, the statement's end waits for it (``settle(_:)``) before the connection is used
+/// again, and drops the connection if sending takes too long. The server ignores a request
+/// that arrives while the backend waits for its next statement, and one that arrives
+/// before the statement does is lost, so the request is sent again while the statement
+/// runs on (``attempts`` in all).
 final class StatementCanceller: @unchecked Sendable {  // PGcancel may be used from any thread
+    static let grace: DispatchTimeInterval = .milliseconds(200)
+    static let attempts = 4
+
     private struct State {
+        var generation: UInt64 = 0
         var running = false
         var sent = false
+        var sending = false
+        var requests = 0
+        /// A statement's end waiting for a request being sent (see ``settle(_:)``).
+        var waiter: (generation: UInt64, continuation: CheckedContinuation<Bool, Never>)?
     }
 
     private let request: OpaquePointer
@@ -30,30 +45,85 @@ final class StatementCanceller: @unchecked Sendable {  // PGcancel may be used f
 
     deinit { PQfreeCancel(request) }
 
-    /// A statement has been sent and is being waited for.
-    func begin() {
-        state.withLock { $0 = State(running: true, sent: false) }
+    /// A statement is about to be sent; its generation.
+    func begin() -> UInt64 {
+        state.withLock { state in
+            state.generation &+= 1
+            state.running = true
+            state.sent = false
+            return state.generation
+        }
     }
 
-    /// The statement has ended; whether a cancel request was sent for it. Waits while one
-    /// is being sent.
-    func end() -> Bool {
+    /// The statement has ended: whether a cancel request was sent for it, and whether one
+    /// is being sent right now (then call ``settle(_:)`` before using the connection again).
+    func end() -> (sent: Bool, sending: Bool) {
         state.withLock { state in
             state.running = false
-            return state.sent
+            return (state.sent, state.sending)
         }
     }
 
-    /// Asks the server to cancel the statement in flight, if there still is one. Sending
-    /// blocks (it opens a connection), so it happens off the caller's thread.
-    func cancel() {
-        DispatchQueue.global().async { [self] in
-            state.withLock { state in
-                guard state.running, !state.sent else { return }
-                state.sent = true
-                var message = [CChar](repeating: 0, count: 256)
-                _ = PQcancel(request, &message, Int32(message.count))
+    /// Waits, without holding a thread, until the request being sent for statement
+    /// `generation` has gone; false if that takes longer than `limit` (the caller then
+    /// drops the connection: the request could still reach its next statement).
+    func settle(_ generation: UInt64, limit: DispatchTimeInterval = .seconds(2)) async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let settled = state.withLock { state -> Bool in
+                guard state.sending else { return true }
+                state.waiter = (generation, continuation)
+                return false
+            }
+            if settled { return continuation.resume(returning: true) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + limit) { [self] in
+                let late = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                    guard let waiter = state.waiter, waiter.generation == generation else { return nil }
+                    state.waiter = nil
+                    return waiter.continuation
+                }
+                late?.resume(returning: false)
             }
         }
+    }
+
+    /// Cancel requests sent so far (for tests).
+    var requestsSent: Int { state.withLock { $0.requests } }
+
+    /// The task waiting for statement `generation` was cancelled: after the grace period,
+    /// if that statement still runs, ask the server to cancel it.
+    func cancel(_ generation: UInt64, attempt: Int = 1) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + (attempt == 1 ? Self.grace : .milliseconds(250))) { [self] in
+            let go = state.withLock { state -> Bool in
+                guard state.generation == generation, state.running, !state.sending else { return false }
+                state.sent = true
+                state.sending = true
+                state.requests += 1
+                return true
+            }
+            guard go else { return }
+            // Sending blocks (it connects to the server), so it happens here, off the
+            // caller's threads and outside the lock.
+            var message = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(request, &message, Int32(message.count))
+            let waiting = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                state.sending = false
+                defer { state.waiter = nil }
+                return state.waiter?.continuation
+            }
+            waiting?.resume(returning: true)
+            if attempt < Self.attempts { cancel(generation, attempt: attempt + 1) }
+        }
+    }
+}
+
+/// Statements that must run to their end whatever happens to the task that sends them.
+public enum StatementCancellation {
+    @TaskLocal static var isShielded = false
+
+    /// Runs `body` so that none of its statements is cancelled in the server when the task
+    /// is cancelled: writes that must happen whatever the caller does (a failed sign-in
+    /// counted, an access to a record logged, a lock released).
+    public static func shielded<T>(_ body: () async throws -> T) async rethrows -> T {
+        try await $isShielded.withValue(true) { try await body() }
     }
 }

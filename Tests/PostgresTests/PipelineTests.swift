@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Postgres
+@testable import Postgres
 import TestSupport
 import Testing
 
@@ -229,7 +229,7 @@ struct CancelledStatementTests {
         try await db.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
     }
 
-    @Test("a statement, a transaction and a pipeline stop in the database when their task is cancelled; nothing is kept and the connection serves the next caller")
+    @Test("a statement, a transaction and a pipeline still running just after their task is cancelled stop in the database; nothing is kept and the connection serves the next caller")
     func cancelledStatementsStop() async throws {
         try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
             try await db.query("CREATE TABLE t (id int)")
@@ -259,25 +259,72 @@ struct CancelledStatementTests {
             #expect(ContinuousClock.now - started < .seconds(25), "stopped long before one 30 s sleep would have ended")
             #expect(try await db.query("SELECT count(*) AS n FROM t")[0].decode("n", as: Int.self) == 0)
             #expect(try await backend(db) == pid, "the same connection, still usable")
-            let running = try await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'")
+            let running = try await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'")
             #expect(try running[0].decode("n", as: Int.self) == 0)
         }
     }
 
-    @Test("a cancellation that comes as the statement ends never stops the next caller's statement on that connection")
+    @Test("short statements of a cancelled task, and shielded ones, run to their end")
+    func shortAndShieldedStatementsFinish() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            try await db.query("CREATE TABLE t (id int)")
+            let task = Task {
+                // Already cancelled when it writes: quick statements still run.
+                while !Task.isCancelled { await Task.yield() }
+                try await db.query("INSERT INTO t VALUES (\(1))")
+                try await db.withTransaction { session in try await session.query("INSERT INTO t VALUES (\(2))") }
+                // A long one inside a shield is not cancelled either.
+                try await StatementCancellation.shielded { try await db.query("SELECT pg_sleep(0.6)") }
+                try await db.query("INSERT INTO t VALUES (\(3))")
+            }
+            task.cancel()
+            try await task.value
+            #expect(try await db.query("SELECT id FROM t ORDER BY id").map { try $0.decode("id", as: Int.self) } == [1, 2, 3])
+        }
+    }
+
+    @Test("a cancellation that lands as the statement ends never stops the next caller's statement on that connection")
     func lateCancellations() async throws {
         try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
             let pid = try await backend(db)
             var stopped = 0
-            for round in 0..<150 {
-                let victim = Task { try await db.query("SELECT pg_sleep(\(Double(round % 4) / 1000))") }
-                try await Task.sleep(for: .microseconds(Int.random(in: 0...3_000)))
+            for round in 0..<30 {
+                // Sleeps of 0.19 to 0.39 s, cancelled at once: the cancel request (after the
+                // grace period) lands just before or just after some of them end.
+                let victim = Task { try await db.query("SELECT pg_sleep(\(0.19 + Double(round % 5) * 0.05))") }
+                try await Task.sleep(for: .milliseconds(Int.random(in: 0...20)))
                 victim.cancel()
                 do { _ = try await victim.value } catch is CancellationError { stopped += 1 }
                 // Not cancelled: must always succeed, on the same connection.
+                try await db.query("SELECT pg_sleep(0.02)")
                 #expect(try await backend(db) == pid)
             }
             #expect(stopped > 0, "some statements were stopped")
         }
+    }
+}
+
+@Suite("Cancel requests")
+struct CancelRequestTests {
+    @Test("a request goes only to the statement it was made for: not after that statement ended, not to the next one")
+    func requestsFollowGenerations() async throws {
+        let connection = try PostgresConnection(conninfo: try TestDatabase.adminURL(), applicationName: "cancel-test", connectTimeout: 5,
+                                                statementCacheLimit: 10, id: 1)
+        let canceller = try #require(connection.canceller)
+        // Cancelled, then ended and followed by another statement before the grace period.
+        let first = canceller.begin()
+        canceller.cancel(first)
+        let ended = canceller.end()
+        #expect(!ended.sent && !ended.sending)
+        let second = canceller.begin()
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(canceller.requestsSent == 0)
+        // Cancelled and still running after the grace period: sent (to an idle backend,
+        // which ignores it), and again while it runs on.
+        canceller.cancel(second)
+        try await Task.sleep(for: .milliseconds(900))
+        let end = canceller.end()
+        #expect(end.sent && canceller.requestsSent >= 2)
+        connection.close()
     }
 }

@@ -156,19 +156,23 @@ public struct IdentityStore: Sendable {
         }
     }
 
+    /// Never cancelled in the server with its task (a failed sign-in counts whatever the caller does).
     public func saveThrottle(emailHash: [UInt8], _ throttle: SignInThrottle) async throws {
-        try await db.query("""
+        try await StatementCancellation.shielded { try await db.query("""
             INSERT INTO sign_in_throttle (email_hash, consecutive_failures, window_started_at, failures_in_window, next_attempt_at)
             VALUES (\(PostgresBytes(emailHash)), \(throttle.consecutiveFailures), \(throttle.windowStartedAt),
                     \(throttle.failuresInWindow), \(throttle.nextAttemptAt))
             ON CONFLICT (email_hash) DO UPDATE SET consecutive_failures = EXCLUDED.consecutive_failures,
                 window_started_at = EXCLUDED.window_started_at, failures_in_window = EXCLUDED.failures_in_window,
                 next_attempt_at = EXCLUDED.next_attempt_at
-            """)
+            """) }
     }
 
+    /// Never cancelled in the server with its task (an event is recorded whatever the caller does).
     public func recordEvent(accountID: UUID, _ event: String, detail: String = "") async throws {
-        try await db.query("INSERT INTO auth_events (account_id, event, detail) VALUES (\(accountID), \(event), \(detail))")
+        try await StatementCancellation.shielded {
+            try await db.query("INSERT INTO auth_events (account_id, event, detail) VALUES (\(accountID), \(event), \(detail))")
+        }
     }
 
     public func events(accountID: UUID, limit: Int) async throws -> [AuthEventRow] {

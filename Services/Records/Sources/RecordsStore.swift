@@ -345,14 +345,15 @@ public struct RecordsStore: Sendable {
 
     /// Writes one access-log row: an access or refusal (at the database's time), or
     /// `access.count` refusals counted together (at the times they were counted).
+    /// Never cancelled in the server with its task (an access is logged whatever the caller does).
     public func logAccess(_ access: RefusalLog.Refusal, allowed: Bool) async throws {
         let k = access.key
-        try await db.query("""
+        try await StatementCancellation.shielded { try await db.query("""
             INSERT INTO access_log (person_id, accessor_id, accessor_kind, organisation_id, action, part, basis, purpose, allowed,
                                     at, repeats, first_at)
             VALUES (\(k.person), \(k.accessorID), \(k.accessorKind), \(k.organisation), \(k.action), \(k.part), \(access.basis),
                     \(access.purpose), \(allowed), COALESCE(\(access.lastAt)::timestamptz, now()), \(access.count), \(access.firstAt)::timestamptz)
-            """)
+            """) }
     }
 
     public func accessLog(person: UUID, limit: Int, before: Int64?) async throws -> [AccessLogRow] {
