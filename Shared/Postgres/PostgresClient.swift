@@ -287,23 +287,25 @@ public final class PostgresClient: Sendable {
             return state.nextWaiterID
         }
         let deadline = NIODeadline.now() + .nanoseconds(acquireTimeoutNanoseconds)
+        // Shielded writes wait for a connection even when their task is cancelled.
+        let shielded = StatementCancellation.isShielded
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let (refused, startSweeping) = state.withLock { state -> (Bool, Bool) in
                     if state.closed { return (true, false) }
                     // Cancelled before the wait was listed: the cancellation handler found
                     // nothing to fail, so fail here rather than wait out the timeout.
-                    if Task.isCancelled { return (true, false) }
+                    if Task.isCancelled && !shielded { return (true, false) }
                     state.waiters.append((id, Waiter(continuation: continuation, deadline: deadline)))
                     let start = !state.sweeping
                     state.sweeping = true
                     return (false, start)
                 }
-                if refused { continuation.resume(throwing: Task.isCancelled ? CancellationError() : Self.closedError) }
+                if refused { continuation.resume(throwing: Task.isCancelled && !shielded ? CancellationError() : Self.closedError) }
                 if startSweeping { scheduleSweep() }
             }
         } onCancel: {
-            self.failWaiter(id: id, with: CancellationError())
+            if !shielded { self.failWaiter(id: id, with: CancellationError()) }
         }
     }
 

@@ -198,12 +198,13 @@ final class PostgresConnection: @unchecked Sendable {
         let generation = canceller.begin()
         do {
             let value = try await withTaskCancellationHandler(operation: body, onCancel: { canceller.cancel(generation) })
-            // A request on its way could reach the next statement: let it go first.
-            if canceller.end().sending, await !canceller.settle(generation) { isBroken = true }
+            // A request on its way could reach the next statement: let it go first, or
+            // close the connection (later statements on it then fail as a lost connection).
+            if canceller.end().sending, await !canceller.settle(generation) { close() }
             return value
         } catch {
             let (sent, sending) = canceller.end()
-            if sending, await !canceller.settle(generation) { isBroken = true }
+            if sending, await !canceller.settle(generation) { close() }
             if sent, (error as? PostgresError)?.sqlState == "57014" { throw CancellationError() }
             throw error
         }

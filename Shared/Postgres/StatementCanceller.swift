@@ -1,5 +1,6 @@
 import CLibPQ
 import Dispatch
+import Foundation
 import Synchronization
 
 /// Stops a connection's statement in the server when the task waiting for it has been
@@ -101,17 +102,19 @@ final class StatementCanceller: @unchecked Sendable {  // PGcancel may be used f
                 return true
             }
             guard go else { return }
-            // Sending blocks (it connects to the server), so it happens here, off the
-            // caller's threads and outside the lock.
-            var message = [CChar](repeating: 0, count: 256)
-            _ = PQcancel(request, &message, Int32(message.count))
-            let waiting = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-                state.sending = false
-                defer { state.waiter = nil }
-                return state.waiter?.continuation
+            // Sending blocks (it connects to the server), so it happens on a thread of its
+            // own, outside the lock: not on a dispatch or Swift concurrency pool thread.
+            Thread.detachNewThread { [self] in
+                var message = [CChar](repeating: 0, count: 256)
+                _ = PQcancel(request, &message, Int32(message.count))
+                let waiting = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                    state.sending = false
+                    defer { state.waiter = nil }
+                    return state.waiter?.continuation
+                }
+                waiting?.resume(returning: true)
+                if attempt < Self.attempts { cancel(generation, attempt: attempt + 1) }
             }
-            waiting?.resume(returning: true)
-            if attempt < Self.attempts { cancel(generation, attempt: attempt + 1) }
         }
     }
 }
@@ -121,8 +124,10 @@ public enum StatementCancellation {
     @TaskLocal static var isShielded = false
 
     /// Runs `body` so that none of its statements is cancelled in the server when the task
-    /// is cancelled: writes that must happen whatever the caller does (a failed sign-in
-    /// counted, an access to a record logged, a lock released).
+    /// is cancelled, and waiting for a pooled connection is not cut short by the
+    /// cancellation either (only by the pool's acquire timeout): writes that must happen
+    /// whatever the caller does (a failed sign-in counted, an access to a record logged,
+    /// sessions revoked, a lock released).
     public static func shielded<T>(_ body: () async throws -> T) async rethrows -> T {
         try await $isShielded.withValue(true) { try await body() }
     }

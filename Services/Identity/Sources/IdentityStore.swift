@@ -195,7 +195,13 @@ public struct IdentityStore: Sendable {
     }
 
     /// Spends a refresh token. A second presentation of the same token revokes its family.
+    /// Never cancelled in the server with its task (whoever presents a reused token must
+    /// not be able to stop the revocation by going away).
     public func spendRefreshToken(hash: [UInt8], now: Date) async throws -> RefreshOutcome {
+        try await StatementCancellation.shielded { try await spendRefreshTokenNow(hash: hash, now: now) }
+    }
+
+    private func spendRefreshTokenNow(hash: [UInt8], now: Date) async throws -> RefreshOutcome {
         try await db.withTransaction { session in
             guard let row = try await session.query("""
                 SELECT account_id, family_id, expires_at, spent_at, revoked_at FROM refresh_tokens
@@ -214,20 +220,26 @@ public struct IdentityStore: Sendable {
         }
     }
 
-    /// Revokes the family a (live) refresh token belongs to; returns its account.
+    /// Revokes the family a (live) refresh token belongs to; returns its account. Never
+    /// cancelled in the server with its task.
     public func revokeFamily(ofToken hash: [UInt8]) async throws -> UUID? {
-        try await db.withTransaction { session in
-            guard let row = try await session.query(
-                "SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first
-            else { return nil }
-            let family: UUID = try row.decode("family_id")
-            try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
-            return try row.decode("account_id")
+        try await StatementCancellation.shielded {
+            try await db.withTransaction { session in
+                guard let row = try await session.query(
+                    "SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first
+                else { return nil }
+                let family: UUID = try row.decode("family_id")
+                try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
+                return try row.decode("account_id")
+            }
         }
     }
 
+    /// Never cancelled in the server with its task (a changed password signs every session out).
     public func revokeAllRefreshTokens(accountID: UUID) async throws {
-        try await db.query("UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = \(accountID) AND revoked_at IS NULL")
+        try await StatementCancellation.shielded {
+            try await db.query("UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = \(accountID) AND revoked_at IS NULL")
+        }
     }
 
     // MARK: Organisations and clients
