@@ -31,6 +31,8 @@ final class StatementCanceller: @unchecked Sendable {  // PGcancel may be used f
         var sent = false
         var sending = false
         var requests = 0
+        /// For tests: how long each request waits before it is sent (a slow network).
+        var delay: Double = 0
         /// A statement's end waiting for a request being sent (see ``settle(_:)``).
         var waiter: (generation: UInt64, continuation: CheckedContinuation<Bool, Never>)?
     }
@@ -90,21 +92,25 @@ final class StatementCanceller: @unchecked Sendable {  // PGcancel may be used f
     /// Cancel requests sent so far (for tests).
     var requestsSent: Int { state.withLock { $0.requests } }
 
+    /// For tests: makes every request take `seconds` longer to send.
+    func delaySending(by seconds: Double) { state.withLock { $0.delay = seconds } }
+
     /// The task waiting for statement `generation` was cancelled: after the grace period,
     /// if that statement still runs, ask the server to cancel it.
     func cancel(_ generation: UInt64, attempt: Int = 1) {
         DispatchQueue.global().asyncAfter(deadline: .now() + (attempt == 1 ? Self.grace : .milliseconds(250))) { [self] in
-            let go = state.withLock { state -> Bool in
-                guard state.generation == generation, state.running, !state.sending else { return false }
+            let go = state.withLock { state -> Double? in
+                guard state.generation == generation, state.running, !state.sending else { return nil }
                 state.sent = true
                 state.sending = true
                 state.requests += 1
-                return true
+                return state.delay
             }
-            guard go else { return }
+            guard let delay = go else { return }
             // Sending blocks (it connects to the server), so it happens on a thread of its
             // own, outside the lock: not on a dispatch or Swift concurrency pool thread.
             Thread.detachNewThread { [self] in
+                if delay > 0 { Thread.sleep(forTimeInterval: delay) }
                 var message = [CChar](repeating: 0, count: 256)
                 _ = PQcancel(request, &message, Int32(message.count))
                 let waiting = state.withLock { state -> CheckedContinuation<Bool, Never>? in

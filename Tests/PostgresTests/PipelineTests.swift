@@ -331,4 +331,24 @@ struct CancelRequestTests {
         #expect(end.sent && canceller.requestsSent >= 2)
         connection.close()
     }
+
+    @Test("a statement that ends while its cancel request is still being sent waits for it, so the request cannot stop the next statement")
+    func slowRequestIsWaitedFor() async throws {
+        let connection = try PostgresConnection(conninfo: try TestDatabase.adminURL(), applicationName: "cancel-test", connectTimeout: 5,
+                                                statementCacheLimit: 10, id: 1)
+        defer { connection.close() }
+        let canceller = try #require(connection.canceller)
+        // The request starts 200 ms after the cancellation, while the statement still runs,
+        // and takes 400 ms to go out: the statement ends (at 250 ms) before it arrives.
+        canceller.delaySending(by: 0.4)
+        let victim = Task { try await connection.executeAsync("SELECT pg_sleep(0.25)") }
+        victim.cancel()
+        // Usually it finishes before the request arrives; on a loaded machine the request
+        // may stop it instead. Either way, no request is left on its way afterwards.
+        _ = try? await victim.value
+        #expect(canceller.requestsSent >= 1)
+        // Had the connection moved on at once, the request would land in this statement.
+        let next = try await connection.executeAsync("SELECT pg_sleep(0.5)")
+        #expect(next.count == 1)
+    }
 }
