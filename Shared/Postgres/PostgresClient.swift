@@ -138,7 +138,12 @@ public final class PostgresClient: Sendable {
                         sqlState: error.sqlState, serverMessage: error.serverMessage)
                 }
                 logger.debug("retrying transaction", metadata: ["attempt": "\(attempts)", "sqlstate": "\(error.sqlState ?? "-")"])
-                try await Task.sleep(for: Self.backoff(attempt: attempts))
+                if StatementCancellation.isShielded {
+                    // A shielded write is retried even if its task has been cancelled.
+                    await StatementCancellation.pause(for: Self.backoff(attempt: attempts))
+                } else {
+                    try await Task.sleep(for: Self.backoff(attempt: attempts))
+                }
             } catch let error as CommitOutcomeUnknown {
                 throw error.underlying
             }

@@ -130,11 +130,21 @@ public enum StatementCancellation {
     @TaskLocal static var isShielded = false
 
     /// Runs `body` so that none of its statements is cancelled in the server when the task
-    /// is cancelled, and waiting for a pooled connection is not cut short by the
-    /// cancellation either (only by the pool's acquire timeout): writes that must happen
+    /// is cancelled, and neither waiting for a pooled connection (only the pool's acquire
+    /// timeout ends it) nor a transaction's retries are cut short: writes that must happen
     /// whatever the caller does (a failed sign-in counted, an access to a record logged,
     /// sessions revoked, a lock released).
     public static func shielded<T>(_ body: () async throws -> T) async rethrows -> T {
         try await $isShielded.withValue(true) { try await body() }
+    }
+
+    /// A pause that the task's cancellation does not cut short (`Task.sleep` would end at
+    /// once), for retrying shielded transactions.
+    static func pause(for duration: Duration) async {
+        let (seconds, attoseconds) = duration.components
+        let nanoseconds = max(0, Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { continuation.resume() }
+        }
     }
 }

@@ -286,6 +286,30 @@ struct CancelledStatementTests {
         }
     }
 
+    @Test("a shielded transaction of a cancelled task is still tried again after a serialization failure")
+    func shieldedTransactionsRetry() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
+            try await db.query("CREATE TABLE t (id int)")
+            let task = Task {
+                while !Task.isCancelled { await Task.yield() }
+                return try await StatementCancellation.shielded {
+                    var attempts = 0
+                    try await db.withTransaction { session in
+                        attempts += 1
+                        if attempts == 1 {
+                            try await session.run(unsafeSQL: "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = 'serialization_failure'; END $$")
+                        }
+                        try await session.query("INSERT INTO t VALUES (\(attempts))")
+                    }
+                    return attempts
+                }
+            }
+            task.cancel()
+            #expect(try await task.value == 2)
+            #expect(try await db.query("SELECT id FROM t").map { try $0.decode("id", as: Int.self) } == [2])
+        }
+    }
+
     @Test("a cancellation that lands as the statement ends never stops the next caller's statement on that connection")
     func lateCancellations() async throws {
         try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
