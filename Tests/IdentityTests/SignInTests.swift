@@ -86,7 +86,7 @@ struct SignInTests {
         }
     }
 
-    @Test("changing the password revokes every refresh token")
+    @Test("changing the password revokes every refresh token and records the change")
     func changePasswordRevokes() async throws {
         try await IdentityHarness.with { h in
             let session = try await h.register("change@example.org")
@@ -104,6 +104,8 @@ struct SignInTests {
             refresh.refreshToken = fresh.session.refreshToken
             _ = try await h.api.refresh(refresh)
             _ = try await h.signIn("change@example.org", password: "an entirely different phrase")
+            let events = try await h.api.listAuthEvents(.init(), options: IdentityHarness.bearer(fresh.session.accessToken)).events
+            #expect(events.filter { $0.event == "password_changed" }.count == 1)
         }
     }
 

@@ -165,9 +165,7 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         if let problem = passwordPolicy.problem(with: request.newPassword, email: account.email) {
             throw RPCError.invalidArgument(field: "new_password", problem.message)
         }
-        try await store.updatePassword(accountID: id, hash: try await hashing.hash(request.newPassword))
-        try await store.revokeAllRefreshTokens(accountID: id)
-        try await store.recordEvent(accountID: id, "password_changed", detail: "every other session was signed out")
+        try await store.changePassword(accountID: id, hash: try await hashing.hash(request.newPassword))
         var response = Wholecare_Identity_V1_ChangePasswordResponse()
         response.session = try await startSession(for: account, event: nil)
         return response

@@ -127,6 +127,21 @@ public struct IdentityStore: Sendable {
         try await db.query("SELECT \(unsafeRaw: Self.accountColumns) FROM accounts WHERE id = \(id)").first.map(Self.account)
     }
 
+    /// A new password, every session signed out and the event recorded, in one transaction
+    /// (never half done: not by a crash, nor by the caller going away).
+    public func changePassword(accountID: UUID, hash: String) async throws {
+        try await StatementCancellation.shielded {
+            try await db.withTransaction { session in
+                try await session.query("UPDATE accounts SET password_hash = \(hash), password_changed_at = now() WHERE id = \(accountID)")
+                try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = \(accountID) AND revoked_at IS NULL")
+                try await session.query("""
+                    INSERT INTO auth_events (account_id, event, detail)
+                    VALUES (\(accountID), 'password_changed', 'every other session was signed out')
+                    """)
+            }
+        }
+    }
+
     public func updatePassword(accountID: UUID, hash: String) async throws {
         try await db.query("UPDATE accounts SET password_hash = \(hash), password_changed_at = now() WHERE id = \(accountID)")
     }
@@ -232,13 +247,6 @@ public struct IdentityStore: Sendable {
                 try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
                 return try row.decode("account_id")
             }
-        }
-    }
-
-    /// Never cancelled in the server with its task (a changed password signs every session out).
-    public func revokeAllRefreshTokens(accountID: UUID) async throws {
-        try await StatementCancellation.shielded {
-            try await db.query("UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = \(accountID) AND revoked_at IS NULL")
         }
     }
 
