@@ -134,6 +134,7 @@ public enum StatementCancellation {
     /// timeout ends it) nor a transaction's retries are cut short: writes that must happen
     /// whatever the caller does (a failed sign-in counted, an access to a record logged,
     /// sessions revoked, a lock released).
+    @discardableResult
     public static func shielded<T>(_ body: () async throws -> T) async rethrows -> T {
         try await $isShielded.withValue(true) { try await body() }
     }

@@ -40,6 +40,8 @@ struct AccessTests {
             let revoked = try await h.api.revokeConsent(revoke, options: IdentityHarness.bearer(person.accessToken))
             #expect(!revoked.revokedAt.isEmpty)
             #expect(try await authorizer.decide(doctorPrincipal, .read(.record), person: personID).isAllowed == false)
+            // Revoking it again changes nothing and records nothing more.
+            #expect(try await h.api.revokeConsent(revoke, options: IdentityHarness.bearer(person.accessToken)).revokedAt == revoked.revokedAt)
 
             // Granted with an expiry ten seconds ahead: allowed, then denied once it passes.
             // Expiry is checked against the database's now(), not the harness clock, so this
@@ -55,6 +57,10 @@ struct AccessTests {
 
             let listed = try await h.api.listConsents(.init(), options: IdentityHarness.bearer(person.accessToken)).consents
             #expect(listed.count == 2)
+            // Each change is in the person's history once, written with the change itself.
+            let history = try await h.api.listAuthEvents(.init(), options: IdentityHarness.bearer(person.accessToken)).events
+            #expect(history.filter { $0.event == "consent_granted" }.count == 2)
+            #expect(history.filter { $0.event == "consent_revoked" }.map(\.detail) == ["Riverside Surgery"])
             // Only the person manages their consents.
             let byDoctor = await #expect(throws: RPCError.self) {
                 try await h.api.grantConsent(grant, options: IdentityHarness.bearer(doctor.token))
@@ -117,6 +123,12 @@ struct AccessTests {
             let grants = try await h.api.listCarerGrants(.init(), options: IdentityHarness.bearer(person.accessToken))
             #expect(grants.myCarers.count == 1)
             #expect(!grants.myCarers[0].revokedAt.isEmpty)
+            // The person revoking it too records nothing more.
+            _ = try await h.api.revokeCarerAccess(revoke, options: IdentityHarness.bearer(person.accessToken))
+            let history = try await h.api.listAuthEvents(.init(), options: IdentityHarness.bearer(person.accessToken)).events
+            #expect(history.filter { $0.event == "carer_invited" }.count == 1)
+            #expect(history.filter { $0.event == "carer_accepted" }.map(\.detail) == ["Sam"])
+            #expect(history.filter { $0.event == "carer_revoked" }.map(\.detail) == ["Sam"])
         }
     }
 

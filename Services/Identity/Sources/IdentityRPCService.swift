@@ -406,8 +406,6 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         let expiry = try Validate.optionalFutureDate(request.expiresAt, field: "expires_at", now: now())
         let row = try await store.grantConsent(person: person, professional: professional, organisation: organisation,
                                                categories: categories, expiresAt: expiry)
-        try await store.recordEvent(accountID: person, "consent_granted",
-                                    detail: "\(row.granteeName): \(categories.joined(separator: ", "))")
         return Self.proto(row)
     }
 
@@ -418,9 +416,6 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
             throw RPCError(code: .notFound, message: "no such consent")
         }
         guard let row = try await store.revokeConsent(id: id) else { throw RPCError(code: .notFound, message: "no such consent") }
-        if existing.revokedAt == nil {
-            try await store.recordEvent(accountID: person, "consent_revoked", detail: row.granteeName)
-        }
         return Self.proto(row)
     }
 
@@ -454,7 +449,6 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         let code = "wci_" + SecureRandom.token(byteCount: 24)
         let row = try await store.inviteCarer(person: person, email: email, codeHash: Digest.sha256(code),
                                               codeExpiresAt: now().addingTimeInterval(7 * 86_400), scopes: scopes, expiresAt: expiry)
-        try await store.recordEvent(accountID: person, "carer_invited", detail: scopes.joined(separator: ", "))
         var response = Wholecare_Identity_V1_InviteCarerResponse()
         response.grant = Self.proto(row)
         response.invitationCode = code
@@ -476,7 +470,6 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         }
         guard grant.personID != carerID else { throw RPCError.invalidArgument(field: "invitation_code", "you cannot be your own carer") }
         guard let accepted = try await store.acceptGrant(id: grant.id, carer: carerID) else { throw invalid }
-        try await store.recordEvent(accountID: grant.personID, "carer_accepted", detail: carer.displayName)
         return Self.proto(accepted)
     }
 
@@ -487,9 +480,6 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
               principal.subjectID == grant.personID || (grant.carerID != nil && principal.subjectID == grant.carerID)
         else { throw RPCError(code: .notFound, message: "no such carer grant") }
         guard let revoked = try await store.revokeGrant(id: id) else { throw RPCError(code: .notFound, message: "no such carer grant") }
-        if grant.revokedAt == nil {
-            try await store.recordEvent(accountID: grant.personID, "carer_revoked", detail: grant.carerName ?? grant.invitedEmail)
-        }
         return Self.proto(revoked)
     }
 

@@ -382,22 +382,51 @@ public struct IdentityStore: Sendable {
             granteeName: try row.decode("grantee_name"))
     }
 
+    /// An account event and what it records.
+    typealias Event = (account: UUID, name: String, detail: String)
+
+    /// Runs `write` and records the account event it returns in one transaction, which the
+    /// caller's going away does not cut short: a change to who may see a person's record
+    /// is never without its line in their history, nor the other way round.
+    private func recording<T: Sendable>(_ write: (PostgresSession) async throws -> (T, Event?)) async throws -> T {
+        try await StatementCancellation.shielded {
+            try await db.withTransaction { session in
+                let (value, event) = try await write(session)
+                if let event {
+                    try await session.query(
+                        "INSERT INTO auth_events (account_id, event, detail) VALUES (\(event.account), \(event.name), \(event.detail))")
+                }
+                return value
+            }
+        }
+    }
+
+    /// Grants a consent and records `consent_granted`.
     public func grantConsent(person: UUID, professional: UUID?, organisation: UUID?, categories: [String], expiresAt: Date?) async throws -> ConsentRow {
         let id = UUID()
-        try await db.query("""
-            INSERT INTO consents (id, person_id, grantee_professional_id, grantee_organisation_id, categories, expires_at)
-            VALUES (\(id), \(person), \(professional), \(organisation), \(categories)::text[], \(expiresAt))
-            """)
-        return try await consent(id: id)!
+        return try await recording { session in
+            try await session.query("""
+                INSERT INTO consents (id, person_id, grantee_professional_id, grantee_organisation_id, categories, expires_at)
+                VALUES (\(id), \(person), \(professional), \(organisation), \(categories)::text[], \(expiresAt))
+                """)
+            let row = try Self.consent(try await session.query("\(unsafeRaw: Self.consentSelect) WHERE c.id = \(id)")[0])
+            return (row, (person, "consent_granted", "\(row.granteeName): \(categories.joined(separator: ", "))"))
+        }
     }
 
     public func consent(id: UUID) async throws -> ConsentRow? {
         try await db.query("\(unsafeRaw: Self.consentSelect) WHERE c.id = \(id)").first.map(Self.consent)
     }
 
+    /// Revokes a consent; the first revocation records `consent_revoked`.
     public func revokeConsent(id: UUID) async throws -> ConsentRow? {
-        try await db.query("UPDATE consents SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL")
-        return try await consent(id: id)
+        try await recording { session in
+            let revoked = try await session.query("UPDATE consents SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL").affectedRows
+            guard let row = try await session.query("\(unsafeRaw: Self.consentSelect) WHERE c.id = \(id)").first.map(Self.consent) else {
+                return (nil, nil)
+            }
+            return (row, revoked == 1 ? (row.personID, "consent_revoked", row.granteeName) : nil)
+        }
     }
 
     public func consents(person: UUID) async throws -> [ConsentRow] {
@@ -424,13 +453,17 @@ public struct IdentityStore: Sendable {
             personName: try row.decode("person_name"))
     }
 
+    /// Invites a carer and records `carer_invited`.
     public func inviteCarer(person: UUID, email: String, codeHash: [UInt8], codeExpiresAt: Date, scopes: [String], expiresAt: Date?) async throws -> CarerGrantRow {
         let id = UUID()
-        try await db.query("""
-            INSERT INTO carer_grants (id, person_id, invited_email, code_hash, code_expires_at, scopes, expires_at)
-            VALUES (\(id), \(person), \(email), \(PostgresBytes(codeHash)), \(codeExpiresAt), \(scopes)::text[], \(expiresAt))
-            """)
-        return try await grant(id: id)!
+        return try await recording { session in
+            try await session.query("""
+                INSERT INTO carer_grants (id, person_id, invited_email, code_hash, code_expires_at, scopes, expires_at)
+                VALUES (\(id), \(person), \(email), \(PostgresBytes(codeHash)), \(codeExpiresAt), \(scopes)::text[], \(expiresAt))
+                """)
+            let row = try Self.grant(try await session.query("\(unsafeRaw: Self.grantSelect) WHERE g.id = \(id)")[0])
+            return (row, (person, "carer_invited", scopes.joined(separator: ", ")))
+        }
     }
 
     public func grant(id: UUID) async throws -> CarerGrantRow? {
@@ -441,18 +474,29 @@ public struct IdentityStore: Sendable {
         try await db.query("\(unsafeRaw: Self.grantSelect) WHERE g.code_hash = \(PostgresBytes(codeHash))").first.map(Self.grant)
     }
 
-    /// Accepts an open invitation; nil if it was accepted, revoked or expired meanwhile.
+    /// Accepts an open invitation and records `carer_accepted` in the person's history; nil
+    /// if it was accepted, revoked or expired meanwhile.
     public func acceptGrant(id: UUID, carer: UUID) async throws -> CarerGrantRow? {
-        let updated = try await db.query("""
-            UPDATE carer_grants SET carer_id = \(carer), accepted_at = now()
-            WHERE id = \(id) AND carer_id IS NULL AND revoked_at IS NULL AND code_expires_at > now()
-            """).affectedRows
-        return updated == 1 ? try await grant(id: id) : nil
+        try await recording { session in
+            let updated = try await session.query("""
+                UPDATE carer_grants SET carer_id = \(carer), accepted_at = now()
+                WHERE id = \(id) AND carer_id IS NULL AND revoked_at IS NULL AND code_expires_at > now()
+                """).affectedRows
+            guard updated == 1 else { return (nil, nil) }
+            let row = try Self.grant(try await session.query("\(unsafeRaw: Self.grantSelect) WHERE g.id = \(id)")[0])
+            return (row, (row.personID, "carer_accepted", row.carerName ?? ""))
+        }
     }
 
+    /// Revokes a carer grant; the first revocation records `carer_revoked` in the person's history.
     public func revokeGrant(id: UUID) async throws -> CarerGrantRow? {
-        try await db.query("UPDATE carer_grants SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL")
-        return try await grant(id: id)
+        try await recording { session in
+            let revoked = try await session.query("UPDATE carer_grants SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL").affectedRows
+            guard let row = try await session.query("\(unsafeRaw: Self.grantSelect) WHERE g.id = \(id)").first.map(Self.grant) else {
+                return (nil, nil)
+            }
+            return (row, revoked == 1 ? (row.personID, "carer_revoked", row.carerName ?? row.invitedEmail) : nil)
+        }
     }
 
     public func grants(person: UUID) async throws -> [CarerGrantRow] {
