@@ -69,6 +69,31 @@ struct AccessTests {
         }
     }
 
+    @Test("revocations sent at once record the revocation once")
+    func concurrentRevocations() async throws {
+        try await IdentityHarness.with { h in
+            let admin = try await h.admin()
+            let gp = try await h.organisation("Riverside Surgery", admin: admin, kind: .gpPractice)
+            let person = try await h.register("pat@example.org", name: "Pat")
+            var grant = Wholecare_Identity_V1_GrantConsentRequest()
+            grant.granteeOrganisationID = gp
+            grant.categories = [.record]
+            let consent = try await h.api.grantConsent(grant, options: IdentityHarness.bearer(person.accessToken))
+            var revoke = Wholecare_Identity_V1_RevokeConsentRequest()
+            revoke.consentID = consent.id
+            let (api, request, token) = (h.api, revoke, person.accessToken)
+            let times = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<8 {
+                    group.addTask { try await api.revokeConsent(request, options: IdentityHarness.bearer(token)).revokedAt }
+                }
+                return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+            }
+            #expect(times.count == 1, "every caller sees the one revocation")
+            let history = try await h.api.listAuthEvents(.init(), options: IdentityHarness.bearer(person.accessToken)).events
+            #expect(history.filter { $0.event == "consent_revoked" }.count == 1)
+        }
+    }
+
     @Test("carer invitations: accept by code and matching e-mail, scopes respected, revocable by either side")
     func carerScopes() async throws {
         try await IdentityHarness.with { h in

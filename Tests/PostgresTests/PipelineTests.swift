@@ -362,10 +362,11 @@ struct CancelRequestTests {
                                                 statementCacheLimit: 10, id: 1)
         defer { connection.close() }
         let canceller = try #require(connection.canceller)
-        // The request starts 200 ms after the cancellation, while the statement still runs,
-        // and takes 400 ms to go out: the statement ends (at 250 ms) before it arrives.
+        // The request starts 200 ms after the cancellation, while the statement still runs
+        // (it has 200 ms to spare for a late timer), and takes 400 ms to go out: the
+        // statement ends (at 400 ms) before it arrives (at 600 ms or later).
         canceller.delaySending(by: 0.4)
-        let victim = Task { try await connection.executeAsync("SELECT pg_sleep(0.25)") }
+        let victim = Task { try await connection.executeAsync("SELECT pg_sleep(0.4)") }
         victim.cancel()
         // Usually it finishes before the request arrives; on a loaded machine the request
         // may stop it instead. Either way, no request is left on its way afterwards.
