@@ -109,6 +109,56 @@ struct SignInTests {
         }
     }
 
+    @Test("refreshes racing a password change leave no working refresh token from before it")
+    func refreshRacingPasswordChange() async throws {
+        try await IdentityHarness.with { h in
+            let first = try await h.register("race@example.org")
+            var sessions = [first]
+            for _ in 0..<7 { sessions.append(try await h.signIn("race@example.org")) }
+            var change = Wholecare_Identity_V1_ChangePasswordRequest()
+            change.currentPassword = IdentityHarness.password
+            change.newPassword = "an entirely different phrase"
+            let (api, request, bearer) = (h.api, change, IdentityHarness.bearer(first.accessToken))
+            let handedOut = try await withThrowingTaskGroup(of: String?.self) { group in
+                for session in sessions {
+                    let token = session.refreshToken
+                    group.addTask {
+                        var refresh = Wholecare_Identity_V1_RefreshRequest()
+                        refresh.refreshToken = token
+                        return try? await api.refresh(refresh).refreshToken
+                    }
+                }
+                group.addTask {
+                    _ = try await api.changePassword(request, options: bearer)
+                    return nil
+                }
+                return try await group.reduce(into: [String]()) { if let token = $1 { $0.append(token) } }
+            }
+            // Whether a refresh ran before, during or after the change, what it handed out
+            // (and every token from before) is refused now.
+            for token in handedOut + sessions.map(\.refreshToken) {
+                var refresh = Wholecare_Identity_V1_RefreshRequest()
+                refresh.refreshToken = token
+                await #expect(throws: RPCError.self) { try await api.refresh(refresh) }
+            }
+        }
+    }
+
+    @Test("a revoked family gets no new refresh token")
+    func revokedFamilyGetsNoToken() async throws {
+        try await IdentityHarness.with { h in
+            let session = try await h.register("family@example.org")
+            let account = UUID(uuidString: session.account.id)!
+            let family = UUID()
+            let firstHash = Array("first token".utf8), secondHash = Array("second token".utf8)
+            #expect(try await h.store.storeRefreshToken(accountID: account, familyID: family, hash: firstHash,
+                                                        expiresAt: Date().addingTimeInterval(3600)))
+            #expect(try await h.store.revokeFamily(ofToken: firstHash) == account)
+            #expect(try await h.store.storeRefreshToken(accountID: account, familyID: family, hash: secondHash,
+                                                        expiresAt: Date().addingTimeInterval(3600)) == false)
+        }
+    }
+
     @Test("a wrong password and an unknown account get the identical answer")
     func identicalFailures() async throws {
         try await IdentityHarness.with { h in

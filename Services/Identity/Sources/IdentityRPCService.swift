@@ -206,8 +206,12 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
             subject: account.id.lowercasedString, kind: kind, roles: account.roles, organisation: account.organisationID,
             scopes: [], now: current)
         let refresh = issuer.newRefreshToken()
-        try await store.storeRefreshToken(
+        guard try await store.storeRefreshToken(
             accountID: account.id, familyID: family, hash: refresh.hash, expiresAt: current.addingTimeInterval(issuer.refreshTokenLifetime))
+        else {
+            // The session was signed out (or the password changed) while this refresh ran.
+            throw RPCError(code: .unauthenticated, message: "the refresh token is invalid, expired or revoked; sign in again")
+        }
         var response = Wholecare_Identity_V1_SignInResponse()
         response.accessToken = access.token
         response.refreshToken = refresh.token

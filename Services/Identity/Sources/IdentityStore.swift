@@ -202,11 +202,21 @@ public struct IdentityStore: Sendable {
 
     // MARK: Refresh tokens
 
-    public func storeRefreshToken(accountID: UUID, familyID: UUID, hash: [UInt8], expiresAt: Date) async throws {
-        try await db.query("""
-            INSERT INTO refresh_tokens (id, account_id, family_id, token_hash, expires_at)
-            VALUES (\(UUID()), \(accountID), \(familyID), \(PostgresBytes(hash)), \(expiresAt))
-            """)
+    /// Stores a new refresh token in its family, unless the family has been revoked
+    /// meanwhile (sign-out, reuse, a password change); false then. The account's row is
+    /// share-locked first, so a password change (which updates that row, then revokes
+    /// every token) either comes before and is seen here, or waits and revokes this token
+    /// too: a refresh racing a password change never leaves a live token behind.
+    public func storeRefreshToken(accountID: UUID, familyID: UUID, hash: [UInt8], expiresAt: Date) async throws -> Bool {
+        let id = UUID()
+        return try await db.withTransaction { session in
+            try await session.query("SELECT 1 FROM accounts WHERE id = \(accountID) FOR SHARE")
+            return try await session.query("""
+                INSERT INTO refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+                SELECT \(id), \(accountID), \(familyID), \(PostgresBytes(hash)), \(expiresAt)
+                WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = \(familyID) AND revoked_at IS NOT NULL)
+                """).affectedRows == 1
+        }
     }
 
     /// Spends a refresh token. A second presentation of the same token revokes its family.
