@@ -159,6 +159,30 @@ struct SignInTests {
         }
     }
 
+    @Test("a sign-in whose checked password was changed meanwhile gets no token, and a rehash never overwrites a changed password")
+    func changedPasswordBeatsSignIn() async throws {
+        try await IdentityHarness.with { h in
+            let session = try await h.register("checked@example.org")
+            let account = UUID(uuidString: session.account.id)!
+            let checked = try #require(try await h.store.account(id: account)).passwordHash
+            // The password changes after a sign-in checked it.
+            var change = Wholecare_Identity_V1_ChangePasswordRequest()
+            change.currentPassword = IdentityHarness.password
+            change.newPassword = "an entirely different phrase"
+            _ = try await h.api.changePassword(change, options: IdentityHarness.bearer(session.accessToken))
+            let current = try #require(try await h.store.account(id: account)).passwordHash
+            #expect(current != checked)
+            #expect(try await h.store.storeRefreshToken(accountID: account, familyID: UUID(), hash: Array("late".utf8),
+                                                        expiresAt: Date().addingTimeInterval(3600), passwordHash: checked) == false)
+            #expect(try await h.store.rehashPassword(accountID: account, from: checked, to: "a stronger hash of the old password") == false)
+            #expect(try #require(try await h.store.account(id: account)).passwordHash == current)
+            // With the current password both go through.
+            #expect(try await h.store.storeRefreshToken(accountID: account, familyID: UUID(), hash: Array("fresh".utf8),
+                                                        expiresAt: Date().addingTimeInterval(3600), passwordHash: current))
+            _ = try await h.signIn("checked@example.org", password: "an entirely different phrase")
+        }
+    }
+
     @Test("a wrong password and an unknown account get the identical answer")
     func identicalFailures() async throws {
         try await IdentityHarness.with { h in

@@ -91,10 +91,15 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
             throw Self.wrongCredentials
         }
         if throttle.consecutiveFailures > 0 { try await store.saveThrottle(emailHash: emailHash, throttle.succeeding(at: current)) }
+        var verified = account.passwordHash
         if hashing.hasher.needsRehash(account.passwordHash) {
-            try await store.updatePassword(accountID: account.id, hash: try await hashing.hash(request.password))
+            let stronger = try await hashing.hash(request.password)
+            if try await store.rehashPassword(accountID: account.id, from: account.passwordHash, to: stronger) { verified = stronger }
         }
-        return try await startSession(for: account, event: "signed_in")
+        // A password changed since it was checked here gives no session.
+        guard let response = try await session(for: account, family: UUID(), passwordHash: verified) else { throw Self.wrongCredentials }
+        try await store.recordEvent(accountID: account.id, "signed_in")
+        return response
     }
 
     static let wrongCredentials = RPCError(code: .unauthenticated, message: "the e-mail address or password is wrong")
@@ -136,8 +141,10 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
                                         detail: "a spent refresh token was presented again; that session was signed out")
             throw refused
         case .valid(let accountID, let familyID):
-            guard let account = try await store.account(id: accountID) else { throw refused }
-            return try await session(for: account, family: familyID)
+            // The session was signed out (or the password changed) while this refresh ran: refused.
+            guard let account = try await store.account(id: accountID),
+                  let response = try await session(for: account, family: familyID) else { throw refused }
+            return response
         }
     }
 
@@ -196,10 +203,16 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
 
     private func startSession(for account: AccountRow, event: String?) async throws -> Wholecare_Identity_V1_SignInResponse {
         if let event { try await store.recordEvent(accountID: account.id, event) }
-        return try await session(for: account, family: UUID())
+        guard let response = try await session(for: account, family: UUID()) else { throw Self.refreshRefused }
+        return response
     }
 
-    private func session(for account: AccountRow, family: UUID) async throws -> Wholecare_Identity_V1_SignInResponse {
+    static let refreshRefused = RPCError(code: .unauthenticated, message: "the refresh token is invalid, expired or revoked; sign in again")
+
+    /// Access and refresh tokens for a new session, or one continuing `family`; nil if the
+    /// family was revoked meanwhile, or `passwordHash` (what a sign-in checked) is no longer
+    /// the account's.
+    private func session(for account: AccountRow, family: UUID, passwordHash: String? = nil) async throws -> Wholecare_Identity_V1_SignInResponse? {
         let kind = Self.principalKind(account.kind)
         let current = now()
         let access = try issuer.accessToken(
@@ -207,11 +220,9 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
             scopes: [], now: current)
         let refresh = issuer.newRefreshToken()
         guard try await store.storeRefreshToken(
-            accountID: account.id, familyID: family, hash: refresh.hash, expiresAt: current.addingTimeInterval(issuer.refreshTokenLifetime))
-        else {
-            // The session was signed out (or the password changed) while this refresh ran.
-            throw RPCError(code: .unauthenticated, message: "the refresh token is invalid, expired or revoked; sign in again")
-        }
+            accountID: account.id, familyID: family, hash: refresh.hash, expiresAt: current.addingTimeInterval(issuer.refreshTokenLifetime),
+            passwordHash: passwordHash)
+        else { return nil }
         var response = Wholecare_Identity_V1_SignInResponse()
         response.accessToken = access.token
         response.refreshToken = refresh.token

@@ -142,8 +142,10 @@ public struct IdentityStore: Sendable {
         }
     }
 
-    public func updatePassword(accountID: UUID, hash: String) async throws {
-        try await db.query("UPDATE accounts SET password_hash = \(hash), password_changed_at = now() WHERE id = \(accountID)")
+    /// Replaces a hash of the same password with a stronger one, only if the account's hash
+    /// is still `old`: a password changed meanwhile is never overwritten with the old one.
+    public func rehashPassword(accountID: UUID, from old: String, to new: String) async throws -> Bool {
+        try await db.query("UPDATE accounts SET password_hash = \(new) WHERE id = \(accountID) AND password_hash = \(old)").affectedRows == 1
     }
 
     public func displayNames(_ ids: [UUID]) async throws -> [UUID: String] {
@@ -203,14 +205,18 @@ public struct IdentityStore: Sendable {
     // MARK: Refresh tokens
 
     /// Stores a new refresh token in its family, unless the family has been revoked
-    /// meanwhile (sign-out, reuse, a password change); false then. The account's row is
+    /// meanwhile (sign-out, reuse, a password change), or, with `passwordHash` (a sign-in),
+    /// the password it checked has been changed since; false then. The account's row is
     /// share-locked first, so a password change (which updates that row, then revokes
     /// every token) either comes before and is seen here, or waits and revokes this token
-    /// too: a refresh racing a password change never leaves a live token behind.
-    public func storeRefreshToken(accountID: UUID, familyID: UUID, hash: [UInt8], expiresAt: Date) async throws -> Bool {
+    /// too: a sign-in or refresh racing a password change never leaves a live token behind.
+    public func storeRefreshToken(accountID: UUID, familyID: UUID, hash: [UInt8], expiresAt: Date,
+                                  passwordHash: String? = nil) async throws -> Bool {
         let id = UUID()
         return try await db.withTransaction { session in
-            try await session.query("SELECT 1 FROM accounts WHERE id = \(accountID) FOR SHARE")
+            guard let row = try await session.query("SELECT password_hash FROM accounts WHERE id = \(accountID) FOR SHARE").first,
+                  try passwordHash.map({ try row.decode("password_hash", as: String.self) == $0 }) ?? true
+            else { return false }
             return try await session.query("""
                 INSERT INTO refresh_tokens (id, account_id, family_id, token_hash, expires_at)
                 SELECT \(id), \(accountID), \(familyID), \(PostgresBytes(hash)), \(expiresAt)
