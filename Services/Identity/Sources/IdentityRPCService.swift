@@ -94,10 +94,17 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         var verified = account.passwordHash
         if hashing.hasher.needsRehash(account.passwordHash) {
             let stronger = try await hashing.hash(request.password)
-            if try await store.rehashPassword(accountID: account.id, from: account.passwordHash, to: stronger) { verified = stronger }
+            if try await store.rehashPassword(accountID: account.id, from: account.passwordHash, to: stronger) {
+                verified = stronger
+            } else if let now = try await store.account(id: account.id), try await hashing.verify(request.password, against: now.passwordHash) {
+                verified = now.passwordHash  // another sign-in upgraded the same password first
+            }
         }
         // A password changed since it was checked here gives no session.
-        guard let response = try await session(for: account, family: UUID(), passwordHash: verified) else { throw Self.wrongCredentials }
+        guard let response = try await session(for: account, family: UUID(), passwordHash: verified) else {
+            try await store.recordEvent(accountID: account.id, "sign_in_failed", detail: "the password was changed meanwhile")
+            throw Self.wrongCredentials
+        }
         try await store.recordEvent(accountID: account.id, "signed_in")
         return response
     }
@@ -172,9 +179,14 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         if let problem = passwordPolicy.problem(with: request.newPassword, email: account.email) {
             throw RPCError.invalidArgument(field: "new_password", problem.message)
         }
-        try await store.changePassword(accountID: id, hash: try await hashing.hash(request.newPassword))
+        let newHash = try await hashing.hash(request.newPassword)
+        try await store.changePassword(accountID: id, hash: newHash)
         var response = Wholecare_Identity_V1_ChangePasswordResponse()
-        response.session = try await startSession(for: account, event: nil)
+        // Changed again meanwhile (another session of the same person): no session for this one.
+        guard let session = try await session(for: account, family: UUID(), passwordHash: newHash) else {
+            throw RPCError(code: .unauthenticated, message: "the password was changed again meanwhile; sign in again")
+        }
+        response.session = session
         return response
     }
 

@@ -242,6 +242,9 @@ public struct IdentityStore: Sendable {
             let family: UUID = try row.decode("family_id")
             if try row.decode("revoked_at", as: Date?.self) != nil { return .invalid }
             if try row.decode("spent_at", as: Date?.self) != nil {
+                // The account's row first, as storing a token share-locks it: a token stored
+                // into this family concurrently is then either seen here or refused there.
+                try await session.query("SELECT 1 FROM accounts WHERE id = \(account) FOR NO KEY UPDATE")
                 try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
                 return .reused(accountID: account)
             }
@@ -260,8 +263,12 @@ public struct IdentityStore: Sendable {
                     "SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first
                 else { return nil }
                 let family: UUID = try row.decode("family_id")
+                let account: UUID = try row.decode("account_id")
+                // As for reuse (see `spendRefreshTokenNow`): a token stored concurrently is
+                // revoked here or refused there.
+                try await session.query("SELECT 1 FROM accounts WHERE id = \(account) FOR NO KEY UPDATE")
                 try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
-                return try row.decode("account_id")
+                return account
             }
         }
     }
