@@ -96,8 +96,8 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
             let stronger = try await hashing.hash(request.password)
             if try await store.rehashPassword(accountID: account.id, from: account.passwordHash, to: stronger) {
                 verified = stronger
-            } else if let now = try await store.account(id: account.id), try await hashing.verify(request.password, against: now.passwordHash) {
-                verified = now.passwordHash  // another sign-in upgraded the same password first
+            } else if let latest = try await store.account(id: account.id), try await hashing.verify(request.password, against: latest.passwordHash) {
+                verified = latest.passwordHash  // another sign-in upgraded the same password first
             }
         }
         // A password changed since it was checked here gives no session.
