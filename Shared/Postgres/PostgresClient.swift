@@ -476,11 +476,7 @@ public struct PostgresSession: Sendable {
 
     /// Runs a script of statements without binds (migrations, session settings).
     public func run(unsafeSQL sql: String) async throws {
-        let connection = connection
-        #if os(Linux)
-        if connection.canWaitWithoutBlocking { return try await connection.executeSimpleAsync(sql) }
-        #endif
-        try await threadPool.runIfActive { try connection.executeSimple(sql) }
+        try await run(sql, interruptible: true)
     }
 
     func rollbackQuietly() async {
@@ -491,9 +487,13 @@ public struct PostgresSession: Sendable {
     /// `COMMIT` or `ROLLBACK`: never interrupted by the task's cancellation (see
     /// ``PostgresConnection/executeSimpleAsync(_:interruptible:)``).
     func finish(_ sql: String) async throws {
+        try await run(sql, interruptible: false)
+    }
+
+    private func run(_ sql: String, interruptible: Bool) async throws {
         let connection = connection
         #if os(Linux)
-        if connection.canWaitWithoutBlocking { return try await connection.executeSimpleAsync(sql, interruptible: false) }
+        if connection.canWaitWithoutBlocking { return try await connection.executeSimpleAsync(sql, interruptible: interruptible) }
         #endif
         try await threadPool.runIfActive { try connection.executeSimple(sql) }
     }

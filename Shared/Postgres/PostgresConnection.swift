@@ -196,18 +196,18 @@ final class PostgresConnection: @unchecked Sendable {
     private func cancellable<T>(_ body: () async throws -> T) async throws -> T {
         guard let canceller, !StatementCancellation.isShielded else { return try await body() }
         let generation = canceller.begin()
+        let result: Result<T, any Error>
         do {
-            let value = try await withTaskCancellationHandler(operation: body, onCancel: { canceller.cancel(generation) })
-            // A request on its way could reach the next statement: let it go first, or
-            // close the connection (later statements on it then fail as a lost connection).
-            if canceller.end().sending, await !canceller.settle(generation) { close() }
-            return value
+            result = .success(try await withTaskCancellationHandler(operation: body, onCancel: { canceller.cancel(generation) }))
         } catch {
-            let (sent, sending) = canceller.end()
-            if sending, await !canceller.settle(generation) { close() }
-            if sent, (error as? PostgresError)?.sqlState == "57014" { throw CancellationError() }
-            throw error
+            result = .failure(error)
         }
+        let (sent, sending) = canceller.end()
+        // A request on its way could reach the next statement: let it go first, or close
+        // the connection (later statements on it then fail as a lost connection).
+        if sending, await !canceller.settle(generation) { close() }
+        if sent, case .failure(let error as PostgresError) = result, error.sqlState == "57014" { throw CancellationError() }
+        return try result.get()
     }
 
     /// Sends what libpq has buffered. While output is pending the server may be blocked

@@ -276,7 +276,7 @@ struct CancelledStatementTests {
                 try await StatementCancellation.shielded {
                     // Longer than the grace period after the cancellation.
                     try await db.query("SELECT pg_sleep(0.6)")
-                    try await db.withTransaction { session in try await session.query("INSERT INTO t VALUES (\(1))") }
+                    _ = try await db.withTransaction { session in try await session.query("INSERT INTO t VALUES (\(1))") }
                 }
             }
             task.cancel()

@@ -130,15 +130,10 @@ public struct IdentityStore: Sendable {
     /// A new password, every session signed out and the event recorded, in one transaction
     /// (never half done: not by a crash, nor by the caller going away).
     public func changePassword(accountID: UUID, hash: String) async throws {
-        try await StatementCancellation.shielded {
-            try await db.withTransaction { session in
-                try await session.query("UPDATE accounts SET password_hash = \(hash), password_changed_at = now() WHERE id = \(accountID)")
-                try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = \(accountID) AND revoked_at IS NULL")
-                try await session.query("""
-                    INSERT INTO auth_events (account_id, event, detail)
-                    VALUES (\(accountID), 'password_changed', 'every other session was signed out')
-                    """)
-            }
+        try await recording { session in
+            try await session.query("UPDATE accounts SET password_hash = \(hash), password_changed_at = now() WHERE id = \(accountID)")
+            try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = \(accountID) AND revoked_at IS NULL")
+            return ((), (accountID, "password_changed", "every other session was signed out"))
         }
     }
 
