@@ -48,7 +48,8 @@ public struct AuthInterceptor: ServerInterceptor {
         if let header = request.metadata[MetadataKey.authorization] {
             let caller = try await authenticate(header: header, onBehalfOf: request.metadata[MetadataKey.onBehalfOf])
             context.values[CallerKey.self] = caller
-            context.logger[metadataKey: "caller"] = .string("\(caller.principal.kind.rawValue):\(caller.principal.subject)")
+            let principal = caller.principal
+            context.lazyLogMetadata = { ["caller": .string("\(principal.kind.rawValue):\(principal.subject)")] }
         } else if !publicMethods.contains(request.method) {
             throw RPCError(code: .unauthenticated, message: "this method needs a bearer token")
         }

@@ -57,6 +57,19 @@ public struct RPCClient: Sendable {
     public func unary<Input, Output>(
         _ method: MethodDescriptor<Input, Output>, _ request: Input, options: CallOptions = CallOptions()
     ) async throws -> Output {
+        let payload = try await unaryPayload(method, request, options: options)
+        do {
+            return try Output(serializedBytes: payload)
+        } catch {
+            throw RPCError(code: .internal, message: "the response is not a valid \(Output.protoMessageName)")
+        }
+    }
+
+    /// Sends one request and returns its response's bytes undecoded, for a caller that
+    /// relays them in another form (the gateway writes JSON straight from them).
+    public func unaryPayload<Input, Output>(
+        _ method: MethodDescriptor<Input, Output>, _ request: Input, options: CallOptions = CallOptions()
+    ) async throws -> Data {
         let payload: Data
         do {
             payload = try WireEncoder.encode(request)
@@ -73,12 +86,7 @@ public struct RPCClient: Sendable {
             }
         }
         let raw = ClientRequest(method: method.fullName, metadata: metadata, timeout: timeout, payload: payload)
-        let response = try await send(raw, retryable: options.retryable ?? method.idempotent)
-        do {
-            return try Output(serializedBytes: response.payload)
-        } catch {
-            throw RPCError(code: .internal, message: "the response is not a valid \(Output.protoMessageName)")
-        }
+        return try await send(raw, retryable: options.retryable ?? method.idempotent).payload
     }
 
     /// Sends a raw request through the interceptors, with retries where allowed.

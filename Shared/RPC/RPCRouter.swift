@@ -85,8 +85,11 @@ public struct RPCRouter: Sendable {
 
     /// Runs a call to completion and returns its outcome; never throws. Interceptors run
     /// in order around the handler. With a deadline, the handler's task is cancelled when
-    /// it passes and the caller gets DEADLINE_EXCEEDED.
-    public func handle(_ request: RawRequest, context: ServerContext) async -> Result<RawResponse, RPCError> {
+    /// it passes and the caller gets DEADLINE_EXCEEDED. A transport that enforces the
+    /// deadline itself (the network server cancels the call's task from a timer on its
+    /// event loop, which costs less than a second task sleeping beside the handler) passes
+    /// `enforcingDeadline: false`; a deadline that has already passed is refused either way.
+    public func handle(_ request: RawRequest, context: ServerContext, enforcingDeadline: Bool = true) async -> Result<RawResponse, RPCError> {
         guard let chain = composed[request.method] else {
             return .failure(RPCError(code: .unimplemented, message: "unknown method \(Self.printable(request.method))"))
         }
@@ -105,6 +108,7 @@ public struct RPCRouter: Sendable {
         if deadline <= .now {
             return .failure(RPCError(code: .deadlineExceeded, message: "the deadline passed before the call started"))
         }
+        guard enforcingDeadline else { return await run() }
         return await withTaskGroup(of: Result<RawResponse, RPCError>?.self) { group in
             group.addTask { await run() }
             group.addTask {

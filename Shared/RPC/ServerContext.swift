@@ -14,10 +14,14 @@ public struct ServerContext: Sendable {
     /// that logs nothing pays nothing for it.
     public var logger: Logger {
         get {
-            if loggerComposed { return storedLogger }
             var logger = storedLogger
-            logger[metadataKey: "method"] = .string(method)
-            if let trace = metadata[MetadataKey.traceID] { logger[metadataKey: "trace_id"] = .string(trace) }
+            if !loggerComposed {
+                logger[metadataKey: "method"] = .string(method)
+                if let trace = metadata[MetadataKey.traceID] { logger[metadataKey: "trace_id"] = .string(trace) }
+            }
+            if let extra = lazyLogMetadata {
+                for (key, value) in extra() { logger[metadataKey: key] = value }
+            }
             return logger
         }
         set {
@@ -27,6 +31,9 @@ public struct ServerContext: Sendable {
     }
     private var storedLogger: Logger
     private var loggerComposed = false
+    /// More metadata for `logger` (an interceptor's, such as the caller), made only when
+    /// something logs.
+    public var lazyLogMetadata: (@Sendable () -> Logger.Metadata)?
     /// Values attached by interceptors (the authenticated principal, for one).
     public var values: ContextValues
 

@@ -21,7 +21,18 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private var executor: EventLoopExecutor?
     private var helloReceived = false
     private var helloTimer: Scheduled<Void>?
-    private var calls: [UInt64: Task<Void, Never>] = [:]
+    /// A running call: its task, and the timer that answers DEADLINE_EXCEEDED and cancels
+    /// the task if the deadline passes first.
+    private struct RunningCall {
+        let task: Task<Void, Never>
+        let deadlineTimer: Scheduled<Void>?
+
+        func cancel() {
+            task.cancel()
+            deadlineTimer?.cancel()
+        }
+    }
+    private var calls: [UInt64: RunningCall] = [:]
     /// Requests that arrived while the connection already ran its limit of calls (one
     /// socket read cycle can carry many frames); started in arrival order as calls
     /// finish. Reading stops while any wait, so the queue holds at most what one read
@@ -68,7 +79,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         helloTimer?.cancel()
-        for task in calls.values { task.cancel() }
+        for call in calls.values { call.cancel() }
         calls.removeAll()
         waiting.removeAll()
         waitingIDs.removeAll()
@@ -113,8 +124,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         case .request(let request):
             receiveCall(id: frame.callID, request: request)
         case .cancel:
-            if let task = calls.removeValue(forKey: frame.callID) {
-                task.cancel()
+            if let call = calls.removeValue(forKey: frame.callID) {
+                call.cancel()
                 startWaitingCalls()
                 resumeReadingIfPossible()
                 closeIfDrained()
@@ -218,20 +229,39 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         let router = router
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        // The deadline is enforced here, by a timer on this loop (see `deadlinePassed`).
         let body: @Sendable () async -> Void = {
-            let result = await router.handle(raw, context: serverContext)
+            let result = await router.handle(raw, context: serverContext, enforcingDeadline: false)
             if eventLoop.inEventLoop {
                 loopBound.value.finish(id: id, result: result)
             } else {
                 eventLoop.execute { loopBound.value.finish(id: id, result: result) }
             }
         }
-        calls[id] = executor.map { Task(executorPreference: $0, operation: body) } ?? Task(operation: body)
+        let task = executor.map { Task(executorPreference: $0, operation: body) } ?? Task(operation: body)
+        var timer: Scheduled<Void>?
+        if let deadline {
+            let left = max(.zero, deadline - .now).components
+            let nanoseconds = left.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+            let amount = nanoseconds.overflow ? TimeAmount.hours(24 * 365) : .nanoseconds(nanoseconds.partialValue + left.attoseconds / 1_000_000_000)
+            timer = eventLoop.scheduleTask(in: amount) { loopBound.value.deadlinePassed(id: id, task: task) }
+        }
+        // The task runs later (never inside this call), so it always finds itself here.
+        calls[id] = RunningCall(task: task, deadlineTimer: timer)
+    }
+
+    /// The caller stops waiting at its deadline: it gets DEADLINE_EXCEEDED now and the
+    /// handler's task is cancelled (its result, if it still comes, is dropped).
+    private func deadlinePassed(id: UInt64, task: Task<Void, Never>) {
+        guard let call = calls[id], call.task == task else { return }
+        task.cancel()
+        finish(id: id, result: .failure(RPCError(code: .deadlineExceeded, message: "deadline exceeded")))
     }
 
     private func finish(id: UInt64, result: Result<RawResponse, RPCError>) {
         // A cancelled call was already removed: its result is dropped.
-        guard calls.removeValue(forKey: id) != nil else { return }
+        guard let call = calls.removeValue(forKey: id) else { return }
+        call.deadlineTimer?.cancel()
         respond(id: id, result)
         startWaitingCalls()
         // Nothing else is running on this connection: there is nothing to batch with, so
@@ -334,7 +364,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         logger.info("closing connection", metadata: ["status": "\(code)", "reason": "\(reason)"])
         sendGoAway(code, reason)
         closing = true
-        for task in calls.values { task.cancel() }
+        for call in calls.values { call.cancel() }
         calls.removeAll()
         waiting.removeAll()
         waitingIDs.removeAll()

@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 @testable import GatewayService
+import RPC
 import SwiftProtobuf
 import Testing
 
@@ -22,6 +23,12 @@ struct FastJSONTests {
         // And it reads back as the same message.
         let back = try M(jsonString: fast, options: ProtoJSON.decoding)
         #expect(back == message, sourceLocation: sourceLocation)
+        // Written straight from the binary form (swift-protobuf's and the RPC layer's
+        // encoders write the same bytes), in one pass, with no fallback to decoding.
+        for binary in [try message.serializedBytes() as [UInt8], Array(try WireEncoder.encode(message))] {
+            let wire = try binary.withUnsafeBytes { try WireJSON.transcode($0, schema: try WireJSON.schema(for: M.self), root: M.self) }
+            #expect(String(decoding: wire, as: UTF8.self) == expected, sourceLocation: sourceLocation)
+        }
     }
 
     static func entry(_ kind: Wholecare_Records_V1_EntryKind, text: String) -> Wholecare_Records_V1_Entry {
@@ -154,6 +161,107 @@ struct FastJSONTests {
             key.current = length % 2 == 0
             try expectSame(key)
         }
+    }
+
+    // MARK: - From the wire (`WireJSON`)
+
+    /// Bytes of one field: its tag and what follows.
+    static func field(_ number: Int, varint: UInt64) -> [UInt8] {
+        var out: [UInt8] = []
+        FastJSON.appendVarint(UInt64(number) << 3, to: &out)
+        FastJSON.appendVarint(varint, to: &out)
+        return out
+    }
+
+    static func field(_ number: Int, bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        FastJSON.appendVarint(UInt64(number) << 3 | 2, to: &out)
+        FastJSON.appendVarint(UInt64(bytes.count), to: &out)
+        return out + bytes
+    }
+
+    static func field(_ number: Int, _ text: String) -> [UInt8] { field(number, bytes: Array(text.utf8)) }
+
+    /// What the gateway answers for these bytes as an `M`: the single pass where it
+    /// applies, else swift-protobuf's decoding and `FastJSON` — always the same JSON as
+    /// decoding first would give.
+    func expectRelayed<M: SwiftProtobuf.Message>(_ bytes: [UInt8], as type: M.Type, singlePass: Bool,
+                                                 sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let decoded = try M(serializedBytes: bytes)
+        let expected = String(decoding: try FastJSON.encode(decoded), as: UTF8.self)
+        let relayed = String(decoding: try WireJSON.encode(Data(bytes), as: M.self), as: UTF8.self)
+        #expect(relayed == expected, sourceLocation: sourceLocation)
+        let direct = Result { try bytes.withUnsafeBytes { try WireJSON.transcode($0, schema: try WireJSON.schema(for: M.self), root: M.self) } }
+        switch direct {
+        case .success(let json):
+            #expect(singlePass, "expected the bytes to need decoding", sourceLocation: sourceLocation)
+            #expect(String(decoding: json, as: UTF8.self) == expected, sourceLocation: sourceLocation)
+        case .failure(let error):
+            #expect(!singlePass, "single pass failed: \(error)", sourceLocation: sourceLocation)
+            #expect(error is WireJSON.Fallback, sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("from the wire: unknown fields left out, defaults sent explicitly left out, unpacked repeated values read")
+    func wireLeniency() throws {
+        let id = Self.field(1, "e1"), kind = Self.field(3, varint: 2)
+        // An unknown field (99) between known ones, and one of each wire type.
+        let unknown = Self.field(99, "secret") + Self.field(98, varint: 7) + [0xA1, 0x06, 1, 2, 3, 4, 5, 6, 7, 8] + [0xAD, 0x06, 1, 2, 3, 4]
+        try expectRelayed(id + unknown + kind, as: Wholecare_Records_V1_Entry.self, singlePass: true)
+        // Fields sent with their default values (empty string, zero enum, zero double).
+        try expectRelayed(Self.field(1, "") + Self.field(3, varint: 0) + Self.field(7, ""), as: Wholecare_Records_V1_Entry.self, singlePass: true)
+        let zero: [UInt8] = [0x09] + [UInt8](repeating: 0, count: 8)  // Quantity.value = 0.0
+        try expectRelayed(zero + Self.field(2, "kg"), as: Wholecare_Records_V1_Quantity.self, singlePass: true)
+        // -0.0 is not the default (its bits are not zero).
+        try expectRelayed([0x09, 0, 0, 0, 0, 0, 0, 0, 0x80], as: Wholecare_Records_V1_Quantity.self, singlePass: true)
+        // Repeated enums packed, unpacked, and both in one run; negative int32 as ten bytes.
+        let packed = Self.field(2, bytes: [1, 4, 0x63])
+        let unpacked = Self.field(2, varint: 3) + Self.field(2, varint: 2)
+        try expectRelayed(packed + unpacked + Self.field(7, varint: 50), as: Wholecare_Records_V1_ListEntriesRequest.self, singlePass: true)
+        try expectRelayed(Self.field(4, varint: UInt64(bitPattern: -3)), as: Wholecare_Records_V1_ListEntriesRequest.self, singlePass: true)
+    }
+
+    @Test("from the wire: map entries in key order, the later of two equal keys, missing keys and values as defaults")
+    func wireMaps() throws {
+        func entry(_ key: String?, _ value: String?) -> [UInt8] {
+            Self.field(1, bytes: (key.map { Self.field(1, $0) } ?? []) + (value.map { Self.field(2, $0) } ?? []))
+        }
+        let names = entry("b", "Bea") + entry("a", "Al") + entry("b", "Bee") + entry(nil, "no key") + entry("v", nil) + entry("é", "E")
+        try expectRelayed(names, as: Wholecare_Identity_V1_GetDisplayNamesResponse.self, singlePass: true)
+        // A map of messages inside a message inside a repeated field.
+        var observation = Self.entry(.observation, text: "bp")
+        observation.observation.components["a"] = Wholecare_Records_V1_Quantity()
+        var summary = Wholecare_Records_V1_Summary()
+        summary.latestEntries = [observation, observation]
+        try expectSame(summary)
+        // A message map value missing from its entry is an empty object.
+        let component = Self.field(2, bytes: Self.field(1, bytes: Self.field(1, "systolic")))
+        try expectRelayed(component, as: Wholecare_Records_V1_ObservationDetails.self, singlePass: true)
+    }
+
+    @Test("from the wire: what one pass cannot write in order is decoded first, and bad bytes are refused as before")
+    func wireFallback() throws {
+        let entry = Wholecare_Records_V1_Entry.self
+        // Out of number order; a field twice (the later wins); a repeated field in two runs.
+        try expectRelayed(Self.field(3, varint: 2) + Self.field(1, "e1"), as: entry, singlePass: false)
+        try expectRelayed(Self.field(1, "first") + Self.field(1, "second"), as: entry, singlePass: false)
+        let condition = Self.field(3, bytes: try Self.entry(.condition, text: "c").serializedBytes())
+        try expectRelayed(condition + Self.field(1, "p") + condition, as: Wholecare_Records_V1_Summary.self, singlePass: false)
+        try expectRelayed(Self.field(1, "p") + condition + condition, as: Wholecare_Records_V1_Summary.self, singlePass: true)
+        // A nested message sent twice is merged by decoding.
+        try expectRelayed(Self.field(5, bytes: Self.field(3, "A")) + Self.field(5, bytes: Self.field(4, "B")), as: entry, singlePass: false)
+        // Invalid UTF-8, a length past the end, a truncated varint: refused like decoding.
+        for bad: [UInt8] in [Self.field(1, bytes: [0x66, 0xFF, 0x66]), [0x0A, 0x05, 0x61], [0x18, 0x80]] {
+            #expect(throws: BinaryDecodingError.self) { try WireJSON.encode(Data(bad), as: entry) }
+            #expect(throws: WireJSON.Fallback.self) {
+                try bad.withUnsafeBytes { try WireJSON.transcode($0, schema: try WireJSON.schema(for: entry), root: entry) }
+            }
+        }
+        // A well-known type has no schema here: decoded and written by swift-protobuf.
+        let time = Google_Protobuf_Timestamp(seconds: 1_795_000_000, nanos: 5_000)
+        #expect(throws: (any Error).self) { try WireJSON.schema(for: Google_Protobuf_Timestamp.self) }
+        let written = String(decoding: try WireJSON.encode(try time.serializedBytes(), as: Google_Protobuf_Timestamp.self), as: UTF8.self)
+        #expect(written == (try time.jsonString(options: ProtoJSON.encoding)))
     }
 
     @Test("what the writer leaves to swift-protobuf (well-known types) is still written, by swift-protobuf")

@@ -54,6 +54,14 @@ public struct API: Sendable {
         return CallOptions(timeout: export ? settings.callBudget * 3 : settings.callBudget, metadata: metadata)
     }
 
+    /// An upstream call whose reply is the response body, written as JSON straight from
+    /// the reply's bytes (`WireJSON`).
+    func relay<Input, Output>(_ client: RPCClient, _ method: MethodDescriptor<Input, Output>, _ request: Input,
+                              options: CallOptions, status: HTTPResponse.Status = .ok) async throws -> Response {
+        let payload = try await client.unaryPayload(method, request, options: options)
+        return try ProtoJSON.response(payload: payload, as: Output.self, status: status)
+    }
+
     func caller(_ request: Request) async throws -> Principal {
         try await Credentials.caller(request, verifier: verifier)
     }

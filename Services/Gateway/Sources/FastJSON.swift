@@ -42,10 +42,13 @@ enum FastJSON {
     final class FieldNames: Sendable {
         let type: any SwiftProtobuf.Message.Type
         let byNumber: [Int: [UInt8]]
+        /// Every field of the type is in `byNumber` (none numbered beyond the scan).
+        let complete: Bool
 
-        init(type: any SwiftProtobuf.Message.Type, byNumber: [Int: [UInt8]]) {
+        init(type: any SwiftProtobuf.Message.Type, byNumber: [Int: [UInt8]], complete: Bool) {
             self.type = type
             self.byNumber = byNumber
+            self.complete = complete
         }
 
         /// A name missing from the table (a field numbered beyond the scan); nil if the
@@ -80,12 +83,13 @@ enum FastJSON {
             unsupportedTypes.withLock { _ = $0.insert(key) }
             throw Unsupported()
         }
-        let table = FieldNames(type: type, byNumber: scan(named))
+        let (byNumber, complete) = scan(named)
+        let table = FieldNames(type: type, byNumber: byNumber, complete: complete)
         fieldNames.withLock { $0[key] = table }
         return table
     }
 
-    private static func scan<T: SwiftProtobuf.Message & _ProtoNameProviding>(_ type: T.Type) -> [Int: [UInt8]] {
+    private static func scan<T: SwiftProtobuf.Message & _ProtoNameProviding>(_ type: T.Type) -> ([Int: [UInt8]], complete: Bool) {
         let count = Google_Protobuf_FieldMask(allFieldsOf: T.self).paths.count
         var table: [Int: [UInt8]] = [:]
         var number = 1
@@ -93,7 +97,7 @@ enum FastJSON {
             if let name = name(of: number, in: T.self) { table[number] = name }
             number += 1
         }
-        return table
+        return (table, table.count == count)
     }
 
     fileprivate static func name<T: SwiftProtobuf.Message & _ProtoNameProviding>(of number: Int, in type: T.Type) -> [UInt8]? {
@@ -279,47 +283,50 @@ enum FastJSON {
         /// A quoted JSON string: `"` and `\` escaped, the C0 controls, DEL and the C1
         /// controls (U+0080–U+009F) as escapes, the rest copied as it is.
         static func appendString(_ value: String, to out: inout [UInt8]) {
-            out.append(UInt8(ascii: "\""))
             var value = value
-            value.withUTF8 { utf8 in
-                var runStart = 0
-                var index = 0
-                let count = utf8.count
-                while index < count {
-                    let byte = utf8[index]
-                    let escape: Int  // bytes consumed by the escape, 0 for none
-                    let code: UInt8
-                    if byte >= 0x20 && byte != 0x22 && byte != 0x5C && byte < 0x7F {
-                        index += 1
-                        continue
-                    } else if byte < 0x80 {
-                        escape = 1
-                        code = byte
-                    } else if byte == 0xC2, index + 1 < count, utf8[index + 1] < 0xA0 {
-                        escape = 2
-                        code = utf8[index + 1]
-                    } else {
-                        index += 1
-                        continue
-                    }
-                    if runStart < index { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index])) }
-                    switch code {
-                    case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-                    case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-                    case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-                    case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-                    case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-                    case 0x22: out.append(contentsOf: [0x5C, 0x22])
-                    case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-                    default:
-                        out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                                upperHex[Int(code >> 4)], upperHex[Int(code & 0x0F)]])
-                    }
-                    index += escape
-                    runStart = index
+            value.withUTF8 { appendString(utf8: $0, to: &out) }
+        }
+
+        /// `appendString` for text already known to be valid UTF-8.
+        static func appendString(utf8: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+            out.append(UInt8(ascii: "\""))
+            var runStart = 0
+            var index = 0
+            let count = utf8.count
+            while index < count {
+                let byte = utf8[index]
+                let escape: Int  // bytes consumed by the escape, 0 for none
+                let code: UInt8
+                if byte >= 0x20 && byte != 0x22 && byte != 0x5C && byte < 0x7F {
+                    index += 1
+                    continue
+                } else if byte < 0x80 {
+                    escape = 1
+                    code = byte
+                } else if byte == 0xC2, index + 1 < count, utf8[index + 1] < 0xA0 {
+                    escape = 2
+                    code = utf8[index + 1]
+                } else {
+                    index += 1
+                    continue
                 }
-                if runStart < count { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<count])) }
+                if runStart < index { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index])) }
+                switch code {
+                case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
+                case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+                case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+                case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
+                case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+                case 0x22: out.append(contentsOf: [0x5C, 0x22])
+                case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+                default:
+                    out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                                            upperHex[Int(code >> 4)], upperHex[Int(code & 0x0F)]])
+                }
+                index += escape
+                runStart = index
             }
+            if runStart < count { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<count])) }
             out.append(UInt8(ascii: "\""))
         }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import RPC
 import SwiftProtobuf
 
 /// Requests and responses are protobuf messages in their JSON mapping: original
@@ -23,6 +24,18 @@ enum ProtoJSON {
 
     static func response(_ message: some SwiftProtobuf.Message, status: HTTPResponse.Status = .ok) throws -> Response {
         let bytes = try FastJSON.encode(message)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// A response from an upstream reply's bytes, `M` encoded (see `WireJSON`).
+    static func response<M: SwiftProtobuf.Message>(payload: Data, as type: M.Type, status: HTTPResponse.Status = .ok) throws -> Response {
+        let bytes: [UInt8]
+        do {
+            bytes = try WireJSON.encode(payload, as: M.self)
+        } catch is BinaryDecodingError {
+            // As `RPCClient.unary` answers a reply it cannot decode.
+            throw RPCError(code: .internal, message: "the response is not a valid \(M.protoMessageName)")
+        }
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 

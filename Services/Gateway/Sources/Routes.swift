@@ -102,7 +102,7 @@ extension API {
         }
         r.add(.get, "/v1/me", "getMe") { request, context in
             let caller = try await api.caller(request)
-            return try API.ok(try await api.identity.whoAmI(.init(), options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.whoAmI, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.put, "/v1/me/password", "changePassword") { request, context in
             let caller = try await api.caller(request)
@@ -114,7 +114,7 @@ extension API {
             let caller = try await api.caller(request)
             var body = Wholecare_Identity_V1_ListAuthEventsRequest()
             body.limit = try api.pageSize(request, max: 200)
-            return try API.ok(try await api.identity.listAuthEvents(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listAuthEvents, body, options: api.options(request, context, token: caller.token))
         }
     }
 
@@ -160,7 +160,7 @@ extension API {
                 var body = Wholecare_Records_V1_GetSummaryRequest()
                 body.personID = id
                 body.purpose = api.query(request, "purpose") ?? ""
-                return try API.ok(try await api.records.getSummary(body, options: api.options(request, context, token: caller.token)))
+                return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.getSummary, body, options: api.options(request, context, token: caller.token))
             }
             personScoped(prefix + "/record/entries", "listRecordEntries" + suffix, resolve, &r) { request, context, caller, id in
                 var body = Wholecare_Records_V1_ListEntriesRequest()
@@ -180,7 +180,7 @@ extension API {
                     }
                     body.kinds = [value]
                 }
-                return try API.ok(try await api.records.listEntries(body, options: api.options(request, context, token: caller.token)))
+                return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.listEntries, body, options: api.options(request, context, token: caller.token))
             }
             personScoped(prefix + "/record/entries", "addRecordEntry" + suffix, resolve, &r, method: .post) { request, context, caller, id in
                 var body = Wholecare_Records_V1_AddEntryRequest()
@@ -192,12 +192,12 @@ extension API {
             personScoped(prefix + "/record/medications", "listMedications" + suffix, resolve, &r) { request, context, caller, id in
                 var body = Wholecare_Records_V1_ListMedicationsRequest()
                 body.personID = id
-                return try API.ok(try await api.records.listMedications(body, options: api.options(request, context, token: caller.token)))
+                return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.listMedications, body, options: api.options(request, context, token: caller.token))
             }
             personScoped(prefix + "/details", "getDetails" + suffix, resolve, &r) { request, context, caller, id in
                 var body = Wholecare_Records_V1_GetDetailsRequest()
                 body.personID = id
-                return try API.ok(try await api.records.getDetails(body, options: api.options(request, context, token: caller.token)))
+                return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.getDetails, body, options: api.options(request, context, token: caller.token))
             }
             personScoped(prefix + "/details", "updateDetails" + suffix, resolve, &r, method: .put) { request, context, caller, id in
                 var body = try await api.body(request, context, Wholecare_Records_V1_UpdateDetailsRequest.self)
@@ -205,30 +205,30 @@ extension API {
                     throw Problem.badRequest("person_id in the body must match the path", field: "person_id")
                 }
                 body.personID = id
-                return try API.ok(try await api.records.updateDetails(body, options: api.options(request, context, token: caller.token)))
+                return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.updateDetails, body, options: api.options(request, context, token: caller.token))
             }
             personScoped(prefix + "/budgets", "listBudgets" + suffix, resolve, &r) { request, context, caller, id in
                 var body = Wholecare_Ledger_V1_ListBudgetsRequest()
                 body.personID = id
-                return try API.ok(try await api.ledger.listBudgets(body, options: api.options(request, context, token: caller.token)))
+                return try await api.relay(api.ledger.client, Wholecare_Ledger_V1_Ledger.Methods.listBudgets, body, options: api.options(request, context, token: caller.token))
             }
             personScoped(prefix + "/care-account", "getCareAccount" + suffix, resolve, &r) { request, context, caller, id in
                 var body = Wholecare_Ledger_V1_GetCareAccountRequest()
                 body.personID = id
-                return try API.ok(try await api.ledger.getCareAccount(body, options: api.options(request, context, token: caller.token)))
+                return try await api.relay(api.ledger.client, Wholecare_Ledger_V1_Ledger.Methods.getCareAccount, body, options: api.options(request, context, token: caller.token))
             }
         }
         r.add(.get, "/v1/me/record/entries/:entry_id", "getRecordEntry") { request, context in
             let caller = try await api.caller(request)
             var body = Wholecare_Records_V1_GetEntryRequest()
             body.entryID = try api.pathID(context, "entry_id")
-            return try API.ok(try await api.records.getEntry(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.getEntry, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/me/record/entries/:entry_id/history", "getRecordEntryHistory") { request, context in
             let caller = try await api.caller(request)
             var body = Wholecare_Records_V1_GetEntryHistoryRequest()
             body.entryID = try api.pathID(context, "entry_id")
-            return try API.ok(try await api.records.getEntryHistory(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.getEntryHistory, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/me/record/goals/:entry_id/progress", "addGoalProgress") { request, context in
             let caller = try await api.caller(request)
@@ -242,7 +242,7 @@ extension API {
             body.personID = caller.subject
             body.pageSize = try api.pageSize(request, max: 200)
             body.cursor = api.query(request, "cursor") ?? ""
-            return try API.ok(try await api.records.listAccessLog(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.listAccessLog, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/me/record/fhir", "exportRecordFhir") { request, context in
             let caller = try await api.caller(request)
@@ -260,7 +260,7 @@ extension API {
         let api = self
         r.add(.get, "/v1/me/consents", "listConsents") { request, context in
             let caller = try await api.caller(request)
-            return try API.ok(try await api.identity.listConsents(.init(), options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listConsents, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/me/consents", "grantConsent") { request, context in
             let caller = try await api.caller(request)
@@ -271,11 +271,11 @@ extension API {
             let caller = try await api.caller(request)
             var body = Wholecare_Identity_V1_RevokeConsentRequest()
             body.consentID = try api.pathID(context, "consent_id")
-            return try API.ok(try await api.identity.revokeConsent(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.revokeConsent, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/me/carers", "listCarerGrants") { request, context in
             let caller = try await api.caller(request)
-            return try API.ok(try await api.identity.listCarerGrants(.init(), options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listCarerGrants, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/me/carer-invitations", "inviteCarer") { request, context in
             let caller = try await api.caller(request)
@@ -285,13 +285,13 @@ extension API {
         r.add(.post, "/v1/carer-invitations/accept", "acceptCarerInvitation") { request, context in
             let caller = try await api.caller(request)
             let body = try await api.body(request, context, Wholecare_Identity_V1_AcceptCarerInvitationRequest.self)
-            return try API.ok(try await api.identity.acceptCarerInvitation(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.acceptCarerInvitation, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.delete, "/v1/me/carers/:grant_id", "revokeCarerAccess") { request, context in
             let caller = try await api.caller(request)
             var body = Wholecare_Identity_V1_RevokeCarerAccessRequest()
             body.grantID = try api.pathID(context, "grant_id")
-            return try API.ok(try await api.identity.revokeCarerAccess(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.revokeCarerAccess, body, options: api.options(request, context, token: caller.token))
         }
     }
 
@@ -303,7 +303,7 @@ extension API {
             let caller = try await api.caller(request)
             var body = Wholecare_Ledger_V1_GetBudgetRequest()
             body.budgetID = try api.pathID(context, "budget_id")
-            return try API.ok(try await api.ledger.getBudget(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.ledger.client, Wholecare_Ledger_V1_Ledger.Methods.getBudget, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/budgets/:budget_id/transactions", "listBudgetTransactions") { request, context in
             let caller = try await api.caller(request)
@@ -311,7 +311,7 @@ extension API {
             body.budgetID = try api.pathID(context, "budget_id")
             body.pageSize = try api.pageSize(request, max: 500)
             body.cursor = api.query(request, "cursor") ?? ""
-            return try API.ok(try await api.ledger.listTransactions(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.ledger.client, Wholecare_Ledger_V1_Ledger.Methods.listTransactions, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/budgets/:budget_id/statement", "getBudgetStatement") { request, context in
             let caller = try await api.caller(request)
@@ -331,7 +331,7 @@ extension API {
             let caller = try await api.caller(request)
             var body = Wholecare_Ledger_V1_ListCareStatementsRequest()
             body.personID = caller.subject
-            return try API.ok(try await api.ledger.listCareStatements(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.ledger.client, Wholecare_Ledger_V1_Ledger.Methods.listCareStatements, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/budgets/:budget_id/allocations", "allocateToBudget") { request, context in
             let caller = try await api.caller(request)
@@ -357,13 +357,13 @@ extension API {
         let api = self
         r.add(.get, "/v1/caseload", "listCaseload") { request, context in
             let caller = try await api.caller(request)
-            return try API.ok(try await api.identity.listCaseload(.init(), options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listCaseload, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/people/:person_id/care-team", "listCareTeam") { request, context in
             let caller = try await api.caller(request)
             var body = Wholecare_Identity_V1_ListCareTeamRequest()
             body.personID = try api.pathID(context, "person_id")
-            return try API.ok(try await api.identity.listCareTeam(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listCareTeam, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/people/:person_id/budgets", "createBudget") { request, context in
             let caller = try await api.caller(request)
@@ -379,7 +379,7 @@ extension API {
         let api = self
         r.add(.get, "/v1/admin/organisations", "listOrganisations") { request, context in
             let caller = try await api.caller(request)
-            return try API.ok(try await api.identity.listOrganisations(.init(), options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listOrganisations, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/admin/organisations", "createOrganisation") { request, context in
             let caller = try await api.caller(request)
@@ -407,7 +407,7 @@ extension API {
             let caller = try await api.caller(request)
             var body = Wholecare_Identity_V1_EndCareRelationshipRequest()
             body.relationshipID = try api.pathID(context, "relationship_id")
-            return try API.ok(try await api.identity.endCareRelationship(body, options: api.options(request, context, token: caller.token)))
+            return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.endCareRelationship, body, options: api.options(request, context, token: caller.token))
         }
     }
 }
