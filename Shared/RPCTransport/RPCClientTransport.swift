@@ -54,8 +54,13 @@ public final class RPCClientTransport: RPCChannel, Sendable {
     public init(configuration: RPCClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 logger: Logger = Logger(label: "wholecare.rpc.client")) {
         self.configuration = configuration
-        self.pool = (0..<configuration.connections).map { _ in
-            ClientConnection(configuration: configuration, eventLoop: group.next(), logger: logger)
+        // One connection per loop in turn, so that the pool's work (and, on a server that
+        // runs calls on their connection's loop, the server's) is spread over every loop.
+        var loops: [any EventLoop] = []
+        for loop in group.makeIterator() { loops.append(loop) }
+        self.pool = (0..<configuration.connections).map { index in
+            ClientConnection(configuration: configuration, eventLoop: loops.isEmpty ? group.next() : loops[index % loops.count],
+                             logger: logger)
         }
     }
 
@@ -70,6 +75,10 @@ public final class RPCClientTransport: RPCChannel, Sendable {
         var chosen = pool[start % pool.count]
         if pool.count > 1, !chosen.isReady {
             for offset in 1..<pool.count where pool[(start + offset) % pool.count].isReady {
+                // This call goes on a connection that is up; the one whose turn it was
+                // starts connecting for later calls (else a pool that had one connection
+                // up would never use the others).
+                chosen.warmUp()
                 chosen = pool[(start + offset) % pool.count]
                 break
             }
@@ -133,6 +142,26 @@ final class ClientConnection: Sendable {
         } onCancel: {
             loop.execute { handler.value.cancel(id: id) }
         }
+    }
+
+    /// Starts connecting if this connection is idle (or its backoff is over), without
+    /// waiting for it.
+    func warmUp() {
+        let started: EventLoopFuture<ReadyConnection>? = state.withLock { state in
+            switch state {
+            case .idle(let failures):
+                let future = connect()
+                state = .connecting(future, failures: failures)
+                return future
+            case .backoff(let until, let failures) where NIODeadline.now() >= until:
+                let future = connect()
+                state = .connecting(future, failures: failures)
+                return future
+            default:
+                return nil
+            }
+        }
+        started?.whenComplete { [weak self] result in self?.connectionAttemptFinished(result) }
     }
 
     private func readyConnection() async throws -> ReadyConnection {

@@ -43,6 +43,7 @@ let package = Package(
                 .product(name: "WholeCareRPC", package: rootIdentity),
                 .product(name: "WholeCareServices", package: rootIdentity),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

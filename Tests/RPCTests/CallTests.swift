@@ -61,6 +61,23 @@ struct CallTests {
         await test.server.shutdown()
     }
 
+    @Test("a pool of connections uses every one of them, not only the first that came up")
+    func poolSpreadsCalls() async throws {
+        let test = try await TestServer.start()
+        let (client, transport) = test.client(connections: 3)
+        // Calls one at a time: each finds the first connection up and the others not yet.
+        for i in 0..<60 { _ = try await client.echo(echoRequest("call \(i)")) }
+        var open = test.server.openConnections
+        for _ in 0..<100 where open < 3 {
+            try await Task.sleep(for: .milliseconds(20))
+            _ = try await client.echo(echoRequest("again"))
+            open = test.server.openConnections
+        }
+        #expect(open == 3)
+        await transport.close()
+        await test.server.shutdown()
+    }
+
     @Test("with a small per-connection limit, excess calls wait (backpressure) and all complete")
     func backpressure() async throws {
         let test = try await TestServer.start { $0.maxConcurrentCallsPerConnection = 4 }

@@ -49,10 +49,26 @@ enum WireJSON {
     /// What a field holds.
     indirect enum Kind: Sendable {
         case scalar(Scalar)
-        /// An enum: its JSON token for a raw value (cached by `FastJSON`).
-        case enumeration(@Sendable (_ raw: Int, _ repeated: Bool) throws -> [UInt8])
+        case enumeration(EnumTokens)
         case message(Schema)
         case map(key: Scalar, value: Kind)
+    }
+
+    /// An enum field's JSON tokens (`"NAME"`, or the number for a value without a name):
+    /// the first values ready in a table, others asked of `FastJSON` (which caches them).
+    final class EnumTokens: Sendable {
+        let table: [[UInt8]?]
+        let other: @Sendable (Int) throws -> [UInt8]
+
+        init(first count: Int, _ token: @escaping @Sendable (Int) throws -> [UInt8]) {
+            table = (0..<count).map { try? token($0) }
+            other = token
+        }
+
+        func token(_ raw: Int) throws -> [UInt8] {
+            if raw >= 0, raw < table.count, let token = table[raw] { return token }
+            return try other(raw)
+        }
     }
 
     struct Field: Sendable {
@@ -119,7 +135,7 @@ enum WireJSON {
             func kind(_ found: Probe.Found) throws -> Kind {
                 switch found {
                 case .scalar(let scalar): return .scalar(scalar)
-                case .enumeration(let token): return .enumeration { raw, repeated in try token(raw, number, type, repeated) }
+                case .enumeration(let token): return .enumeration(EnumTokens(first: 32) { raw in try token(raw, number, type, false) })
                 case .message(let nested): return .message(try build(nested, &building))
                 case .map(let key, let value): return .map(key: key, value: try kind(value))
                 case .unsupported: throw NoSchema()
@@ -469,11 +485,11 @@ enum WireJSON {
                     writer.out.removeSubrange(mark...)
                     comma = hadComma
                 }
-            case .enumeration(let token):
+            case .enumeration(let tokens):
                 guard wireType == 0 else { throw Fallback() }
                 let raw = Int(Int32(truncatingIfNeeded: try reader.varint()))
                 if raw == 0, !field.explicitPresence { return }
-                let text = try token(raw, false)
+                let text = try tokens.token(raw)
                 name(field, &comma)
                 writer.out.append(contentsOf: text)
             case .map:
@@ -518,18 +534,18 @@ enum WireJSON {
                     start(&self)
                     _ = try value(&reader, scalar, wireType: wireType, omitDefault: false)
                 }
-            case .enumeration(let token):
+            case .enumeration(let tokens):
                 if wireType == 2 {
                     let range = try reader.delimited()
                     var packed = Reader(bytes: reader.bytes, from: range.lowerBound, to: range.upperBound)
                     while !packed.atEnd {
-                        let text = try token(Int(Int32(truncatingIfNeeded: try packed.varint())), true)
+                        let text = try tokens.token(Int(Int32(truncatingIfNeeded: try packed.varint())))
                         start(&self)
                         writer.out.append(contentsOf: text)
                     }
                 } else {
                     guard wireType == 0 else { throw Fallback() }
-                    let text = try token(Int(Int32(truncatingIfNeeded: try reader.varint())), true)
+                    let text = try tokens.token(Int(Int32(truncatingIfNeeded: try reader.varint())))
                     start(&self)
                     writer.out.append(contentsOf: text)
                 }

@@ -4,6 +4,8 @@ import Foundation
 import IdentityService
 import LedgerService
 import Logging
+import NIOCore
+import NIOPosix
 import Postgres
 import RecordsService
 import RPC
@@ -48,6 +50,16 @@ struct BenchSuite {
         try await Migrator(schema: schemas[2], migrations: try RecordsServiceApp.migrations()).migrate(using: recordsDB)
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
+        // Each service runs on event loops of its own, as the separate executables do; the
+        // gateway and the benchmark's clients use the process's shared loops. With one set
+        // of loops for everything (BENCH_SHARED_LOOPS=1), where each server's connections
+        // land depends on the order every connection in the process was made, and all of
+        // records' calls ran on one thread.
+        let sharedLoops = ProcessInfo.processInfo.environment["BENCH_SHARED_LOOPS"] == "1"
+        func loops() -> any EventLoopGroup {
+            sharedLoops ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        }
+        let identityLoops = loops(), ledgerLoops = loops(), recordsLoops = loops()
 
         // Identity (cheap password hashing: sign-ins are set-up here, not what is measured).
         let keyring = try SigningKeyring(parsing: SigningKeyring.generateEntry(kid: "bench"))
@@ -56,7 +68,8 @@ struct BenchSuite {
         let identityService = IdentityRPCService(store: identityStore, hashing: hashing, passwordPolicy: try PasswordPolicy.bundled(),
                                                  issuer: TokenIssuer(keyring: keyring))
         let identityServer = RPCServer(configuration: serverConfiguration("identity"),
-                                       router: IdentityServiceApp.router(service: identityService, keyring: keyring), logger: logger)
+                                       router: IdentityServiceApp.router(service: identityService, keyring: keyring), logger: logger,
+                                       group: identityLoops)
         let identityPort = try await identityServer.start()
         var secrets: [String: String] = [:]
         for name in ["ledger", "records"] {
@@ -65,10 +78,12 @@ struct BenchSuite {
             try await identityStore.createClient(clientID: "svc-\(name)", secretHash: Digest.sha256(secret), kind: "service",
                                                  name: name, organisationID: nil)
         }
-        func link(_ name: String) -> IdentityLink {
-            IdentityLink(host: "127.0.0.1", port: identityPort, clientID: "svc-\(name)", secret: secrets[name]!, logger: logger)
+        func link(_ name: String, on group: any EventLoopGroup) -> IdentityLink {
+            let transport = RPCClientTransport(configuration: RPCClientConfiguration(host: "127.0.0.1", port: identityPort, agent: "wholecare-svc-\(name)"),
+                                               group: group, logger: logger)
+            return IdentityLink(channel: transport, clientID: "svc-\(name)", secret: secrets[name]!)
         }
-        let ledgerLink = link("ledger"), recordsLink = link("records")
+        let ledgerLink = link("ledger", on: ledgerLoops), recordsLink = link("records", on: recordsLoops)
         var ledgerRouter = RPCRouter()
         // BENCH_INVOICE_WRITERS overrides how many single-invoice writes may be in flight,
         // BENCH_BATCH_LANES how many connections one batch is written on, BENCH_BATCH_CHUNK
@@ -79,13 +94,13 @@ struct BenchSuite {
                                       batchChunk: environment["BENCH_BATCH_CHUNK"].flatMap { Int($0) } ?? 250)
         ledgerRouter.register(LedgerRPCService(store: ledgerStore, identity: ledgerLink))
         ledgerRouter.interceptors = [ledgerLink.authInterceptor()]
-        let ledgerServer = RPCServer(configuration: serverConfiguration("ledger"), router: ledgerRouter, logger: logger)
+        let ledgerServer = RPCServer(configuration: serverConfiguration("ledger"), router: ledgerRouter, logger: logger, group: ledgerLoops)
         let ledgerPort = try await ledgerServer.start()
         var recordsRouter = RPCRouter()
         let cipher = try FieldCipher(keys: ["bench": SecureRandom.bytes(32)], currentKeyID: "bench")
         recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink, refusals: RefusalLog()))
         recordsRouter.interceptors = [recordsLink.authInterceptor()]
-        let recordsServer = RPCServer(configuration: serverConfiguration("records"), router: recordsRouter, logger: logger)
+        let recordsServer = RPCServer(configuration: serverConfiguration("records"), router: recordsRouter, logger: logger, group: recordsLoops)
         let recordsPort = try await recordsServer.start()
 
         // People: an administrator, a council with a coordinator, an agency with a system.
