@@ -143,6 +143,13 @@ struct FastJSONTests {
         var facts = Wholecare_Identity_V1_AccessFacts()
         facts.relationships = [.careCoordinator]
         try expectSame(facts)
+        // A token learnt from a repeated field as if it were singular would be `[…]`, and
+        // cached for every field of that enum: refused instead.
+        let odd = Wholecare_Records_V1_EntryKind(rawValue: 12_345)!
+        #expect(throws: FastJSON.Unsupported.self) {
+            try FastJSON.enumToken(odd, field: 2, of: Wholecare_Records_V1_ListEntriesRequest.self, repeated: false)
+        }
+        #expect(try FastJSON.enumToken(odd, field: 2, of: Wholecare_Records_V1_ListEntriesRequest.self, repeated: true) == Array("12345".utf8))
     }
 
     @Test("maps in key order, bytes in base64")

@@ -47,6 +47,7 @@ struct RecordsHarness {
                 var router = RPCRouter()
                 let service = RecordsRPCService(store: store, identity: link, refusals: refusals)
                 router.register(service)
+                service.registerEncodedReplies(into: &router)
                 router.interceptors = [link.authInterceptor()]
                 let records = Wholecare_Records_V1_Records.Client(RPCClient(channel: InProcessChannel(router: router), retryPolicy: .none))
                 return try await body(RecordsHarness(identity: identity, records: records, store: store, db: db, schema: schema, service: service))

@@ -128,7 +128,7 @@ enum FastJSON {
             guard token.first == UInt8(ascii: "["), token.last == UInt8(ascii: "]") else { throw Unsupported() }
             token = Array(token.dropFirst().dropLast())
         }
-        guard !token.isEmpty, !token.contains(UInt8(ascii: ",")) else { throw Unsupported() }
+        guard !token.isEmpty, !token.contains(UInt8(ascii: ",")), token.first != UInt8(ascii: "[") else { throw Unsupported() }
         // Values without a name are numbers a sender chose: bound what they can make us keep.
         enumTokens.withLock { tokens in
             if tokens.count >= 10_000 { tokens.removeAll() }

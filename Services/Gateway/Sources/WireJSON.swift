@@ -132,16 +132,16 @@ enum WireJSON {
         guard names.complete else { throw NoSchema() }
         for (number, entry) in probe.found {
             guard let name = names.byNumber[number] else { continue }
+            let (found, repeated, explicit) = entry
             func kind(_ found: Probe.Found) throws -> Kind {
                 switch found {
                 case .scalar(let scalar): return .scalar(scalar)
-                case .enumeration(let token): return .enumeration(EnumTokens(first: 32) { raw in try token(raw, number, type, false) })
+                case .enumeration(let token): return .enumeration(EnumTokens(first: 32) { raw in try token(raw, number, type, repeated) })
                 case .message(let nested): return .message(try build(nested, &building))
                 case .map(let key, let value): return .map(key: key, value: try kind(value))
                 case .unsupported: throw NoSchema()
                 }
             }
-            let (found, repeated, explicit) = entry
             fields[number] = Field(name: name, kind: try kind(found), repeated: repeated, explicitPresence: explicit)
         }
         schema.fields = fields

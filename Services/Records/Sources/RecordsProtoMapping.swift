@@ -15,9 +15,13 @@ enum RecordsProto {
     ]
     static let sourceNames: [Wholecare_Records_V1_SourceKind: String] = [.professional: "professional", .organisation: "organisation", .self_: "self"]
 
-    static func kind(_ name: String) -> Wholecare_Records_V1_EntryKind { kindNames.first { $0.value == name }?.key ?? .unspecified }
-    static func status(_ name: String) -> Wholecare_Records_V1_EntryStatus { statusNames.first { $0.value == name }?.key ?? .unspecified }
-    static func sourceKind(_ name: String) -> Wholecare_Records_V1_SourceKind { sourceNames.first { $0.value == name }?.key ?? .unspecified }
+    static let kindsByName = Dictionary(uniqueKeysWithValues: kindNames.map { ($0.value, $0.key) })
+    static let statusesByName = Dictionary(uniqueKeysWithValues: statusNames.map { ($0.value, $0.key) })
+    static let sourcesByName = Dictionary(uniqueKeysWithValues: sourceNames.map { ($0.value, $0.key) })
+
+    static func kind(_ name: String) -> Wholecare_Records_V1_EntryKind { kindsByName[name] ?? .unspecified }
+    static func status(_ name: String) -> Wholecare_Records_V1_EntryStatus { statusesByName[name] ?? .unspecified }
+    static func sourceKind(_ name: String) -> Wholecare_Records_V1_SourceKind { sourcesByName[name] ?? .unspecified }
 
     /// Validates an `EntryInput` into a `NewEntry`.
     static func newEntry(_ input: Wholecare_Records_V1_EntryInput, today: CalendarDate) throws -> NewEntry {

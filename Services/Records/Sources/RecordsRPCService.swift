@@ -187,24 +187,25 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     // MARK: - Summary, details, goals, medications
 
     public func getSummary(request: Wholecare_Records_V1_GetSummaryRequest, context: ServerContext) async throws -> Wholecare_Records_V1_Summary {
+        try Wholecare_Records_V1_Summary(serializedBytes: try await encodedSummary(request: request, context: context))
+    }
+
+    /// The summary as protobuf bytes, written straight from the rows (`RecordsWire`); the
+    /// served method answers with these (see `registerEncodedReplies`).
+    func encodedSummary(request: Wholecare_Records_V1_GetSummaryRequest, context: ServerContext) async throws -> [UInt8] {
         let person = try Validate.uuid(request.personID, field: "person_id")
         let principal = try await authorize(context, person: person, .read(.record), part: "summary", purpose: request.purpose)
         async let team = careTeam(person: person)
         let data = try await store.summary(person: person, latest: 10)
-        let active = data.active, latest = data.latest, progress = data.progress
-        let goals = active.filter { $0.kind == "goal" }
-        var summary = Wholecare_Records_V1_Summary()
-        summary.personID = person.lowercasedString
-        summary.details = RecordsProto.details(data.details, person: person, viewer: principal)
-        summary.activeConditions = active.filter { $0.kind == "condition" }.map { RecordsProto.entry($0, viewer: principal) }
-        summary.currentMedications = active.filter { $0.kind == "medication" }
-            .sorted { ($0.nextRefillOn ?? CalendarDate(year: 2200, month: 1, day: 1)!) < ($1.nextRefillOn ?? CalendarDate(year: 2200, month: 1, day: 1)!) }
-            .map { RecordsProto.entry($0, viewer: principal) }
-        summary.allergies = active.filter { $0.kind == "allergy" }.map { RecordsProto.entry($0, viewer: principal) }
-        summary.goals = goals.map { RecordsProto.entry($0, progress: progress[$0.lineageID], viewer: principal) }
-        summary.latestEntries = latest.map { RecordsProto.entry($0, viewer: principal) }
-        summary.careTeam = try await team
-        return summary
+        return try RecordsWire.summary(person: person, data: data, careTeam: try await team, viewer: principal)
+    }
+
+    /// Serves the replies this service writes as bytes itself. Call after registering the
+    /// service (`router.register(service)`).
+    public func registerEncodedReplies(into router: inout RPCRouter) {
+        router.replace(Wholecare_Records_V1_Records.Methods.getSummary, encoded: { request, context in
+            try await self.encodedSummary(request: request, context: context)
+        })
     }
 
     /// The care team from identity, asked on the caller's behalf. Someone allowed to read

@@ -22,6 +22,7 @@ public enum RecordsServiceApp {
             let service = RecordsRPCService(store: RecordsStore(db: client, cipher: cipher), identity: identity, refusals: RefusalLog())
             var router = RPCRouter()
             router.register(service)
+            service.registerEncodedReplies(into: &router)
             router.interceptors = [identity.authInterceptor()]
             let rpc = try runner.makeRPCServer(router: router)
             // Shutdown runs in reverse: the RPC server stops first, then the held refusals

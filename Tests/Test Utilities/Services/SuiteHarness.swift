@@ -32,7 +32,9 @@ public struct SuiteHarness: Sendable {
                     let recordsLink = try await link("records"), ledgerLink = try await link("ledger")
                     var recordsRouter = RPCRouter()
                     let cipher = try FieldCipher(keys: ["test": SecureRandom.bytes(32)], currentKeyID: "test")
-                    recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink, refusals: RefusalLog()))
+                    let records = RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink, refusals: RefusalLog())
+                    recordsRouter.register(records)
+                    records.registerEncodedReplies(into: &recordsRouter)
                     recordsRouter.interceptors = [recordsLink.authInterceptor()]
                     var ledgerRouter = RPCRouter()
                     ledgerRouter.register(LedgerRPCService(store: LedgerStore(db: ledgerDB), identity: ledgerLink))

@@ -98,7 +98,9 @@ struct BenchSuite {
         let ledgerPort = try await ledgerServer.start()
         var recordsRouter = RPCRouter()
         let cipher = try FieldCipher(keys: ["bench": SecureRandom.bytes(32)], currentKeyID: "bench")
-        recordsRouter.register(RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink, refusals: RefusalLog()))
+        let records = RecordsRPCService(store: RecordsStore(db: recordsDB, cipher: cipher), identity: recordsLink, refusals: RefusalLog())
+        recordsRouter.register(records)
+        records.registerEncodedReplies(into: &recordsRouter)
         recordsRouter.interceptors = [recordsLink.authInterceptor()]
         let recordsServer = RPCServer(configuration: serverConfiguration("records"), router: recordsRouter, logger: logger, group: recordsLoops)
         let recordsPort = try await recordsServer.start()

@@ -1,0 +1,117 @@
+import Foundation
+import SwiftProtobuf
+
+/// Writes protobuf fields by hand, for a reply built straight from stored data instead of
+/// through generated message objects (a record summary: hundreds of entries, each an object
+/// of some twenty fields plus nested ones, built only to be encoded at once).
+///
+/// It writes what the generated code would: fields in the order the caller gives (which
+/// must be field-number order), scalars without presence left out when they hold their
+/// default, messages always written once given. Callers keep a test that compares the
+/// result with the generated messages' encoding.
+public struct ProtoWriter {
+    public private(set) var bytes: [UInt8] = []
+
+    public init(capacity: Int = 256) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    private mutating func tag(_ field: Int, _ wireType: UInt64) {
+        varint(UInt64(field) << 3 | wireType)
+    }
+
+    private mutating func varint(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    /// A string field (nothing for "").
+    public mutating func string(_ field: Int, _ value: String) {
+        guard !value.isEmpty else { return }
+        tag(field, 2)
+        var value = value
+        value.withUTF8 { utf8 in
+            varint(UInt64(utf8.count))
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// A UUID as the contracts carry it: lower-case text, 36 characters (nothing for nil).
+    public mutating func uuid(_ field: Int, _ value: UUID?) {
+        guard let value else { return }
+        tag(field, 2)
+        bytes.append(36)
+        withUnsafeBytes(of: value.uuid) { raw in
+            for index in 0..<16 {
+                if index == 4 || index == 6 || index == 8 || index == 10 { bytes.append(UInt8(ascii: "-")) }
+                bytes.append(Self.hex[Int(raw[index] >> 4)])
+                bytes.append(Self.hex[Int(raw[index] & 0x0F)])
+            }
+        }
+    }
+
+    /// int32 and enum fields (nothing for 0; negative values take ten bytes).
+    public mutating func int32(_ field: Int, _ value: Int32) {
+        guard value != 0 else { return }
+        tag(field, 0)
+        varint(UInt64(bitPattern: Int64(value)))
+    }
+
+    public mutating func enumeration(_ field: Int, _ rawValue: Int) {
+        int32(field, Int32(truncatingIfNeeded: rawValue))
+    }
+
+    public mutating func uint32(_ field: Int, _ value: UInt32) {
+        guard value != 0 else { return }
+        tag(field, 0)
+        varint(UInt64(value))
+    }
+
+    /// Nothing for +0.0 (−0.0 is written, as generated code does).
+    public mutating func double(_ field: Int, _ value: Double) {
+        guard value.bitPattern != 0 else { return }
+        tag(field, 1)
+        withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func bool(_ field: Int, _ value: Bool) {
+        guard value else { return }
+        tag(field, 0)
+        bytes.append(1)
+    }
+
+    /// A message field, written by `body` (always written, even empty: it is set).
+    public mutating func message(_ field: Int, _ body: (inout ProtoWriter) throws -> Void) rethrows {
+        tag(field, 2)
+        let lengthAt = bytes.count
+        bytes.append(0)
+        try body(&self)
+        let length = bytes.count - lengthAt - 1
+        if length < 0x80 {
+            bytes[lengthAt] = UInt8(length)
+            return
+        }
+        var prefix: [UInt8] = []
+        var v = UInt64(length)
+        while v >= 0x80 {
+            prefix.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        prefix.append(UInt8(v))
+        bytes.replaceSubrange(lengthAt..<(lengthAt + 1), with: prefix)
+    }
+
+    /// A message field from a generated message.
+    public mutating func message(_ field: Int, _ message: some SwiftProtobuf.Message) throws {
+        let encoded = try WireEncoder.encode(message)
+        tag(field, 2)
+        varint(UInt64(encoded.count))
+        bytes.append(contentsOf: encoded)
+    }
+}
