@@ -92,19 +92,7 @@ public struct ProtoWriter {
         let lengthAt = bytes.count
         bytes.append(0)
         try body(&self)
-        let length = bytes.count - lengthAt - 1
-        if length < 0x80 {
-            bytes[lengthAt] = UInt8(length)
-            return
-        }
-        var prefix: [UInt8] = []
-        var v = UInt64(length)
-        while v >= 0x80 {
-            prefix.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        prefix.append(UInt8(v))
-        bytes.replaceSubrange(lengthAt..<(lengthAt + 1), with: prefix)
+        WireEncoder.fillLength(&bytes, at: lengthAt)
     }
 
     /// A message field from a generated message.

@@ -63,6 +63,12 @@ public struct WireEncoder: Visitor {
         let lengthAt = bytes.count
         bytes.append(0)
         try body(&self)
+        Self.fillLength(&bytes, at: lengthAt)
+    }
+
+    /// Fills in the length of what follows the one-byte placeholder at `lengthAt`,
+    /// moving it along when the length needs more bytes.
+    static func fillLength(_ bytes: inout [UInt8], at lengthAt: Int) {
         let length = bytes.count - lengthAt - 1
         if length < 0x80 {
             bytes[lengthAt] = UInt8(length)
