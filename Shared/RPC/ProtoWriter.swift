@@ -47,12 +47,25 @@ public struct ProtoWriter {
         guard let value else { return }
         tag(field, 2)
         bytes.append(36)
-        withUnsafeBytes(of: value.uuid) { raw in
-            for index in 0..<16 {
-                if index == 4 || index == 6 || index == 8 || index == 10 { bytes.append(UInt8(ascii: "-")) }
-                bytes.append(Self.hex[Int(raw[index] >> 4)])
-                bytes.append(Self.hex[Int(raw[index] & 0x0F)])
+        Self.appendText(of: value, to: &bytes)
+    }
+
+    /// The 36 characters of a UUID's lower-case text.
+    public static func appendText(of value: UUID, to bytes: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
+            withUnsafeBytes(of: value.uuid) { raw in
+                var at = 0
+                for index in 0..<16 {
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        text[at] = UInt8(ascii: "-")
+                        at += 1
+                    }
+                    text[at] = hex[Int(raw[index] >> 4)]
+                    text[at + 1] = hex[Int(raw[index] & 0x0F)]
+                    at += 2
+                }
             }
+            bytes.append(contentsOf: UnsafeBufferPointer(text))
         }
     }
 

@@ -74,14 +74,15 @@ public struct WireEncoder: Visitor {
             bytes[lengthAt] = UInt8(length)
             return
         }
-        var prefix: [UInt8] = []
+        var size = 1
+        while length >> (7 * size) != 0 { size += 1 }
+        bytes.insert(contentsOf: repeatElement(0, count: size - 1), at: lengthAt + 1)
         var v = UInt64(length)
-        while v >= 0x80 {
-            prefix.append(UInt8(truncatingIfNeeded: v) | 0x80)
+        for index in lengthAt..<(lengthAt + size - 1) {
+            bytes[index] = UInt8(truncatingIfNeeded: v) | 0x80
             v >>= 7
         }
-        prefix.append(UInt8(v))
-        bytes.replaceSubrange(lengthAt..<(lengthAt + 1), with: prefix)
+        bytes[lengthAt + size - 1] = UInt8(v)
     }
 
     private mutating func lengthDelimited(_ fieldNumber: Int, _ content: some Collection<UInt8>) {

@@ -89,6 +89,17 @@ struct SummaryWireTests {
         }
     }
 
+    @Test("sealed fields stay bound to the same associated data (existing rows must still open)")
+    func associatedData() {
+        for _ in 0..<100 {
+            let id = UUID()
+            #expect(RecordsStore.aad(id, "text") == Array("records.entries:\(id.uuidString.lowercased()):text".utf8))
+            var writer = ProtoWriter()
+            writer.uuid(1, id)
+            #expect(writer.bytes == [0x0A, 36] + Array(id.uuidString.lowercased().utf8))
+        }
+    }
+
     @Test("the summary's sections: conditions, medications by next refill, allergies, care team, goals with progress, latest")
     func summary() throws {
         let all = Self.entries()

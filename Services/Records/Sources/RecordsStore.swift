@@ -35,7 +35,15 @@ public struct RecordsStore: Sendable {
         error_reason_sealed, recorded_at
         """
 
-    static func aad(_ id: UUID, _ column: String) -> [UInt8] { Array("records.entries:\(id.lowercasedString):\(column)".utf8) }
+    /// `records.entries:<id>:<column>`, the associated data an entry's sealed field is bound to.
+    static func aad(_ id: UUID, _ column: String) -> [UInt8] {
+        var bytes = Array("records.entries:".utf8)
+        bytes.reserveCapacity(64)
+        ProtoWriter.appendText(of: id, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+        bytes.append(contentsOf: column.utf8)
+        return bytes
+    }
     static func goalProgressAAD(_ id: UUID) -> [UInt8] { Array("records.goal_progress:\(id.lowercasedString)".utf8) }
 
     /// Reads a row of `entryColumns`, by position (the summary reads hundreds of them).
