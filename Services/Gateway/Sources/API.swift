@@ -62,8 +62,10 @@ public struct API: Sendable {
         return try ProtoJSON.response(payload: payload, as: Output.self, status: status)
     }
 
-    func caller(_ request: Request) async throws -> Principal {
-        try await Credentials.caller(request, verifier: verifier)
+    /// The authenticated caller (checked once per request: see `Registrar.add`).
+    func caller(_ request: Request, _ context: GatewayContext) async throws -> Principal {
+        if let caller = context.caller { return caller }
+        return try await Credentials.caller(request, verifier: verifier)
     }
 
     func body<M: SwiftProtobuf.Message>(_ request: Request, _ context: GatewayContext, _ type: M.Type) async throws -> M {

@@ -1,3 +1,4 @@
+import Auth
 import Foundation
 import Hummingbird
 import Logging
@@ -7,6 +8,8 @@ import NIOCore
 public struct GatewayContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestID: String = ""
+    /// The caller, once the route has authenticated the request.
+    public var caller: Principal?
     public let remoteAddress: String
     public var maxUploadSize: Int { 1 << 20 }
 

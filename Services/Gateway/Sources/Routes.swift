@@ -32,7 +32,9 @@ struct Registrar {
         }
         let api = self.api
         router.on(RouterPath(path), method: method) { request, context in
-            if rules.secured { _ = try await api.caller(request) }
+            var context = context
+            // Authenticated once; the handler's `api.caller` reuses it.
+            if rules.secured { context.caller = try await api.caller(request, context) }
             let checked = try await rules.validate(request, context: context, maxBodyBytes: api.settings.maxBodyBytes)
             return try await handler(checked, context)
         }
@@ -92,7 +94,7 @@ extension API {
             return try api.sessionResponse(session, request: request, status: .ok)
         }
         r.add(.post, "/v1/auth/sign-out", "signOut") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = try await api.body(request, context, Wholecare_Identity_V1_SignOutRequest.self)
             if body.refreshToken.isEmpty, let cookie = request.cookies[Credentials.refreshCookie]?.value { body.refreshToken = cookie }
             _ = try await api.identity.signOut(body, options: api.options(request, context, token: caller.token))
@@ -101,17 +103,17 @@ extension API {
             return response
         }
         r.add(.get, "/v1/me", "getMe") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.whoAmI, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.put, "/v1/me/password", "changePassword") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             let body = try await api.body(request, context, Wholecare_Identity_V1_ChangePasswordRequest.self)
             let changed = try await api.identity.changePassword(body, options: api.options(request, context, token: caller.token))
             return try api.sessionResponse(changed.session, request: request, status: .ok)
         }
         r.add(.get, "/v1/me/sign-in-history", "listSignInHistory") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Identity_V1_ListAuthEventsRequest()
             body.limit = try api.pageSize(request, max: 200)
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listAuthEvents, body, options: api.options(request, context, token: caller.token))
@@ -144,7 +146,7 @@ extension API {
                           _ r: inout Registrar, method: HTTPRequest.Method = .get,
                           _ body: @escaping @Sendable (Request, GatewayContext, Principal, String) async throws -> Response) {
             r.add(method, path, operation) { request, context in
-                let caller = try await api.caller(request)
+                let caller = try await api.caller(request, context)
                 return try await body(request, context, caller, try person(request, context, caller))
             }
         }
@@ -219,25 +221,25 @@ extension API {
             }
         }
         r.add(.get, "/v1/me/record/entries/:entry_id", "getRecordEntry") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Records_V1_GetEntryRequest()
             body.entryID = try api.pathID(context, "entry_id")
             return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.getEntry, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/me/record/entries/:entry_id/history", "getRecordEntryHistory") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Records_V1_GetEntryHistoryRequest()
             body.entryID = try api.pathID(context, "entry_id")
             return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.getEntryHistory, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/me/record/goals/:entry_id/progress", "addGoalProgress") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = try await api.body(request, context, Wholecare_Records_V1_AddGoalProgressRequest.self)
             body.goalEntryID = try api.pathID(context, "entry_id")
             return try API.created(try await api.records.addGoalProgress(body, options: api.options(request, context, token: caller.token)))
         }
         r.add(.get, "/v1/me/record/access-log", "listRecordAccessLog") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Records_V1_ListAccessLogRequest()
             body.personID = caller.subject
             body.pageSize = try api.pageSize(request, max: 200)
@@ -245,7 +247,7 @@ extension API {
             return try await api.relay(api.records.client, Wholecare_Records_V1_Records.Methods.listAccessLog, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/me/record/fhir", "exportRecordFhir") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Records_V1_ExportFhirRequest()
             body.personID = caller.subject
             let export = try await api.records.exportFhir(body, options: api.options(request, context, token: caller.token, export: true))
@@ -259,36 +261,36 @@ extension API {
     func registerConsent(_ r: inout Registrar) {
         let api = self
         r.add(.get, "/v1/me/consents", "listConsents") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listConsents, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/me/consents", "grantConsent") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             let body = try await api.body(request, context, Wholecare_Identity_V1_GrantConsentRequest.self)
             return try API.created(try await api.identity.grantConsent(body, options: api.options(request, context, token: caller.token)))
         }
         r.add(.delete, "/v1/me/consents/:consent_id", "revokeConsent") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Identity_V1_RevokeConsentRequest()
             body.consentID = try api.pathID(context, "consent_id")
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.revokeConsent, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/me/carers", "listCarerGrants") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listCarerGrants, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/me/carer-invitations", "inviteCarer") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             let body = try await api.body(request, context, Wholecare_Identity_V1_InviteCarerRequest.self)
             return try API.created(try await api.identity.inviteCarer(body, options: api.options(request, context, token: caller.token)))
         }
         r.add(.post, "/v1/carer-invitations/accept", "acceptCarerInvitation") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             let body = try await api.body(request, context, Wholecare_Identity_V1_AcceptCarerInvitationRequest.self)
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.acceptCarerInvitation, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.delete, "/v1/me/carers/:grant_id", "revokeCarerAccess") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Identity_V1_RevokeCarerAccessRequest()
             body.grantID = try api.pathID(context, "grant_id")
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.revokeCarerAccess, body, options: api.options(request, context, token: caller.token))
@@ -300,13 +302,13 @@ extension API {
     func registerBudgets(_ r: inout Registrar) {
         let api = self
         r.add(.get, "/v1/budgets/:budget_id", "getBudget") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Ledger_V1_GetBudgetRequest()
             body.budgetID = try api.pathID(context, "budget_id")
             return try await api.relay(api.ledger.client, Wholecare_Ledger_V1_Ledger.Methods.getBudget, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/budgets/:budget_id/transactions", "listBudgetTransactions") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Ledger_V1_ListTransactionsRequest()
             body.budgetID = try api.pathID(context, "budget_id")
             body.pageSize = try api.pageSize(request, max: 500)
@@ -314,7 +316,7 @@ extension API {
             return try await api.relay(api.ledger.client, Wholecare_Ledger_V1_Ledger.Methods.listTransactions, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/budgets/:budget_id/statement", "getBudgetStatement") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Ledger_V1_ExportStatementRequest()
             body.budgetID = try api.pathID(context, "budget_id")
             body.from = api.query(request, "from") ?? ""
@@ -328,13 +330,13 @@ extension API {
             return try API.ok(export)
         }
         r.add(.get, "/v1/me/care-statements", "listCareStatements") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Ledger_V1_ListCareStatementsRequest()
             body.personID = caller.subject
             return try await api.relay(api.ledger.client, Wholecare_Ledger_V1_Ledger.Methods.listCareStatements, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/budgets/:budget_id/allocations", "allocateToBudget") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             let key = try api.idempotencyKey(request)
             var body = try await api.body(request, context, Wholecare_Ledger_V1_AllocateRequest.self)
             body.budgetID = try api.pathID(context, "budget_id")
@@ -342,7 +344,7 @@ extension API {
             return try await API.budgetInPath { try API.created(try await api.ledger.allocate(body, options: api.options(request, context, token: caller.token, idempotencyKey: key))) }
         }
         r.add(.post, "/v1/budgets/:budget_id/invoices", "postInvoice") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             let key = try api.idempotencyKey(request)
             var body = try await api.body(request, context, Wholecare_Ledger_V1_PostInvoiceRequest.self)
             body.budgetID = try api.pathID(context, "budget_id")
@@ -356,17 +358,17 @@ extension API {
     func registerProfessional(_ r: inout Registrar) {
         let api = self
         r.add(.get, "/v1/caseload", "listCaseload") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listCaseload, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.get, "/v1/people/:person_id/care-team", "listCareTeam") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Identity_V1_ListCareTeamRequest()
             body.personID = try api.pathID(context, "person_id")
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listCareTeam, body, options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/people/:person_id/budgets", "createBudget") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = try await api.body(request, context, Wholecare_Ledger_V1_CreateBudgetRequest.self)
             body.personID = try api.pathID(context, "person_id")
             return try API.created(try await api.ledger.createBudget(body, options: api.options(request, context, token: caller.token)))
@@ -378,33 +380,33 @@ extension API {
     func registerAdmin(_ r: inout Registrar) {
         let api = self
         r.add(.get, "/v1/admin/organisations", "listOrganisations") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.listOrganisations, .init(), options: api.options(request, context, token: caller.token))
         }
         r.add(.post, "/v1/admin/organisations", "createOrganisation") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             let body = try await api.body(request, context, Wholecare_Identity_V1_CreateOrganisationRequest.self)
             return try API.created(try await api.identity.createOrganisation(body, options: api.options(request, context, token: caller.token)))
         }
         r.add(.post, "/v1/admin/organisations/:organisation_id/professionals", "createProfessional") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = try await api.body(request, context, Wholecare_Identity_V1_CreateProfessionalRequest.self)
             body.organisationID = try api.pathID(context, "organisation_id")
             return try API.created(try await api.identity.createProfessional(body, options: api.options(request, context, token: caller.token)))
         }
         r.add(.post, "/v1/admin/organisations/:organisation_id/clients", "createProviderClient") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = try await api.body(request, context, Wholecare_Identity_V1_CreateProviderClientRequest.self)
             body.organisationID = try api.pathID(context, "organisation_id")
             return try API.created(try await api.identity.createProviderClient(body, options: api.options(request, context, token: caller.token)))
         }
         r.add(.post, "/v1/admin/care-relationships", "assignCareRelationship") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             let body = try await api.body(request, context, Wholecare_Identity_V1_AssignCareRelationshipRequest.self)
             return try API.created(try await api.identity.assignCareRelationship(body, options: api.options(request, context, token: caller.token)))
         }
         r.add(.delete, "/v1/admin/care-relationships/:relationship_id", "endCareRelationship") { request, context in
-            let caller = try await api.caller(request)
+            let caller = try await api.caller(request, context)
             var body = Wholecare_Identity_V1_EndCareRelationshipRequest()
             body.relationshipID = try api.pathID(context, "relationship_id")
             return try await api.relay(api.identity.client, Wholecare_Identity_V1_Identity.Methods.endCareRelationship, body, options: api.options(request, context, token: caller.token))
