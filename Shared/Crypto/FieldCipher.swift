@@ -85,6 +85,11 @@ public struct FieldCipher: Sendable {
     }
 
     /// Raw AES-256-GCM; returns (ciphertext or plaintext, tag).
+    /// AES-256-GCM, fetched from OpenSSL's provider once. Handing OpenSSL 3 the legacy
+    /// `EVP_aes_256_gcm()` makes every operation look the implementation up again (an
+    /// implicit fetch, under a lock): a record summary opens hundreds of fields.
+    nonisolated(unsafe) private static let aes256GCM: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)
+
     public static func gcm(
         encrypt: Bool, key: [UInt8], nonce: [UInt8], input: [UInt8], associatedData: [UInt8], tag: [UInt8]?
     ) throws -> (output: [UInt8], tag: [UInt8]) {
@@ -93,7 +98,7 @@ public struct FieldCipher: Sendable {
         guard let context = EVP_CIPHER_CTX_new() else { throw CryptoError(.libraryFailure, "out of memory") }
         defer { EVP_CIPHER_CTX_free(context) }
         let enc: Int32 = encrypt ? 1 : 0
-        guard EVP_CipherInit_ex(context, EVP_aes_256_gcm(), nil, nil, nil, enc) == 1,
+        guard EVP_CipherInit_ex(context, aes256GCM ?? EVP_aes_256_gcm(), nil, nil, nil, enc) == 1,
               EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_IVLEN, Int32(nonce.count), nil) == 1,
               EVP_CipherInit_ex(context, nil, nil, key, nonce, enc) == 1
         else { throw CryptoError(.libraryFailure, "AES-GCM init failed") }
