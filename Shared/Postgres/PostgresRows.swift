@@ -89,6 +89,15 @@ public struct PostgresRow: Sendable {
         }
     }
 
+    /// The text of the cell at a position (nil for NULL), for a reader that copies it
+    /// straight into its output; the bytes are valid only inside `body`.
+    public func withUTF8<T>(at position: Int, _ body: (UnsafeBufferPointer<UInt8>?) throws -> T) throws -> T {
+        guard position >= 0, position < storage.columns.count else {
+            throw PostgresError(kind: .decoding, safeMessage: "no column at position \(position)")
+        }
+        return try withExtendedLifetime(storage) { try body(storage.cell(row: row, column: position)) }
+    }
+
     /// Whether the named column is NULL (or absent).
     public func isNull(_ column: String) -> Bool {
         guard let position = storage.columnIndex[column] else { return true }

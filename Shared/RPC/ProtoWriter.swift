@@ -40,6 +40,24 @@ public struct ProtoWriter {
         }
     }
 
+    /// A string field from text already known to be valid UTF-8 (nothing for "").
+    public mutating func string(_ field: Int, utf8: UnsafeBufferPointer<UInt8>) {
+        guard !utf8.isEmpty else { return }
+        tag(field, 2)
+        varint(UInt64(utf8.count))
+        bytes.append(contentsOf: utf8)
+    }
+
+    /// A string field from bytes that should be UTF-8: invalid sequences are replaced, as
+    /// `String(decoding:as:)` does (nothing for "").
+    public mutating func string(_ field: Int, decoding utf8: [UInt8]) {
+        if utf8.allSatisfy({ $0 < 0x80 }) || String(validating: utf8, as: UTF8.self) != nil {
+            utf8.withUnsafeBufferPointer { string(field, utf8: $0) }
+        } else {
+            string(field, String(decoding: utf8, as: UTF8.self))
+        }
+    }
+
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// A UUID as the contracts carry it: lower-case text, 36 characters (nothing for nil).

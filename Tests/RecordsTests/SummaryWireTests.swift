@@ -1,13 +1,17 @@
 import Auth
 import Contracts
 import Foundation
+import Postgres
 @testable import RecordsService
 import RPC
 import Testing
+import TestSupport
+import WholeCareCrypto
 
-/// The summary is written straight to protobuf bytes (`RecordsWire`); every entry in it
-/// must decode to exactly the message `RecordsProto.entry` builds for the other record
-/// RPCs, and the sections must hold the entries the summary promises, in its order.
+/// The summary is written straight to protobuf bytes from its rows (`RecordsWire`); every
+/// entry in it must decode to exactly the message `RecordsProto.entry` builds from the same
+/// row for the other record RPCs, and the sections must hold the entries the summary
+/// promises, in its order.
 @Suite("Record summary written as bytes")
 struct SummaryWireTests {
     static let person = UUID(uuidString: "7A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D")!
@@ -71,19 +75,45 @@ struct SummaryWireTests {
                                           sourceKind: "self", authorID: person, authorDisplay: "Bench Person",
                                           recordedAt: Date(timeIntervalSince1970: 1_795_100_000.25))
 
-    @Test("every kind of entry decodes to the message the other record RPCs send, for the person and for others")
-    func entries() throws {
-        let viewers: [Principal?] = [Self.principal(Self.person, .serviceUser), Self.principal(Self.author, .professional), nil]
-        for viewer in viewers {
+    /// A row shaped like `RecordsStore.entryColumns` holding `e` (its text sealed as the
+    /// store seals it), read back from PostgreSQL.
+    static func row(_ e: RecordEntry, cipher: FieldCipher, db: PostgresClient) async throws -> PostgresRow {
+        let text = try e.text.map { PostgresBytes(try cipher.seal($0, associatedData: RecordsStore.aad(e.id, "text"))) }
+        let reason = try e.errorReason.map { PostgresBytes(try cipher.seal($0, associatedData: RecordsStore.aad(e.id, "reason"))) }
+        let details = String(decoding: try JSONEncoder().encode(e.details), as: UTF8.self)
+        return try await db.query("""
+            SELECT \(e.id)::uuid AS id, \(e.lineageID)::uuid AS lineage_id, \(e.version)::int AS version, \(e.personID)::uuid AS person_id,
+                \(e.kind)::text AS kind, \(e.status)::text AS status, \(e.sourceKind)::text AS source_kind,
+                \(e.sourceOrganisationID)::uuid AS source_organisation_id, \(e.authorID)::uuid AS author_id,
+                \(e.authorDisplay)::text AS author_display, \(e.effectiveStart)::text AS effective_start,
+                \(e.effectiveEnd)::text AS effective_end, \(e.effectiveDate.description)::date::text AS effective_date,
+                \(e.codeSystem)::text AS code_system, \(e.code)::text AS code, \(e.codeDisplay)::text AS code_display,
+                \(text)::bytea AS text_sealed, \(details)::jsonb::text AS details, \(e.nextRefillOn?.description)::date::text AS next_refill_on,
+                \(e.supersedesID)::uuid AS supersedes_id, \(e.supersededByID)::uuid AS superseded_by_id,
+                \(reason)::bytea AS error_reason_sealed, \(e.recordedAt)::timestamptz AS recorded_at
+            """)[0]
+    }
+
+    @Test("every kind of entry, read from its row, is the message the other record RPCs send, for the person and for others")
+    func entries() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 2) { db, schema in
+            let cipher = try FieldCipher(keys: ["test-1": SecureRandom.bytes(32)], currentKeyID: "test-1")
+            let store = RecordsStore(db: db, cipher: cipher)
+            let viewers: [Principal?] = [Self.principal(Self.person, .serviceUser), Self.principal(Self.author, .professional), nil]
             for e in Self.entries() {
-                for progress in e.kind == "goal" ? [nil, Self.progress] : [nil] {
-                    var writer = ProtoWriter()
-                    RecordsWire.entry(e, progress: progress, viewer: viewer, to: &writer)
-                    let written = try Wholecare_Records_V1_Entry(serializedBytes: writer.bytes)
-                    let expected = RecordsProto.entry(e, progress: progress, viewer: viewer)
-                    #expect(written == expected, "\(e.kind) \(e.sourceKind) for \(viewer?.kind.rawValue ?? "no one")")
-                    // Apart from map order, the bytes are the generated encoder's too.
-                    if e.kind != "observation" { #expect(writer.bytes == (try expected.serializedBytes() as [UInt8])) }
+                let row = try await Self.row(e, cipher: cipher, db: db)
+                let stored = try store.entry(row)
+                for viewer in viewers {
+                    for progress in e.kind == "goal" ? [nil, Self.progress] : [nil] {
+                        var writer = ProtoWriter()
+                        try RecordsWire.entry(row: row, store: store, progress: progress.map { [e.lineageID: $0] } ?? [:], viewer: viewer,
+                                              to: &writer)
+                        let written = try Wholecare_Records_V1_Entry(serializedBytes: writer.bytes)
+                        let expected = RecordsProto.entry(stored, progress: progress, viewer: viewer)
+                        #expect(written == expected, "\(e.kind) \(e.sourceKind) for \(viewer?.kind.rawValue ?? "no one")")
+                        // Apart from map order, the bytes are the generated encoder's too.
+                        if e.kind != "observation" { #expect(writer.bytes == (try expected.serializedBytes() as [UInt8])) }
+                    }
                 }
             }
         }
@@ -100,42 +130,83 @@ struct SummaryWireTests {
         }
     }
 
-    @Test("the summary's sections: conditions, medications by next refill, allergies, care team, goals with progress, latest")
-    func summary() throws {
-        let all = Self.entries()
-        let active = all.filter { ["condition", "medication", "allergy", "goal"].contains($0.kind) }
-        let goal = active.first { $0.kind == "goal" }!
-        var member = Wholecare_Records_V1_CareTeamMember()
-        member.name = "Sam O'Neill"
-        member.role = "care coordinator"
-        let details = DetailsVersion(personID: Self.person, version: 3, document: DetailsDocument(), sourceKind: "self",
-                                     updatedByID: Self.person, updatedByDisplay: "Bench Person", updatedAt: Date(timeIntervalSince1970: 1_795_000_000))
-        let viewer = Self.principal(Self.person, .serviceUser)
-        let data = RecordsStore.SummaryData(details: details, active: active, latest: Array(all.prefix(10)),
-                                            progress: [goal.lineageID: Self.progress])
-        let summary = try Wholecare_Records_V1_Summary(serializedBytes: try RecordsWire.summary(
-            person: Self.person, data: data, careTeam: [member, Wholecare_Records_V1_CareTeamMember()], viewer: viewer))
+    @Test("a stored person's summary: conditions, medications by next refill, allergies, care team, goals with progress, latest")
+    func summary() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 2) { db, schema in
+            try await Migrator(schema: schema, migrations: try RecordsServiceApp.migrations()).migrate(using: db)
+            let cipher = try FieldCipher(keys: ["test-1": SecureRandom.bytes(32)], currentKeyID: "test-1")
+            let store = RecordsStore(db: db, cipher: cipher)
+            let today = CalendarDate(Date())
+            func add(_ input: Wholecare_Records_V1_EntryInput, self entered: Bool = false) async throws -> RecordEntry {
+                let source = entered ? EntrySource(kind: "self", organisationID: nil, authorID: Self.person, display: "Bench Person")
+                    : EntrySource(kind: "professional", organisationID: Self.organisation, authorID: Self.author, display: "Dr Priya Shah, Riverside Surgery")
+                return try await store.addEntry(person: Self.person, entry: try RecordsProto.newEntry(input, today: today), source: source)
+            }
+            var day = 0
+            func input(_ kind: Wholecare_Records_V1_EntryKind, _ text: String) -> Wholecare_Records_V1_EntryInput {
+                var i = Wholecare_Records_V1_EntryInput()
+                day += 1
+                i.effectiveStart = "2026-10-\(String(format: "%02d", day))"
+                i.kind = kind
+                i.text = text
+                i.code.system = "http://snomed.info/sct"
+                i.code.code = "38341003"
+                return i
+            }
+            _ = try await add(input(.condition, "Hypertension"))
+            _ = try await add(input(.note, "Seen at home"), self: true)
+            for (name, supplied) in [("Metformin", 56.0), ("Aspirin", 0), ("Ramipril", 28)] {
+                var m = input(.medication, name)
+                m.medication.name = name
+                m.medication.dosesPerDay = 2
+                m.medication.quantitySupplied = supplied
+                m.medication.suppliedOn = today.description
+                _ = try await add(m)
+            }
+            var allergy = input(.allergy, "Rash")
+            allergy.allergy.substance = "Penicillin"
+            _ = try await add(allergy, self: true)
+            var observation = input(.observation, "BP")
+            observation.observation.components = ["systolic": .with { $0.value = 128; $0.unit = "mm[Hg]" }, "diastolic": .with { $0.value = 82 }]
+            _ = try await add(observation)
+            var goal = input(.goal, "Walk")
+            goal.goal.target = "Walk to the shop"
+            let walking = try await add(goal, self: true)
+            var cooking = input(.goal, "Cook")
+            cooking.goal.target = "Cook a meal"
+            _ = try await add(cooking)
+            _ = try await store.addGoalProgress(goalLineage: walking.lineageID, person: Self.person, percent: 40, note: "half way",
+                                               source: EntrySource(kind: "self", organisationID: nil, authorID: Self.person, display: "Bench Person"))
 
-        #expect(summary.personID == Self.person.lowercasedString)
-        #expect(summary.details == RecordsProto.details(details, person: Self.person, viewer: viewer))
-        #expect(summary.activeConditions == active.filter { $0.kind == "condition" }.map { RecordsProto.entry($0, viewer: viewer) })
-        #expect(summary.currentMedications.map(\.medication.name) == ["Metformin", "", "Aspirin"])
-        #expect(summary.currentMedications.map(\.medication.nextRefillOn) == ["2026-11-29", "2026-12-02", ""])
-        #expect(summary.allergies == active.filter { $0.kind == "allergy" }.map { RecordsProto.entry($0, viewer: viewer) })
-        #expect(summary.careTeam == [member, Wholecare_Records_V1_CareTeamMember()])
-        #expect(summary.goals == active.filter { $0.kind == "goal" }.map {
-            RecordsProto.entry($0, progress: $0.lineageID == goal.lineageID ? Self.progress : nil, viewer: viewer)
-        })
-        #expect(summary.goals.first?.goal.latestProgress.percent == 40)
-        #expect(summary.latestEntries == all.prefix(10).map { RecordsProto.entry($0, viewer: viewer) })
-        #expect(summary.latestEntries.count == 10)
-
-        // A person with no details and nothing recorded yet.
-        let empty = try Wholecare_Records_V1_Summary(serializedBytes: try RecordsWire.summary(
-            person: Self.person, data: .init(details: nil, active: [], latest: [], progress: [:]), careTeam: [], viewer: viewer))
-        var expected = Wholecare_Records_V1_Summary()
-        expected.personID = Self.person.lowercasedString
-        expected.details = RecordsProto.details(nil, person: Self.person, viewer: viewer)
-        #expect(empty == expected)
+            var member = Wholecare_Records_V1_CareTeamMember()
+            member.name = "Sam O'Neill"
+            member.role = "care coordinator"
+            for viewer in [Self.principal(Self.person, .serviceUser), Self.principal(Self.author, .professional)] {
+                let written = try Wholecare_Records_V1_Summary(serializedBytes: try RecordsWire.summary(
+                    person: Self.person, rows: try await store.summaryRows(person: Self.person, latest: 10), careTeam: [member],
+                    store: store, viewer: viewer))
+                // The same summary from the decoded rows, section by section.
+                let data = try await store.summary(person: Self.person, latest: 10)
+                let noRefill = CalendarDate(year: 2200, month: 1, day: 1)!
+                var expected = Wholecare_Records_V1_Summary()
+                expected.personID = Self.person.lowercasedString
+                expected.details = RecordsProto.details(data.details, person: Self.person, viewer: viewer)
+                expected.activeConditions = data.active.filter { $0.kind == "condition" }.map { RecordsProto.entry($0, viewer: viewer) }
+                expected.currentMedications = data.active.filter { $0.kind == "medication" }
+                    .sorted { ($0.nextRefillOn ?? noRefill) < ($1.nextRefillOn ?? noRefill) }.map { RecordsProto.entry($0, viewer: viewer) }
+                expected.allergies = data.active.filter { $0.kind == "allergy" }.map { RecordsProto.entry($0, viewer: viewer) }
+                expected.careTeam = [member]
+                expected.goals = data.active.filter { $0.kind == "goal" }.map {
+                    RecordsProto.entry($0, progress: data.progress[$0.lineageID], viewer: viewer)
+                }
+                expected.latestEntries = data.latest.map { RecordsProto.entry($0, viewer: viewer) }
+                #expect(written == expected)
+                #expect(written.currentMedications.map(\.medication.name) == ["Ramipril", "Metformin", "Aspirin"])  // 14, 28 days; none supplied
+                #expect(written.goals.map(\.goal.latestProgress.percent).sorted() == [0, 40])
+                #expect(written.latestEntries.count == 9)  // everything, newest first
+                #expect(written.latestEntries.allSatisfy { !$0.goal.hasLatestProgress })
+                #expect(written.allergies.first?.source.display == (viewer.kind == .serviceUser ? "Added by you" : "Added by Bench Person (self-entered)"))
+            }
+        }
     }
 }

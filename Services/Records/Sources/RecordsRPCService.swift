@@ -196,8 +196,8 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         let person = try Validate.uuid(request.personID, field: "person_id")
         let principal = try await authorize(context, person: person, .read(.record), part: "summary", purpose: request.purpose)
         async let team = careTeam(person: person)
-        let data = try await store.summary(person: person, latest: 10)
-        return try RecordsWire.summary(person: person, data: data, careTeam: try await team, viewer: principal)
+        let rows = try await store.summaryRows(person: person, latest: 10)
+        return try RecordsWire.summary(person: person, rows: rows, careTeam: try await team, store: store, viewer: principal)
     }
 
     /// Serves the replies this service writes as bytes itself. Call after registering the

@@ -206,6 +206,26 @@ public struct RecordsStore: Sendable {
         }
     }
 
+    /// What a summary shows, as the rows read for it (written to the reply straight from
+    /// them, see `RecordsWire.summary`), in one round trip like `summary`.
+    public struct SummaryRows: Sendable {
+        public var details: DetailsVersion?
+        public var active: PostgresRows
+        public var latest: PostgresRows
+        public var progress: [UUID: GoalProgressRow]
+    }
+
+    public func summaryRows(person: UUID, latest: Int) async throws -> SummaryRows {
+        try await db.withConnection { session in
+            let rows = try await session.pipeline([
+                Self.currentDetailsQuery(person), Self.activeEntriesQuery(person),
+                Self.latestEntriesQuery(person, latest), Self.activeGoalsProgressQuery(person),
+            ])
+            return SummaryRows(details: try rows[0].first.map(self.details), active: rows[1], latest: rows[2],
+                               progress: try self.progressByGoal(rows[3]))
+        }
+    }
+
     /// The latest progress of each of the person's active goals.
     static func activeGoalsProgressQuery(_ person: UUID) -> PostgresQuery {
         """

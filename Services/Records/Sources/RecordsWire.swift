@@ -1,6 +1,7 @@
 import Auth
 import Contracts
 import Foundation
+import Postgres
 import RPC
 
 /// The record summary written straight to protobuf bytes (`ProtoWriter`) from the rows read
@@ -9,32 +10,64 @@ import RPC
 /// rows cost to read. The bytes decode to exactly what `RecordsProto.entry` and friends
 /// build (`SummaryWireTests` compares them over every kind of entry).
 enum RecordsWire {
-    /// `RecordsProto.entry(_:progress:viewer:)`'s message, written to `w`.
-    static func entry(_ e: RecordEntry, progress: GoalProgressRow? = nil, viewer: Principal?, to w: inout ProtoWriter) {
-        w.uuid(1, e.id)
-        w.uuid(2, e.personID)
-        w.enumeration(3, RecordsProto.kind(e.kind).rawValue)
-        w.enumeration(4, RecordsProto.status(e.status).rawValue)
-        w.message(5) { source(kind: e.sourceKind, organisation: e.sourceOrganisationID, author: e.authorID, display: e.authorDisplay,
-                              viewer: viewer, to: &$0) }
-        w.string(6, e.effectiveStart ?? e.effectiveDate.description)
-        w.string(7, e.effectiveEnd ?? "")
-        if e.codeSystem != nil || e.code != nil || e.codeDisplay != nil {
-            w.message(8) { code in
-                code.string(1, e.codeSystem ?? "")
-                code.string(2, e.code ?? "")
-                code.string(3, e.codeDisplay ?? "")
+    /// `RecordsProto.entry(store.entry(row), progress:viewer:)`'s message, written to `w`
+    /// straight from a row of `RecordsStore.entryColumns`: cells are copied as they are
+    /// (ids, names and codes are already the text the contract carries), with no
+    /// `RecordEntry` and no `String` made for them.
+    static func entry(row: PostgresRow, store: RecordsStore, progress: [UUID: GoalProgressRow], viewer: Principal?,
+                      to w: inout ProtoWriter) throws {
+        let columns = row.columns
+        guard columns.count >= 23, columns[0] == "id", columns[16] == "text_sealed", columns[22] == "recorded_at" else {
+            throw PostgresError(kind: .decoding, safeMessage: "an entry row does not have the entry columns in order")
+        }
+        func text(_ column: Int, _ field: Int, to w: inout ProtoWriter) throws {
+            try row.withUTF8(at: column) { if let cell = $0 { w.string(field, utf8: cell) } }
+        }
+        func isNull(_ column: Int) throws -> Bool { try row.withUTF8(at: column) { $0 == nil } }
+        let id: UUID = try row.decode(at: 0)
+        let kind = try row.decode(at: 4, as: String.self)
+        let sourceKind = try row.decode(at: 6, as: String.self)
+        try text(0, 1, to: &w)
+        try text(3, 2, to: &w)
+        w.enumeration(3, RecordsProto.kind(kind).rawValue)
+        w.enumeration(4, RecordsProto.status(try row.decode(at: 5, as: String.self)).rawValue)
+        try w.message(5) { source in
+            source.enumeration(1, RecordsProto.sourceKind(sourceKind).rawValue)
+            try text(7, 2, to: &source)
+            try text(8, 3, to: &source)
+            if sourceKind == "self" {
+                let author: UUID = try row.decode(at: 8)
+                source.string(4, viewer?.subjectID == author ? "Added by you" : "Added by \(try row.decode(at: 9, as: String.self)) (self-entered)")
+            } else {
+                try text(9, 4, to: &source)
             }
         }
-        w.string(9, e.text ?? "")
-        w.uuid(10, e.lineageID)
-        w.int32(11, Int32(e.version))
-        w.uuid(12, e.supersedesID)
-        w.uuid(13, e.supersededByID)
-        w.string(14, e.errorReason ?? "")
-        w.string(15, Timestamp.format(e.recordedAt))
-        let details = e.details
-        switch e.kind {
+        guard let effectiveDate = CalendarDate(try row.decode(at: 12, as: String.self)) else {
+            throw PostgresError(kind: .decoding, safeMessage: "column \"effective_date\" could not be read as a date", column: "effective_date")
+        }
+        if try isNull(10) { w.string(6, effectiveDate.description) } else { try text(10, 6, to: &w) }
+        try text(11, 7, to: &w)
+        if try !isNull(13) || !isNull(14) || !isNull(15) {
+            try w.message(8) { code in
+                try text(13, 1, to: &code)
+                try text(14, 2, to: &code)
+                try text(15, 3, to: &code)
+            }
+        }
+        if let sealed = try row.decode(at: 16, as: PostgresBytes?.self) {
+            w.string(9, decoding: try store.cipher.open(sealed.bytes, associatedData: RecordsStore.aad(id, "text")))
+        }
+        try text(1, 10, to: &w)
+        w.int32(11, Int32(try row.decode(at: 2, as: Int.self)))
+        try text(19, 12, to: &w)
+        try text(20, 13, to: &w)
+        if let sealed = try row.decode(at: 21, as: PostgresBytes?.self) {
+            w.string(14, decoding: try store.cipher.open(sealed.bytes, associatedData: RecordsStore.aad(id, "reason")))
+        }
+        w.string(15, Timestamp.format(try row.decode(at: 22, as: Date.self)))
+        guard ["observation", "medication", "allergy", "goal"].contains(kind) else { return }
+        let details = JSONValue.parseObject(try row.decode(at: 17, as: String.self)) ?? [:]
+        switch kind {
         case "observation":
             w.message(20) { o in
                 if let value = details["value"]?.object { o.message(1) { quantity(value, to: &$0) } }
@@ -50,6 +83,7 @@ enum RecordsWire {
                 }
             }
         case "medication":
+            let nextRefill = try row.decode(at: 18, as: String?.self).flatMap(CalendarDate.init)
             w.message(21) { m in
                 let dosesPerDay = details["doses_per_day"]?.number ?? 0, unitsPerDose = details["units_per_dose"]?.number ?? 1
                 let quantity = details["quantity_supplied"]?.number ?? 0
@@ -60,7 +94,7 @@ enum RecordsWire {
                 m.double(5, unitsPerDose)
                 m.double(6, quantity)
                 m.string(7, details["supplied_on"]?.string ?? "")
-                m.string(8, e.nextRefillOn?.description ?? "")
+                m.string(8, nextRefill?.description ?? "")
                 m.int32(9, Int32(MedicationSchedule.daysOfSupply(quantity: quantity, unitsPerDose: unitsPerDose, dosesPerDay: dosesPerDay) ?? 0))
             }
         case "allergy":
@@ -69,15 +103,14 @@ enum RecordsWire {
                 a.string(2, details["reaction"]?.string ?? "")
                 a.string(3, details["severity"]?.string ?? "")
             }
-        case "goal":
+        default:
+            let lineage: UUID = try row.decode(at: 1)
             w.message(23) { g in
                 g.string(1, details["target"]?.string ?? "")
                 g.string(2, details["due_on"]?.string ?? "")
-                if let progress { g.message(3) { goalProgress(progress, goal: e.id, viewer: viewer, to: &$0) } }
+                if let progress = progress[lineage] { g.message(3) { goalProgress(progress, goal: id, viewer: viewer, to: &$0) } }
                 g.bool(4, details["agreed_with_coordinator"]?.bool ?? false)
             }
-        default:
-            break
         }
     }
 
@@ -107,24 +140,28 @@ enum RecordsWire {
         w.string(6, p.note ?? "")
     }
 
-    /// The whole summary (fields in number order).
-    static func summary(person: UUID, data: RecordsStore.SummaryData, careTeam: [Wholecare_Records_V1_CareTeamMember],
-                        viewer: Principal) throws -> [UInt8] {
-        var w = ProtoWriter(capacity: 512 + 700 * (data.active.count + data.latest.count))
+    /// The whole summary (fields in number order) from the rows `RecordsStore.summaryRows` read.
+    static func summary(person: UUID, rows: RecordsStore.SummaryRows, careTeam: [Wholecare_Records_V1_CareTeamMember],
+                        store: RecordsStore, viewer: Principal) throws -> [UInt8] {
+        var w = ProtoWriter(capacity: 512 + 700 * (rows.active.count + rows.latest.count))
         w.uuid(1, person)
-        try w.message(2, RecordsProto.details(data.details, person: person, viewer: viewer))
-        let active = data.active
+        try w.message(2, RecordsProto.details(rows.details, person: person, viewer: viewer))
+        let kinds = try rows.active.map { try $0.decode(at: 4, as: String.self) }
+        // Only the goals section shows each goal's latest progress.
+        func write(_ field: Int, _ row: PostgresRow) throws {
+            try w.message(field) { try entry(row: row, store: store, progress: field == 7 ? rows.progress : [:], viewer: viewer, to: &$0) }
+        }
+        for (row, kind) in zip(rows.active, kinds) where kind == "condition" { try write(3, row) }
+        // Medications by next refill (none last), as `RecordsProto` orders them.
         let noRefill = CalendarDate(year: 2200, month: 1, day: 1)!
-        for e in active where e.kind == "condition" { w.message(3) { entry(e, viewer: viewer, to: &$0) } }
-        for e in active.filter({ $0.kind == "medication" }).sorted(by: { ($0.nextRefillOn ?? noRefill) < ($1.nextRefillOn ?? noRefill) }) {
-            w.message(4) { entry(e, viewer: viewer, to: &$0) }
+        let medications = try zip(rows.active, kinds).filter { $0.1 == "medication" }.map { row, _ in
+            (row, try row.decode(at: 18, as: String?.self).flatMap(CalendarDate.init) ?? noRefill)
         }
-        for e in active where e.kind == "allergy" { w.message(5) { entry(e, viewer: viewer, to: &$0) } }
+        for (row, _) in medications.sorted(by: { $0.1 < $1.1 }) { try write(4, row) }
+        for (row, kind) in zip(rows.active, kinds) where kind == "allergy" { try write(5, row) }
         for member in careTeam { try w.message(6, member) }
-        for e in active where e.kind == "goal" {
-            w.message(7) { entry(e, progress: data.progress[e.lineageID], viewer: viewer, to: &$0) }
-        }
-        for e in data.latest { w.message(8) { entry(e, viewer: viewer, to: &$0) } }
+        for (row, kind) in zip(rows.active, kinds) where kind == "goal" { try write(7, row) }
+        for row in rows.latest { try write(8, row) }
         return w.bytes
     }
 }
