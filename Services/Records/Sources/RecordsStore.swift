@@ -195,15 +195,8 @@ public struct RecordsStore: Sendable {
     }
 
     public func summary(person: UUID, latest: Int) async throws -> SummaryData {
-        try await db.withConnection { session in
-            // One round trip for the four reads (a pipeline), not one per statement.
-            let rows = try await session.pipeline([
-                Self.currentDetailsQuery(person), Self.activeEntriesQuery(person),
-                Self.latestEntriesQuery(person, latest), Self.activeGoalsProgressQuery(person),
-            ])
-            return SummaryData(details: try rows[0].first.map(self.details), active: try rows[1].map(self.entry),
-                               latest: try rows[2].map(self.entry), progress: try self.progressByGoal(rows[3]))
-        }
+        let rows = try await summaryRows(person: person, latest: latest)
+        return SummaryData(details: rows.details, active: try rows.active.map(entry), latest: try rows.latest.map(entry), progress: rows.progress)
     }
 
     /// What a summary shows, as the rows read for it (written to the reply straight from
@@ -217,6 +210,7 @@ public struct RecordsStore: Sendable {
 
     public func summaryRows(person: UUID, latest: Int) async throws -> SummaryRows {
         try await db.withConnection { session in
+            // One round trip for the four reads (a pipeline), not one per statement.
             let rows = try await session.pipeline([
                 Self.currentDetailsQuery(person), Self.activeEntriesQuery(person),
                 Self.latestEntriesQuery(person, latest), Self.activeGoalsProgressQuery(person),
