@@ -49,7 +49,7 @@ public struct AuthInterceptor: ServerInterceptor {
             let caller = try await authenticate(header: header, onBehalfOf: request.metadata[MetadataKey.onBehalfOf])
             context.values[CallerKey.self] = caller
             let principal = caller.principal
-            context.lazyLogMetadata = { ["caller": .string("\(principal.kind.rawValue):\(principal.subject)")] }
+            context.lazyLogMetadata.append { ["caller": .string("\(principal.kind.rawValue):\(principal.subject)")] }
         } else if !publicMethods.contains(request.method) {
             throw RPCError(code: .unauthenticated, message: "this method needs a bearer token")
         }

@@ -84,12 +84,12 @@ public struct FieldCipher: Sendable {
         return [1, UInt8(idBytes.count)] + idBytes + nonce + ciphertext + tag
     }
 
-    /// Raw AES-256-GCM; returns (ciphertext or plaintext, tag).
     /// AES-256-GCM, fetched from OpenSSL's provider once. Handing OpenSSL 3 the legacy
     /// `EVP_aes_256_gcm()` makes every operation look the implementation up again (an
     /// implicit fetch, under a lock): a record summary opens hundreds of fields.
     nonisolated(unsafe) private static let aes256GCM: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)
 
+    /// Raw AES-256-GCM; returns (ciphertext or plaintext, tag).
     public static func gcm(
         encrypt: Bool, key: [UInt8], nonce: [UInt8], input: [UInt8], associatedData: [UInt8], tag: [UInt8]?
     ) throws -> (output: [UInt8], tag: [UInt8]) {

@@ -19,7 +19,7 @@ public struct ServerContext: Sendable {
                 logger[metadataKey: "method"] = .string(method)
                 if let trace = metadata[MetadataKey.traceID] { logger[metadataKey: "trace_id"] = .string(trace) }
             }
-            if let extra = lazyLogMetadata {
+            for extra in lazyLogMetadata {
                 for (key, value) in extra() { logger[metadataKey: key] = value }
             }
             return logger
@@ -31,9 +31,9 @@ public struct ServerContext: Sendable {
     }
     private var storedLogger: Logger
     private var loggerComposed = false
-    /// More metadata for `logger` (an interceptor's, such as the caller), made only when
-    /// something logs.
-    public var lazyLogMetadata: (@Sendable () -> Logger.Metadata)?
+    /// More metadata for `logger` (interceptors add theirs, such as the caller), made only
+    /// when something logs.
+    public var lazyLogMetadata: [@Sendable () -> Logger.Metadata] = []
     /// Values attached by interceptors (the authenticated principal, for one).
     public var values: ContextValues
 

@@ -54,12 +54,15 @@ public final class RPCClientTransport: RPCChannel, Sendable {
     public init(configuration: RPCClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 logger: Logger = Logger(label: "wholecare.rpc.client")) {
         self.configuration = configuration
-        // One connection per loop in turn, so that the pool's work (and, on a server that
-        // runs calls on their connection's loop, the server's) is spread over every loop.
+        // One connection per loop in turn from the group's next one, so that the pool's work
+        // (and, on a server that runs calls on their connection's loop, the server's) is
+        // spread over every loop, and different pools start on different loops.
         var loops: [any EventLoop] = []
         for loop in group.makeIterator() { loops.append(loop) }
+        let first = group.next()
+        let start = loops.firstIndex { $0 === first } ?? 0
         self.pool = (0..<configuration.connections).map { index in
-            ClientConnection(configuration: configuration, eventLoop: loops.isEmpty ? group.next() : loops[index % loops.count],
+            ClientConnection(configuration: configuration, eventLoop: loops.isEmpty ? first : loops[(start + index) % loops.count],
                              logger: logger)
         }
     }

@@ -24,6 +24,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     /// A running call: its task, and the timer that answers DEADLINE_EXCEEDED and cancels
     /// the task if the deadline passes first.
     private struct RunningCall {
+        /// Tells this call from a later one that reuses its id.
+        let number: UInt64
         let task: Task<Void, Never>
         let deadlineTimer: Scheduled<Void>?
 
@@ -33,6 +35,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         }
     }
     private var calls: [UInt64: RunningCall] = [:]
+    private var callNumbers: UInt64 = 0
+    /// Calls already answered or given up (their deadline passed, the client sent Cancel)
+    /// whose handlers, cancelled, have not finished yet, by number: they still count
+    /// against the connection's limit, and a drain waits for them.
+    private var unfinished: Set<UInt64> = []
+    /// Calls running or still finishing.
+    private var inFlight: Int { calls.count + unfinished.count }
     /// Requests that arrived while the connection already ran its limit of calls (one
     /// socket read cycle can carry many frames); started in arrival order as calls
     /// finish. Reading stops while any wait, so the queue holds at most what one read
@@ -81,6 +90,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         helloTimer?.cancel()
         for call in calls.values { call.cancel() }
         calls.removeAll()
+        unfinished.removeAll()
         waiting.removeAll()
         waitingIDs.removeAll()
         context.fireChannelInactive()
@@ -124,8 +134,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         case .request(let request):
             receiveCall(id: frame.callID, request: request)
         case .cancel:
-            if let call = calls.removeValue(forKey: frame.callID) {
-                call.cancel()
+            if let call = calls[frame.callID] {
+                abandon(frame.callID, call)
                 startWaitingCalls()
                 resumeReadingIfPossible()
                 closeIfDrained()
@@ -168,7 +178,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     func read(context: ChannelHandlerContext) {
         // Backpressure: while the connection has as many calls as it may run, do not ask
         // the socket for more; TCP flow control then slows the client down.
-        if calls.count + waitingIDs.count >= configuration.maxConcurrentCallsPerConnection {
+        if inFlight + waitingIDs.count >= configuration.maxConcurrentCallsPerConnection {
             readPending = true
         } else {
             context.read()
@@ -176,7 +186,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func resumeReadingIfPossible() {
-        guard readPending, calls.count + waitingIDs.count < configuration.maxConcurrentCallsPerConnection, let context else { return }
+        guard readPending, inFlight + waitingIDs.count < configuration.maxConcurrentCallsPerConnection, let context else { return }
         readPending = false
         context.read()
     }
@@ -199,7 +209,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             return
         }
         highestCallID = max(highestCallID, id)
-        if calls.count < configuration.maxConcurrentCallsPerConnection && waitingIDs.isEmpty {
+        if inFlight < configuration.maxConcurrentCallsPerConnection && waitingIDs.isEmpty {
             startCall(id: id, request: request, arrival: .now)
         } else {
             arrivals += 1
@@ -209,7 +219,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func startWaitingCalls() {
-        while calls.count < configuration.maxConcurrentCallsPerConnection, let next = waiting.popFirst() {
+        while inFlight < configuration.maxConcurrentCallsPerConnection, let next = waiting.popFirst() {
             // Skipped if it was cancelled while waiting.
             guard waitingIDs[next.id] == next.number else { continue }
             waitingIDs.removeValue(forKey: next.id)
@@ -229,40 +239,62 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         let router = router
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        callNumbers += 1
+        let number = callNumbers
         // The deadline is enforced here, by a timer on this loop (see `deadlinePassed`).
         let body: @Sendable () async -> Void = {
             let result = await router.handle(raw, context: serverContext, enforcingDeadline: false)
             if eventLoop.inEventLoop {
-                loopBound.value.finish(id: id, result: result)
+                loopBound.value.finish(id: id, number: number, result: result)
             } else {
-                eventLoop.execute { loopBound.value.finish(id: id, result: result) }
+                eventLoop.execute { loopBound.value.finish(id: id, number: number, result: result) }
             }
         }
         let task = executor.map { Task(executorPreference: $0, operation: body) } ?? Task(operation: body)
         var timer: Scheduled<Void>?
         if let deadline {
-            let left = max(.zero, deadline - .now).components
-            let nanoseconds = left.seconds.multipliedReportingOverflow(by: 1_000_000_000)
-            let amount = nanoseconds.overflow ? TimeAmount.hours(24 * 365) : .nanoseconds(nanoseconds.partialValue + left.attoseconds / 1_000_000_000)
-            timer = eventLoop.scheduleTask(in: amount) { loopBound.value.deadlinePassed(id: id, task: task) }
+            // At most a year away (a longer timeout_micros waits as long as no timeout).
+            let left = min(max(.zero, deadline - .now), .seconds(365 * 86_400)).components
+            let amount = TimeAmount.nanoseconds(left.seconds * 1_000_000_000 + left.attoseconds / 1_000_000_000)
+            timer = eventLoop.scheduleTask(in: amount) { loopBound.value.deadlinePassed(id: id, number: number) }
         }
         // The task runs later (never inside this call), so it always finds itself here.
-        calls[id] = RunningCall(task: task, deadlineTimer: timer)
+        calls[id] = RunningCall(number: number, task: task, deadlineTimer: timer)
+    }
+
+    /// Gives up on a running call: its task is cancelled and it counts as unfinished
+    /// until the task ends.
+    private func abandon(_ id: UInt64, _ call: RunningCall) {
+        calls.removeValue(forKey: id)
+        call.cancel()
+        unfinished.insert(call.number)
     }
 
     /// The caller stops waiting at its deadline: it gets DEADLINE_EXCEEDED now and the
     /// handler's task is cancelled (its result, if it still comes, is dropped).
-    private func deadlinePassed(id: UInt64, task: Task<Void, Never>) {
-        guard let call = calls[id], call.task == task else { return }
-        task.cancel()
-        finish(id: id, result: .failure(RPCError(code: .deadlineExceeded, message: "deadline exceeded")))
+    private func deadlinePassed(id: UInt64, number: UInt64) {
+        guard let call = calls[id], call.number == number else { return }
+        abandon(id, call)
+        respond(id: id, .failure(RPCError(code: .deadlineExceeded, message: "deadline exceeded")))
+        callEnded()
     }
 
-    private func finish(id: UInt64, result: Result<RawResponse, RPCError>) {
-        // A cancelled call was already removed: its result is dropped.
-        guard let call = calls.removeValue(forKey: id) else { return }
+    private func finish(id: UInt64, number: UInt64, result: Result<RawResponse, RPCError>) {
+        if unfinished.remove(number) != nil {
+            // Answered or given up already: the result is dropped, the slot is free.
+            startWaitingCalls()
+            resumeReadingIfPossible()
+            closeIfDrained()
+            return
+        }
+        guard let call = calls[id], call.number == number else { return }
+        calls.removeValue(forKey: id)
         call.deadlineTimer?.cancel()
         respond(id: id, result)
+        callEnded()
+    }
+
+    private func callEnded() {
         startWaitingCalls()
         // Nothing else is running on this connection: there is nothing to batch with, so
         // send now rather than a loop tick later (this is most of a lone call's latency).
@@ -348,7 +380,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
-            if calls.isEmpty && waitingIDs.isEmpty {
+            if inFlight == 0 && waitingIDs.isEmpty {
                 sendGoAway(.ok, "idle timeout")
                 closing = true
                 context.close(promise: nil)
@@ -366,6 +398,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         closing = true
         for call in calls.values { call.cancel() }
         calls.removeAll()
+        unfinished.removeAll()
         waiting.removeAll()
         waitingIDs.removeAll()
         context.close(promise: nil)
@@ -394,7 +427,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func closeIfDrained() {
-        guard draining, calls.isEmpty, waitingIDs.isEmpty, let context, !closing else { return }
+        guard draining, inFlight == 0, waitingIDs.isEmpty, let context, !closing else { return }
         closing = true
         flushIfNeeded()
         context.close(promise: nil)

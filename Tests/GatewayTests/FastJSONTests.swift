@@ -255,6 +255,9 @@ struct FastJSONTests {
         let condition = Self.field(3, bytes: try Self.entry(.condition, text: "c").serializedBytes())
         try expectRelayed(condition + Self.field(1, "p") + condition, as: Wholecare_Records_V1_Summary.self, singlePass: false)
         try expectRelayed(Self.field(1, "p") + condition + condition, as: Wholecare_Records_V1_Summary.self, singlePass: true)
+        // Two members of one oneof (observation and medication details): decoding keeps the last.
+        try expectRelayed(Self.field(20, bytes: []) + Self.field(21, bytes: Self.field(1, "Metformin")), as: entry, singlePass: false)
+        try expectRelayed(Self.field(3, varint: 2) + Self.field(21, bytes: Self.field(1, "Metformin")), as: entry, singlePass: true)
         // A nested message sent twice is merged by decoding.
         try expectRelayed(Self.field(5, bytes: Self.field(3, "A")) + Self.field(5, bytes: Self.field(4, "B")), as: entry, singlePass: false)
         // Invalid UTF-8, a length past the end, a truncated varint: refused like decoding.

@@ -128,6 +128,27 @@ struct ServerRobustnessTests {
         await test.server.shutdown()
     }
 
+    @Test("a timeout too long to schedule waits like no timeout instead of stopping the server")
+    func hugeTimeouts() async throws {
+        let test = try await TestServer.start()
+        let raw = try RawConnection(port: test.port)
+        try await raw.sendHello()
+        // 9_223_372_036_950_000 µs: whole seconds times 10⁹ fit in 64 bits, the total does not.
+        for (id, micros) in [(1, UInt64(9_223_372_036_950_000)), (2, UInt64.max), (3, UInt64(Int64.max))] as [(UInt64, UInt64)] {
+            try raw.send(frame: RawConnection.request(id: id, method: Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName,
+                                                      message: echoRequest("call \(id)"), timeoutMicros: micros))
+            let reply = try await raw.nextFrame()
+            guard case .response(let response) = reply?.kind else {
+                Issue.record("expected a response, got \(String(describing: reply))")
+                return
+            }
+            #expect(reply?.callID == id)
+            #expect(response.status == 0)
+            #expect(try Wholecare_Diagnostics_V1_EchoResponse(serializedBytes: response.payload).text == "call \(id)")
+        }
+        await test.server.shutdown()
+    }
+
     @Test("a request before the hello is refused with FAILED_PRECONDITION")
     func requestBeforeHello() async throws {
         let test = try await TestServer.start()

@@ -26,6 +26,8 @@ enum WireJSON {
                 return try payload.withUnsafeBytes { bytes in try transcode(bytes, schema: schema, root: M.self) }
             } catch is Fallback {
                 // Below.
+            } catch is FastJSON.Unsupported {
+                // An enum token FastJSON leaves to swift-protobuf: below too.
             }
         }
         return try FastJSON.encode(try M(serializedBytes: payload))
@@ -79,6 +81,8 @@ enum WireJSON {
         /// Written even when it holds the default value (message fields, oneof members and
         /// proto3 `optional` fields).
         let explicitPresence: Bool
+        /// The field's oneof, as one bit per oneof of the message (0: in none).
+        let oneof: UInt64
     }
 
     /// A message type's fields by number. Filled in once, before it is shared (a type may
@@ -127,6 +131,7 @@ enum WireJSON {
         var probe = Probe(numbers: names.byNumber.keys.sorted())
         try probe.run(type)
         var fields: [Int: Field] = [:]
+        let oneofs = try oneofBits(type, fields: probe.found.filter { $0.value.explicit && !$0.value.repeated }.keys.sorted())
         // A type whose names table is incomplete (fields numbered beyond the scan) is left
         // to the decoder rather than have fields dropped as unknown.
         guard names.complete else { throw NoSchema() }
@@ -142,10 +147,31 @@ enum WireJSON {
                 case .unsupported: throw NoSchema()
                 }
             }
-            fields[number] = Field(name: name, kind: try kind(found), repeated: repeated, explicitPresence: explicit)
+            fields[number] = Field(name: name, kind: try kind(found), repeated: repeated, explicitPresence: explicit,
+                                   oneof: oneofs[number] ?? 0)
         }
         schema.fields = fields
         return schema
+    }
+
+    /// Which of `fields` (singular fields with presence) share a oneof: the generated code
+    /// reports a conflict when a second member of a oneof is set. One bit per oneof.
+    private static func oneofBits(_ type: any SwiftProtobuf.Message.Type, fields: [Int]) throws -> [Int: UInt64] {
+        var group: [Int: Int] = [:]  // field → the first field of its oneof
+        for (index, first) in fields.enumerated() where group[first] == nil {
+            for second in fields[(index + 1)...] where group[second] == nil {
+                var probe = Probe(numbers: [first, second])
+                probe.give = [first, second]
+                try probe.run(type)
+                if probe.conflicted {
+                    group[first] = first
+                    group[second] = first
+                }
+            }
+        }
+        let firsts = Set(group.values).sorted()
+        guard firsts.count <= 64 else { throw NoSchema() }
+        return group.mapValues { UInt64(1) << UInt64(firsts.firstIndex(of: $0)!) }
     }
 
     /// Asks a message type's generated `decodeMessage` about each of its field numbers in
@@ -161,6 +187,10 @@ enum WireJSON {
         }
 
         let numbers: [Int]
+        /// Fields to give a value (to find which belong to one oneof: setting the second
+        /// of two makes generated code call `handleConflictingOneOf`).
+        var give: Set<Int> = []
+        var conflicted = false
         var index = 0
         var current = 0
         var found: [Int: (Found, repeated: Bool, explicit: Bool)] = [:]
@@ -178,6 +208,12 @@ enum WireJSON {
             found[current] = (kind, repeated, explicit)
         }
 
+        /// Notes an optional field and, if this probe is setting fields (`give`), sets it.
+        mutating func note<T>(_ kind: Found, explicit: Bool, _ value: inout T?, _ set: @autoclosure () -> T) {
+            note(kind, explicit: explicit)
+            if give.contains(current) { value = set() }
+        }
+
         mutating func nextFieldNumber() throws -> Int? {
             guard index < numbers.count else { return nil }
             current = numbers[index]
@@ -185,52 +221,52 @@ enum WireJSON {
             return current
         }
 
-        mutating func handleConflictingOneOf() throws {}
+        mutating func handleConflictingOneOf() throws { conflicted = true }
 
         mutating func decodeSingularFloatField(value: inout Float) throws { note(.scalar(.float)) }
-        mutating func decodeSingularFloatField(value: inout Float?) throws { note(.scalar(.float), explicit: true) }
+        mutating func decodeSingularFloatField(value: inout Float?) throws { note(.scalar(.float), explicit: true, &value, 0) }
         mutating func decodeRepeatedFloatField(value: inout [Float]) throws { note(.scalar(.float), repeated: true) }
         mutating func decodeSingularDoubleField(value: inout Double) throws { note(.scalar(.double)) }
-        mutating func decodeSingularDoubleField(value: inout Double?) throws { note(.scalar(.double), explicit: true) }
+        mutating func decodeSingularDoubleField(value: inout Double?) throws { note(.scalar(.double), explicit: true, &value, 0) }
         mutating func decodeRepeatedDoubleField(value: inout [Double]) throws { note(.scalar(.double), repeated: true) }
         mutating func decodeSingularInt32Field(value: inout Int32) throws { note(.scalar(.int32)) }
-        mutating func decodeSingularInt32Field(value: inout Int32?) throws { note(.scalar(.int32), explicit: true) }
+        mutating func decodeSingularInt32Field(value: inout Int32?) throws { note(.scalar(.int32), explicit: true, &value, 0) }
         mutating func decodeRepeatedInt32Field(value: inout [Int32]) throws { note(.scalar(.int32), repeated: true) }
         mutating func decodeSingularInt64Field(value: inout Int64) throws { note(.scalar(.int64)) }
-        mutating func decodeSingularInt64Field(value: inout Int64?) throws { note(.scalar(.int64), explicit: true) }
+        mutating func decodeSingularInt64Field(value: inout Int64?) throws { note(.scalar(.int64), explicit: true, &value, 0) }
         mutating func decodeRepeatedInt64Field(value: inout [Int64]) throws { note(.scalar(.int64), repeated: true) }
         mutating func decodeSingularUInt32Field(value: inout UInt32) throws { note(.scalar(.uint32)) }
-        mutating func decodeSingularUInt32Field(value: inout UInt32?) throws { note(.scalar(.uint32), explicit: true) }
+        mutating func decodeSingularUInt32Field(value: inout UInt32?) throws { note(.scalar(.uint32), explicit: true, &value, 0) }
         mutating func decodeRepeatedUInt32Field(value: inout [UInt32]) throws { note(.scalar(.uint32), repeated: true) }
         mutating func decodeSingularUInt64Field(value: inout UInt64) throws { note(.scalar(.uint64)) }
-        mutating func decodeSingularUInt64Field(value: inout UInt64?) throws { note(.scalar(.uint64), explicit: true) }
+        mutating func decodeSingularUInt64Field(value: inout UInt64?) throws { note(.scalar(.uint64), explicit: true, &value, 0) }
         mutating func decodeRepeatedUInt64Field(value: inout [UInt64]) throws { note(.scalar(.uint64), repeated: true) }
         mutating func decodeSingularSInt32Field(value: inout Int32) throws { note(.scalar(.sint32)) }
-        mutating func decodeSingularSInt32Field(value: inout Int32?) throws { note(.scalar(.sint32), explicit: true) }
+        mutating func decodeSingularSInt32Field(value: inout Int32?) throws { note(.scalar(.sint32), explicit: true, &value, 0) }
         mutating func decodeRepeatedSInt32Field(value: inout [Int32]) throws { note(.scalar(.sint32), repeated: true) }
         mutating func decodeSingularSInt64Field(value: inout Int64) throws { note(.scalar(.sint64)) }
-        mutating func decodeSingularSInt64Field(value: inout Int64?) throws { note(.scalar(.sint64), explicit: true) }
+        mutating func decodeSingularSInt64Field(value: inout Int64?) throws { note(.scalar(.sint64), explicit: true, &value, 0) }
         mutating func decodeRepeatedSInt64Field(value: inout [Int64]) throws { note(.scalar(.sint64), repeated: true) }
         mutating func decodeSingularFixed32Field(value: inout UInt32) throws { note(.scalar(.fixed32)) }
-        mutating func decodeSingularFixed32Field(value: inout UInt32?) throws { note(.scalar(.fixed32), explicit: true) }
+        mutating func decodeSingularFixed32Field(value: inout UInt32?) throws { note(.scalar(.fixed32), explicit: true, &value, 0) }
         mutating func decodeRepeatedFixed32Field(value: inout [UInt32]) throws { note(.scalar(.fixed32), repeated: true) }
         mutating func decodeSingularFixed64Field(value: inout UInt64) throws { note(.scalar(.fixed64)) }
-        mutating func decodeSingularFixed64Field(value: inout UInt64?) throws { note(.scalar(.fixed64), explicit: true) }
+        mutating func decodeSingularFixed64Field(value: inout UInt64?) throws { note(.scalar(.fixed64), explicit: true, &value, 0) }
         mutating func decodeRepeatedFixed64Field(value: inout [UInt64]) throws { note(.scalar(.fixed64), repeated: true) }
         mutating func decodeSingularSFixed32Field(value: inout Int32) throws { note(.scalar(.sfixed32)) }
-        mutating func decodeSingularSFixed32Field(value: inout Int32?) throws { note(.scalar(.sfixed32), explicit: true) }
+        mutating func decodeSingularSFixed32Field(value: inout Int32?) throws { note(.scalar(.sfixed32), explicit: true, &value, 0) }
         mutating func decodeRepeatedSFixed32Field(value: inout [Int32]) throws { note(.scalar(.sfixed32), repeated: true) }
         mutating func decodeSingularSFixed64Field(value: inout Int64) throws { note(.scalar(.sfixed64)) }
-        mutating func decodeSingularSFixed64Field(value: inout Int64?) throws { note(.scalar(.sfixed64), explicit: true) }
+        mutating func decodeSingularSFixed64Field(value: inout Int64?) throws { note(.scalar(.sfixed64), explicit: true, &value, 0) }
         mutating func decodeRepeatedSFixed64Field(value: inout [Int64]) throws { note(.scalar(.sfixed64), repeated: true) }
         mutating func decodeSingularBoolField(value: inout Bool) throws { note(.scalar(.bool)) }
-        mutating func decodeSingularBoolField(value: inout Bool?) throws { note(.scalar(.bool), explicit: true) }
+        mutating func decodeSingularBoolField(value: inout Bool?) throws { note(.scalar(.bool), explicit: true, &value, false) }
         mutating func decodeRepeatedBoolField(value: inout [Bool]) throws { note(.scalar(.bool), repeated: true) }
         mutating func decodeSingularStringField(value: inout String) throws { note(.scalar(.string)) }
-        mutating func decodeSingularStringField(value: inout String?) throws { note(.scalar(.string), explicit: true) }
+        mutating func decodeSingularStringField(value: inout String?) throws { note(.scalar(.string), explicit: true, &value, "") }
         mutating func decodeRepeatedStringField(value: inout [String]) throws { note(.scalar(.string), repeated: true) }
         mutating func decodeSingularBytesField(value: inout Data) throws { note(.scalar(.bytes)) }
-        mutating func decodeSingularBytesField(value: inout Data?) throws { note(.scalar(.bytes), explicit: true) }
+        mutating func decodeSingularBytesField(value: inout Data?) throws { note(.scalar(.bytes), explicit: true, &value, Data()) }
         mutating func decodeRepeatedBytesField(value: inout [Data]) throws { note(.scalar(.bytes), repeated: true) }
 
         static func enumToken<E: SwiftProtobuf.Enum>(_ type: E.Type) -> Found {
@@ -246,13 +282,13 @@ enum WireJSON {
             note(Self.enumToken(E.self))
         }
         mutating func decodeSingularEnumField<E: SwiftProtobuf.Enum>(value: inout E?) throws where E.RawValue == Int {
-            note(Self.enumToken(E.self), explicit: true)
+            note(Self.enumToken(E.self), explicit: true, &value, E())
         }
         mutating func decodeRepeatedEnumField<E: SwiftProtobuf.Enum>(value: inout [E]) throws where E.RawValue == Int {
             note(Self.enumToken(E.self), repeated: true)
         }
         mutating func decodeSingularMessageField<M: SwiftProtobuf.Message>(value: inout M?) throws {
-            note(.message(M.self), explicit: true)
+            note(.message(M.self), explicit: true, &value, M())
         }
         mutating func decodeRepeatedMessageField<M: SwiftProtobuf.Message>(value: inout [M]) throws {
             note(.message(M.self), repeated: true)
@@ -409,6 +445,7 @@ enum WireJSON {
             writer.out.append(UInt8(ascii: "{"))
             var comma = false
             var last = 0
+            var oneofsSeen: UInt64 = 0
             /// The repeated field whose array is open, and its map entries if it is a map.
             var open: Field?
             var openNumber = 0
@@ -450,6 +487,9 @@ enum WireJSON {
                     elements = 0
                     try element(&reader, field, wireType: wireType, elements: &elements, entries: &entries, comma: &comma, depth: depth)
                 } else {
+                    // Two members of one oneof: decoding keeps the last.
+                    guard oneofsSeen & field.oneof == 0 else { throw Fallback() }
+                    oneofsSeen |= field.oneof
                     try singular(&reader, field, wireType: wireType, comma: &comma, depth: depth)
                 }
             }

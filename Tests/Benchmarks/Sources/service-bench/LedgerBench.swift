@@ -78,12 +78,13 @@ struct BenchSuite {
             try await identityStore.createClient(clientID: "svc-\(name)", secretHash: Digest.sha256(secret), kind: "service",
                                                  name: name, organisationID: nil)
         }
-        func link(_ name: String, on group: any EventLoopGroup) -> IdentityLink {
-            let transport = RPCClientTransport(configuration: RPCClientConfiguration(host: "127.0.0.1", port: identityPort, agent: "wholecare-svc-\(name)"),
-                                               group: group, logger: logger)
-            return IdentityLink(channel: transport, clientID: "svc-\(name)", secret: secrets[name]!)
+        func linkTransport(_ name: String, on group: any EventLoopGroup) -> RPCClientTransport {
+            RPCClientTransport(configuration: RPCClientConfiguration(host: "127.0.0.1", port: identityPort, agent: "wholecare-svc-\(name)"),
+                               group: group, logger: logger)
         }
-        let ledgerLink = link("ledger", on: ledgerLoops), recordsLink = link("records", on: recordsLoops)
+        let ledgerLinkTransport = linkTransport("ledger", on: ledgerLoops), recordsLinkTransport = linkTransport("records", on: recordsLoops)
+        let ledgerLink = IdentityLink(channel: ledgerLinkTransport, clientID: "svc-ledger", secret: secrets["ledger"]!)
+        let recordsLink = IdentityLink(channel: recordsLinkTransport, clientID: "svc-records", secret: secrets["records"]!)
         var ledgerRouter = RPCRouter()
         // BENCH_INVOICE_WRITERS overrides how many single-invoice writes may be in flight,
         // BENCH_BATCH_LANES how many connections one batch is written on, BENCH_BATCH_CHUNK
@@ -192,6 +193,11 @@ struct BenchSuite {
                 for db in [identityDB, ledgerDB, recordsDB] { await db.shutdown() }
                 for schema in schemas { _ = try? await admin.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE")) }
                 await admin.shutdown()
+                await recordsLinkTransport.close()
+                await ledgerLinkTransport.close()
+                if !sharedLoops {
+                    for loops in [identityLoops, ledgerLoops, recordsLoops] { try? await loops.shutdownGracefully() }
+                }
             },
             invoiceGroups: { ledgerStore.invoiceGroups })
     }
