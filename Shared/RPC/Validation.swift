@@ -90,8 +90,50 @@ public enum Validate {
 
 /// RFC 3339 timestamps as the contracts carry them.
 public enum Timestamp {
+    /// `2026-11-27T07:00:00.123Z` (UTC, milliseconds truncated): what Foundation's
+    /// `ISO8601FormatStyle(includingFractionalSeconds: true)` writes (a test compares them),
+    /// computed directly for 1900–9999, since replies carry a time per entry and Foundation's
+    /// formatter goes through a calendar each time. Other years go to Foundation (whose
+    /// calendar is Julian before 1582).
     public static func format(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        let time = date.timeIntervalSince1970
+        guard time >= -2_208_988_800, time < 253_402_300_800 else {
+            return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        }
+        let whole = time.rounded(.down)
+        let millis = min(999, Int(((time - whole) * 1000).rounded(.down)))
+        let seconds = Int(whole)
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let ofDay = seconds - days * 86_400
+        // Days since 1970-01-01 to a civil date (proleptic Gregorian), in integers.
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shiftedMonth = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+        let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return String(unsafeUninitializedCapacity: 24) { out in
+            var at = 0
+            func digits(_ value: Int, _ count: Int) {
+                var value = value
+                for index in stride(from: at + count - 1, through: at, by: -1) {
+                    out[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                at += count
+            }
+            func put(_ character: Unicode.Scalar) {
+                out[at] = UInt8(ascii: character)
+                at += 1
+            }
+            digits(year, 4); put("-"); digits(month, 2); put("-"); digits(day, 2); put("T")
+            digits(ofDay / 3600, 2); put(":"); digits(ofDay / 60 % 60, 2); put(":"); digits(ofDay % 60, 2); put(".")
+            digits(millis, 3); put("Z")
+            return at
+        }
     }
 
     public static func parse(_ text: String) -> Date? {

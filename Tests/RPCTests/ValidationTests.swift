@@ -77,4 +77,24 @@ struct ValidationTests {
             #expect(error?.message.contains(value) == false || value.isEmpty || value == "   ", "the value is not echoed")
         }
     }
+
+    @Test("timestamps are written as Foundation's ISO 8601 style writes them, milliseconds truncated")
+    func timestampFormat() {
+        let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        var generator = SystemRandomNumberGenerator()
+        var times: [Double] = [0, -1.5, 1.0015, 1.9995, 1.99951, 951_782_400, 1_795_000_000.999, 1_795_000_000.9999,
+                               -2_208_988_800, -2_208_988_800.001, 253_402_300_799.9996, 253_402_300_800, -62_135_596_800, 1e-7]
+        for _ in 0..<100_000 { times.append(Double.random(in: -2_300_000_000...253_500_000_000, using: &generator)) }
+        // Microsecond times, as PostgreSQL's timestamps read back.
+        for _ in 0..<100_000 {
+            times.append(Double(Int64.random(in: 0...4_000_000_000, using: &generator)) + Double(Int.random(in: 0..<1_000_000, using: &generator)) / 1e6)
+        }
+        var mismatches: [String] = []
+        for time in times {
+            let date = Date(timeIntervalSince1970: time)
+            let expected = date.formatted(style)
+            if Timestamp.format(date) != expected, mismatches.count < 5 { mismatches.append("\(time): \(Timestamp.format(date)) ≠ \(expected)") }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches)")
+    }
 }
