@@ -31,6 +31,9 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
 
         deinit { PQclear(result) }
 
+        /// The libpq result, for `PostgresCells` (valid while `self` lives).
+        var resultHandle: OpaquePointer { result }
+
         /// The cell's text as UTF-8 bytes (valid while `self` lives), or nil for NULL.
         func cell(row: Int, column: Int) -> UnsafeBufferPointer<UInt8>? {
             if PQgetisnull(result, Int32(row), Int32(column)) == 1 { return nil }
@@ -98,9 +101,47 @@ public struct PostgresRow: Sendable {
         return try withExtendedLifetime(storage) { try body(storage.cell(row: row, column: position)) }
     }
 
+    /// Reads this row's cells for as long as `body` runs, without retaining the result for
+    /// each one (a hot loop over many rows and columns).
+    public func withCells<T>(_ body: (PostgresCells) throws -> T) rethrows -> T {
+        try withExtendedLifetime(storage) {
+            try body(PostgresCells(result: storage.resultHandle, row: Int32(row), columnCount: storage.columns.count))
+        }
+    }
+
     /// Whether the named column is NULL (or absent).
     public func isNull(_ column: String) -> Bool {
         guard let position = storage.columnIndex[column] else { return true }
         return storage.cell(row: row, column: position) == nil
+    }
+}
+
+
+/// A row's cells, valid only inside `PostgresRow.withCells`.
+public struct PostgresCells {
+    let result: OpaquePointer
+    let row: Int32
+    let columnCount: Int
+
+    /// The cell's text (nil for NULL).
+    public func utf8(_ position: Int) throws -> UnsafeBufferPointer<UInt8>? {
+        guard position >= 0, position < columnCount else {
+            throw PostgresError(kind: .decoding, safeMessage: "no column at position \(position)")
+        }
+        let column = Int32(position)
+        if PQgetisnull(result, row, column) == 1 { return nil }
+        let start = UnsafeRawPointer(PQgetvalue(result, row, column)!).assumingMemoryBound(to: UInt8.self)
+        return UnsafeBufferPointer(start: start, count: Int(PQgetlength(result, row, column)))
+    }
+
+    /// Decodes the cell at a position.
+    public func decode<T: PostgresDecodable>(_ position: Int, as type: T.Type = T.self) throws -> T {
+        let cell = try utf8(position)
+        do {
+            return try T.decode(nullableUTF8: cell, column: "")
+        } catch {
+            // Again with the column's name, for the error (names are not made per cell).
+            return try T.decode(nullableUTF8: cell, column: String(cString: PQfname(result, Int32(position))))
+        }
     }
 }

@@ -138,6 +138,12 @@ struct QueryTests {
             #expect(null?.description.contains("\"amount\"") == true)
             let missing = #expect(throws: PostgresError.self) { try row.decode("nope", as: String.self) }
             #expect(missing?.description.contains("\"nope\"") == true)
+            // The same through a row's cells (read without a name per cell).
+            let viaCells = #expect(throws: PostgresError.self) { try row.withCells { try $0.decode(0, as: Int64.self) } }
+            #expect(viaCells?.description.contains("\"label\"") == true)
+            #expect(try row.withCells { try $0.decode(0, as: String.self) } == "abc")
+            #expect(try row.withCells { try $0.decode(1, as: Int64?.self) } == nil)
+            #expect(throws: PostgresError.self) { try row.withCells { try $0.utf8(2) } }
         }
     }
 

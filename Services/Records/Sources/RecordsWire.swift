@@ -16,33 +16,42 @@ enum RecordsWire {
     /// `RecordEntry` and no `String` made for them.
     static func entry(row: PostgresRow, store: RecordsStore, progress: [UUID: GoalProgressRow], viewer: Principal?,
                       to w: inout ProtoWriter) throws {
-        let columns = row.columns
+        try checkEntryColumns(row.columns)
+        try row.withCells { cells in try entry(cells: cells, store: store, progress: progress, viewer: viewer, to: &w) }
+    }
+
+    /// The rows of one result share their columns: checked once for all of them.
+    static func checkEntryColumns(_ columns: [String]) throws {
         guard columns.count >= 23, columns[0] == "id", columns[16] == "text_sealed", columns[22] == "recorded_at" else {
             throw PostgresError(kind: .decoding, safeMessage: "an entry row does not have the entry columns in order")
         }
+    }
+
+    private static func entry(cells row: PostgresCells, store: RecordsStore, progress: [UUID: GoalProgressRow], viewer: Principal?,
+                              to w: inout ProtoWriter) throws {
         func text(_ column: Int, _ field: Int, to w: inout ProtoWriter) throws {
-            try row.withUTF8(at: column) { if let cell = $0 { w.string(field, utf8: cell) } }
+            if let cell = try row.utf8(column) { w.string(field, utf8: cell) }
         }
-        func isNull(_ column: Int) throws -> Bool { try row.withUTF8(at: column) { $0 == nil } }
-        let id: UUID = try row.decode(at: 0)
-        let kind = try row.decode(at: 4, as: String.self)
-        let sourceKind = try row.decode(at: 6, as: String.self)
+        func isNull(_ column: Int) throws -> Bool { try row.utf8(column) == nil }
+        let id: UUID = try row.decode(0)
+        let kind = try row.decode(4, as: String.self)
+        let sourceKind = try row.decode(6, as: String.self)
         try text(0, 1, to: &w)
         try text(3, 2, to: &w)
         w.enumeration(3, RecordsProto.kind(kind).rawValue)
-        w.enumeration(4, RecordsProto.status(try row.decode(at: 5, as: String.self)).rawValue)
+        w.enumeration(4, RecordsProto.status(try row.decode(5, as: String.self)).rawValue)
         try w.message(5) { source in
             source.enumeration(1, RecordsProto.sourceKind(sourceKind).rawValue)
             try text(7, 2, to: &source)
             try text(8, 3, to: &source)
             if sourceKind == "self" {
-                let author: UUID = try row.decode(at: 8)
-                source.string(4, viewer?.subjectID == author ? "Added by you" : "Added by \(try row.decode(at: 9, as: String.self)) (self-entered)")
+                let author: UUID = try row.decode(8)
+                source.string(4, viewer?.subjectID == author ? "Added by you" : "Added by \(try row.decode(9, as: String.self)) (self-entered)")
             } else {
                 try text(9, 4, to: &source)
             }
         }
-        guard let effectiveDate = CalendarDate(try row.decode(at: 12, as: String.self)) else {
+        guard let effectiveDate = CalendarDate(try row.decode(12, as: String.self)) else {
             throw PostgresError(kind: .decoding, safeMessage: "column \"effective_date\" could not be read as a date", column: "effective_date")
         }
         if try isNull(10) { w.string(6, effectiveDate.description) } else { try text(10, 6, to: &w) }
@@ -54,19 +63,19 @@ enum RecordsWire {
                 try text(15, 3, to: &code)
             }
         }
-        if let sealed = try row.decode(at: 16, as: PostgresBytes?.self) {
+        if let sealed = try row.decode(16, as: PostgresBytes?.self) {
             w.string(9, decoding: try store.cipher.open(sealed.bytes, associatedData: RecordsStore.aad(id, "text")))
         }
         try text(1, 10, to: &w)
-        w.int32(11, Int32(try row.decode(at: 2, as: Int.self)))
+        w.int32(11, Int32(try row.decode(2, as: Int.self)))
         try text(19, 12, to: &w)
         try text(20, 13, to: &w)
-        if let sealed = try row.decode(at: 21, as: PostgresBytes?.self) {
+        if let sealed = try row.decode(21, as: PostgresBytes?.self) {
             w.string(14, decoding: try store.cipher.open(sealed.bytes, associatedData: RecordsStore.aad(id, "reason")))
         }
-        w.string(15, Timestamp.format(try row.decode(at: 22, as: Date.self)))
+        w.string(15, Timestamp.format(try row.decode(22, as: Date.self)))
         guard ["observation", "medication", "allergy", "goal"].contains(kind) else { return }
-        let details = JSONValue.parseObject(try row.decode(at: 17, as: String.self)) ?? [:]
+        let details = JSONValue.parseObject(try row.decode(17, as: String.self)) ?? [:]
         switch kind {
         case "observation":
             w.message(20) { o in
@@ -83,7 +92,7 @@ enum RecordsWire {
                 }
             }
         case "medication":
-            let nextRefill = try row.decode(at: 18, as: String?.self).flatMap(CalendarDate.init)
+            let nextRefill = try row.decode(18, as: String?.self).flatMap(CalendarDate.init)
             w.message(21) { m in
                 let dosesPerDay = details["doses_per_day"]?.number ?? 0, unitsPerDose = details["units_per_dose"]?.number ?? 1
                 let quantity = details["quantity_supplied"]?.number ?? 0
@@ -104,7 +113,7 @@ enum RecordsWire {
                 a.string(3, details["severity"]?.string ?? "")
             }
         default:
-            let lineage: UUID = try row.decode(at: 1)
+            let lineage: UUID = try row.decode(1)
             w.message(23) { g in
                 g.string(1, details["target"]?.string ?? "")
                 g.string(2, details["due_on"]?.string ?? "")
@@ -146,10 +155,14 @@ enum RecordsWire {
         var w = ProtoWriter(capacity: 512 + 700 * (rows.active.count + rows.latest.count))
         w.uuid(1, person)
         try w.message(2, RecordsProto.details(rows.details, person: person, viewer: viewer))
+        try checkEntryColumns(rows.active.columns)
+        try checkEntryColumns(rows.latest.columns)
         let kinds = try rows.active.map { try $0.decode(at: 4, as: String.self) }
         // Only the goals section shows each goal's latest progress.
         func write(_ field: Int, _ row: PostgresRow) throws {
-            try w.message(field) { try entry(row: row, store: store, progress: field == 7 ? rows.progress : [:], viewer: viewer, to: &$0) }
+            try w.message(field) { out in
+                try row.withCells { try entry(cells: $0, store: store, progress: field == 7 ? rows.progress : [:], viewer: viewer, to: &out) }
+            }
         }
         for (row, kind) in zip(rows.active, kinds) where kind == "condition" { try write(3, row) }
         // Medications by next refill (none last), as `RecordsProto` orders them.
