@@ -92,17 +92,10 @@ public struct PostgresRow: Sendable {
         }
     }
 
-    /// The text of the cell at a position (nil for NULL), for a reader that copies it
-    /// straight into its output; the bytes are valid only inside `body`.
-    public func withUTF8<T>(at position: Int, _ body: (UnsafeBufferPointer<UInt8>?) throws -> T) throws -> T {
-        guard position >= 0, position < storage.columns.count else {
-            throw PostgresError(kind: .decoding, safeMessage: "no column at position \(position)")
-        }
-        return try withExtendedLifetime(storage) { try body(storage.cell(row: row, column: position)) }
-    }
-
     /// Reads this row's cells for as long as `body` runs, without retaining the result for
-    /// each one (a hot loop over many rows and columns).
+    /// each one (a hot loop over many rows and columns). The cells, and the bytes they
+    /// give, must not be kept or returned: they point into the result, which may be freed
+    /// once `body` returns.
     public func withCells<T>(_ body: (PostgresCells) throws -> T) rethrows -> T {
         try withExtendedLifetime(storage) {
             try body(PostgresCells(result: storage.resultHandle, row: Int32(row), columnCount: storage.columns.count))
@@ -117,7 +110,7 @@ public struct PostgresRow: Sendable {
 }
 
 
-/// A row's cells, valid only inside `PostgresRow.withCells`.
+/// A row's cells, valid only inside `PostgresRow.withCells` (never store or return it).
 public struct PostgresCells {
     let result: OpaquePointer
     let row: Int32

@@ -223,6 +223,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             // Skipped if it was cancelled while waiting.
             guard waitingIDs[next.id] == next.number else { continue }
             waitingIDs.removeValue(forKey: next.id)
+            // Its caller has stopped waiting already: answer without starting it.
+            if next.request.timeoutMicros != 0,
+               next.arrival + .microseconds(Int64(clamping: next.request.timeoutMicros)) <= .now {
+                respond(id: next.id, .failure(RPCError(code: .deadlineExceeded, message: "the deadline passed before the call started")))
+                continue
+            }
             startCall(id: next.id, request: next.request, arrival: next.arrival)
         }
         if waitingIDs.isEmpty { waiting.removeAll(keepingCapacity: true) }
@@ -253,7 +259,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         let task = executor.map { Task(executorPreference: $0, operation: body) } ?? Task(operation: body)
         var timer: Scheduled<Void>?
         if let deadline {
-            // At most a year away (a longer timeout_micros waits as long as no timeout).
+            // At most a year away: a longer timeout_micros is answered DEADLINE_EXCEEDED
+            // after a year (and cannot overflow the timer's arithmetic).
             let left = min(max(.zero, deadline - .now), .seconds(365 * 86_400)).components
             let amount = TimeAmount.nanoseconds(left.seconds * 1_000_000_000 + left.attoseconds / 1_000_000_000)
             timer = eventLoop.scheduleTask(in: amount) { loopBound.value.deadlinePassed(id: id, number: number) }

@@ -22,6 +22,11 @@ enum RecordsWire {
 
     /// The rows of one result share their columns: checked once for all of them.
     static func checkEntryColumns(_ columns: [String]) throws {
+        assert(columns.starts(with: ["id", "lineage_id", "version", "person_id", "kind", "status", "source_kind",
+                                     "source_organisation_id", "author_id", "author_display", "effective_start",
+                                     "effective_end", "effective_date", "code_system", "code", "code_display", "text_sealed",
+                                     "details", "next_refill_on", "supersedes_id", "superseded_by_id",
+                                     "error_reason_sealed", "recorded_at"]))
         guard columns.count >= 23, columns[0] == "id", columns[16] == "text_sealed", columns[22] == "recorded_at" else {
             throw PostgresError(kind: .decoding, safeMessage: "an entry row does not have the entry columns in order")
         }
