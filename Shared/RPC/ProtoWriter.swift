@@ -21,12 +21,7 @@ public struct ProtoWriter {
     }
 
     private mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
+        WireEncoder.appendVarint(value, to: &bytes)
     }
 
     /// A string field (nothing for "").

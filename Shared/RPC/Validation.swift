@@ -105,16 +105,7 @@ public enum Timestamp {
         let seconds = Int(whole)
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let ofDay = seconds - days * 86_400
-        // Days since 1970-01-01 to a civil date (proleptic Gregorian), in integers.
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let shiftedMonth = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
-        let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        let civil = CalendarDate(daysSinceEpoch: days)
         return String(unsafeUninitializedCapacity: 24) { out in
             var at = 0
             func digits(_ value: Int, _ count: Int) {
@@ -129,7 +120,7 @@ public enum Timestamp {
                 out[at] = UInt8(ascii: character)
                 at += 1
             }
-            digits(year, 4); put("-"); digits(month, 2); put("-"); digits(day, 2); put("T")
+            digits(civil.year, 4); put("-"); digits(civil.month, 2); put("-"); digits(civil.day, 2); put("T")
             digits(ofDay / 3600, 2); put(":"); digits(ofDay / 60 % 60, 2); put(":"); digits(ofDay % 60, 2); put(".")
             digits(millis, 3); put("Z")
             return at

@@ -33,6 +33,11 @@ public struct WireEncoder: Visitor {
     }
 
     private mutating func varint(_ value: UInt64) {
+        Self.appendVarint(value, to: &bytes)
+    }
+
+    /// Appends a base-128 varint (for the RPC layer's other hand-written protobuf).
+    public static func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {
         var v = value
         while v >= 0x80 {
             bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)

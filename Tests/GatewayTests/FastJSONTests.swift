@@ -175,15 +175,15 @@ struct FastJSONTests {
     /// Bytes of one field: its tag and what follows.
     static func field(_ number: Int, varint: UInt64) -> [UInt8] {
         var out: [UInt8] = []
-        FastJSON.appendVarint(UInt64(number) << 3, to: &out)
-        FastJSON.appendVarint(varint, to: &out)
+        WireEncoder.appendVarint(UInt64(number) << 3, to: &out)
+        WireEncoder.appendVarint(varint, to: &out)
         return out
     }
 
     static func field(_ number: Int, bytes: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
-        FastJSON.appendVarint(UInt64(number) << 3 | 2, to: &out)
-        FastJSON.appendVarint(UInt64(bytes.count), to: &out)
+        WireEncoder.appendVarint(UInt64(number) << 3 | 2, to: &out)
+        WireEncoder.appendVarint(UInt64(bytes.count), to: &out)
         return out + bytes
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import RPC
 import Synchronization
 import SwiftProtobuf
 
@@ -118,8 +119,8 @@ enum FastJSON {
         let key = EnumKey(type: ObjectIdentifier(E.self), rawValue: value.rawValue)
         if let cached = enumTokens.withLock({ $0[key] }) { return cached }
         var binary: [UInt8] = []
-        appendVarint(UInt64(number) << 3, to: &binary)
-        appendVarint(UInt64(bitPattern: Int64(value.rawValue)), to: &binary)
+        WireEncoder.appendVarint(UInt64(number) << 3, to: &binary)
+        WireEncoder.appendVarint(UInt64(bitPattern: Int64(value.rawValue)), to: &binary)
         let json = try learn(type, from: binary)
         // {"name":TOKEN} or {"name":[TOKEN]}
         guard let colon = json.firstIndex(of: UInt8(ascii: ":")), json.last == UInt8(ascii: "}") else { throw Unsupported() }
@@ -140,15 +141,6 @@ enum FastJSON {
     private static func learn<T: SwiftProtobuf.Message>(_ type: T.Type, from binary: [UInt8]) throws -> [UInt8] {
         guard let message = try? T(serializedBytes: binary) else { throw Unsupported() }
         return try message.jsonUTF8Bytes(options: ProtoJSON.encoding)
-    }
-
-    static func appendVarint(_ value: UInt64, to out: inout [UInt8]) {
-        var v = value
-        while v >= 0x80 {
-            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        out.append(UInt8(v))
     }
 
     /// The visitor that writes the JSON.

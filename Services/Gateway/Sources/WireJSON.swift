@@ -131,10 +131,10 @@ enum WireJSON {
         var probe = Probe(numbers: names.byNumber.keys.sorted())
         try probe.run(type)
         var fields: [Int: Field] = [:]
-        let oneofs = try oneofBits(type, fields: probe.found.filter { $0.value.explicit && !$0.value.repeated }.keys.sorted())
         // A type whose names table is incomplete (fields numbered beyond the scan) is left
         // to the decoder rather than have fields dropped as unknown.
         guard names.complete else { throw NoSchema() }
+        let oneofs = try oneofBits(type, fields: probe.found.filter { $0.value.explicit && !$0.value.repeated }.keys.sorted())
         for (number, entry) in probe.found {
             guard let name = names.byNumber[number] else { continue }
             let (found, repeated, explicit) = entry

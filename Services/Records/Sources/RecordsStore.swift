@@ -183,10 +183,11 @@ public struct RecordsStore: Sendable {
         return (rows, next)
     }
 
-    /// What a record summary shows, read on one connection in one round trip to the
-    /// server, rows decoded (and decrypted) here: the
-    /// current details, the active conditions, medications, allergies and goals, the latest
-    /// entries, and each active goal's latest progress.
+    /// What a record summary shows, as domain values: the current details, the active
+    /// conditions, medications, allergies and goals, the latest entries, and each active
+    /// goal's latest progress. The service itself writes its reply from `summaryRows`
+    /// without decoding entries; this decoded form is for checking that reply (tests) and
+    /// for any caller that needs the values.
     public struct SummaryData: Sendable {
         public var details: DetailsVersion?
         public var active: [RecordEntry]
