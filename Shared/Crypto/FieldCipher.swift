@@ -1,5 +1,6 @@
 import Foundation
 import COpenSSL
+import Synchronization
 
 /// AES-256-GCM encryption of individual fields at rest, with key ids for rotation.
 ///
@@ -11,6 +12,8 @@ import COpenSSL
 public struct FieldCipher: Sendable {
     public let currentKeyID: String
     private let keys: [String: [UInt8]]
+    /// Decryption contexts with each key already expanded, for `open`.
+    private let openers: [(id: [UInt8], openers: Openers)]
 
     public init(keys: [String: [UInt8]], currentKeyID: String) throws {
         guard let current = keys[currentKeyID], current.count == 32 else {
@@ -24,6 +27,7 @@ public struct FieldCipher: Sendable {
         }
         self.keys = keys
         self.currentKeyID = currentKeyID
+        self.openers = keys.map { (Array($0.key.utf8), Openers(key: $0.value)) }
     }
 
     /// Parses `id1:base64key,id2:base64key` (the first entry is the current key).
@@ -53,18 +57,25 @@ public struct FieldCipher: Sendable {
     }
 
     public func open(_ sealed: [UInt8], associatedData: [UInt8] = []) throws -> [UInt8] {
+        try sealed.withUnsafeBufferPointer { try open(sealed: $0, associatedData: associatedData) }
+    }
+
+    /// Opens a sealed value read in place (a database cell, say) without copying it first.
+    public func open(sealed: UnsafeBufferPointer<UInt8>, associatedData: [UInt8] = []) throws -> [UInt8] {
         guard sealed.count >= 2 + 12 + 16, sealed[0] == 1 else {
             throw CryptoError(.invalidInput, "not a sealed field")
         }
         let idLength = Int(sealed[1])
         guard sealed.count >= 2 + idLength + 12 + 16 else { throw CryptoError(.invalidInput, "not a sealed field") }
-        let keyID = String(decoding: sealed[2..<(2 + idLength)], as: UTF8.self)
-        guard let key = keys[keyID] else { throw CryptoError(.unknownKey, "field sealed with unknown key id \(keyID)") }
+        let id = UnsafeBufferPointer(rebasing: sealed[2..<(2 + idLength)])
+        guard let found = openers.first(where: { $0.id.elementsEqual(id) }) else {
+            throw CryptoError(.unknownKey, "field sealed with unknown key id \(String(decoding: id, as: UTF8.self))")
+        }
         let nonceStart = 2 + idLength
-        let nonce = Array(sealed[nonceStart..<(nonceStart + 12)])
-        let body = Array(sealed[(nonceStart + 12)..<(sealed.count - 16)])
-        let tag = Array(sealed[(sealed.count - 16)...])
-        return try Self.gcm(encrypt: false, key: key, nonce: nonce, input: body, associatedData: associatedData, tag: tag).output
+        return try found.openers.open(nonce: UnsafeBufferPointer(rebasing: sealed[nonceStart..<(nonceStart + 12)]),
+                                      body: UnsafeBufferPointer(rebasing: sealed[(nonceStart + 12)..<(sealed.count - 16)]),
+                                      tag: UnsafeBufferPointer(rebasing: sealed[(sealed.count - 16)...]),
+                                      associatedData: associatedData)
     }
 
     public func openString(_ sealed: [UInt8], associatedData: [UInt8] = []) throws -> String {
@@ -87,7 +98,7 @@ public struct FieldCipher: Sendable {
     /// AES-256-GCM, fetched from OpenSSL's provider once. Handing OpenSSL 3 the legacy
     /// `EVP_aes_256_gcm()` makes every operation look the implementation up again (an
     /// implicit fetch, under a lock): a record summary opens hundreds of fields.
-    nonisolated(unsafe) private static let aes256GCM: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)
+    nonisolated(unsafe) static let aes256GCM: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)
 
     /// Raw AES-256-GCM; returns (ciphertext or plaintext, tag).
     public static func gcm(
@@ -102,6 +113,15 @@ public struct FieldCipher: Sendable {
               EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_IVLEN, Int32(nonce.count), nil) == 1,
               EVP_CipherInit_ex(context, nil, nil, key, nonce, enc) == 1
         else { throw CryptoError(.libraryFailure, "AES-GCM init failed") }
+        return try input.withUnsafeBufferPointer { input in
+            try process(context, encrypt: encrypt, input: input, associatedData: associatedData, tag: tag)
+        }
+    }
+
+    /// Runs associated data and `input` through a context set up with key and nonce, and
+    /// checks (`tag`, decrypting) or returns (encrypting) the tag.
+    static func process(_ context: OpaquePointer, encrypt: Bool, input: UnsafeBufferPointer<UInt8>, associatedData: [UInt8],
+                        tag: [UInt8]?) throws -> (output: [UInt8], tag: [UInt8]) {
         var length: Int32 = 0
         if !associatedData.isEmpty {
             guard associatedData.withUnsafeBufferPointer({ EVP_CipherUpdate(context, nil, &length, $0.baseAddress, Int32($0.count)) }) == 1
@@ -110,8 +130,8 @@ public struct FieldCipher: Sendable {
         var output = [UInt8](repeating: 0, count: input.count + 16)
         var written: Int32 = 0
         if !input.isEmpty {
-            guard input.withUnsafeBufferPointer({ i in
-                output.withUnsafeMutableBufferPointer { o in EVP_CipherUpdate(context, o.baseAddress, &written, i.baseAddress, Int32(i.count)) }
+            guard output.withUnsafeMutableBufferPointer({ o in
+                EVP_CipherUpdate(context, o.baseAddress, &written, input.baseAddress, Int32(input.count))
             }) == 1 else { throw CryptoError(.libraryFailure, "AES-GCM update failed") }
         }
         if !encrypt {
@@ -137,6 +157,64 @@ public struct FieldCipher: Sendable {
             outTag = tag ?? []
         }
         return (output, outTag)
+    }
+}
+
+/// AES-256-GCM decryption contexts for one key, kept between uses: a context made once
+/// holds the expanded key and needs only the nonce set for each field (making one per
+/// field cost more than decrypting it). Each context is used by one caller at a time.
+final class Openers: @unchecked Sendable {
+    private let key: [UInt8]
+    private let idle = Mutex<[Context]>([])
+    /// An OpenSSL context, owned by whoever holds it (the pool, or one caller).
+    private struct Context: @unchecked Sendable { let pointer: OpaquePointer }
+    /// Contexts kept for reuse at most (more are freed after use).
+    private static let kept = 32
+
+    init(key: [UInt8]) {
+        self.key = key
+    }
+
+    deinit {
+        idle.withLock { contexts in
+            for context in contexts { EVP_CIPHER_CTX_free(context.pointer) }
+        }
+    }
+
+    private func makeContext() throws -> OpaquePointer {
+        guard let context = EVP_CIPHER_CTX_new() else { throw CryptoError(.libraryFailure, "out of memory") }
+        guard EVP_CipherInit_ex(context, FieldCipher.aes256GCM ?? EVP_aes_256_gcm(), nil, nil, nil, 0) == 1,
+              EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_IVLEN, 12, nil) == 1,
+              EVP_CipherInit_ex(context, nil, nil, key, nil, 0) == 1
+        else {
+            EVP_CIPHER_CTX_free(context)
+            throw CryptoError(.libraryFailure, "AES-GCM init failed")
+        }
+        return context
+    }
+
+    /// Decrypts `body` with a 12-byte nonce and checks its 16-byte tag.
+    func open(nonce: UnsafeBufferPointer<UInt8>, body: UnsafeBufferPointer<UInt8>, tag: UnsafeBufferPointer<UInt8>,
+              associatedData: [UInt8]) throws -> [UInt8] {
+        precondition(nonce.count == 12 && tag.count == 16)
+        let context = try idle.withLock { $0.popLast()?.pointer } ?? makeContext()
+        var healthy = false
+        defer {
+            // A context is put back only after a clean run (a failed one is not trusted).
+            let freed = !healthy || idle.withLock { contexts -> Bool in
+                guard contexts.count < Self.kept else { return true }
+                contexts.append(Context(pointer: context))
+                return false
+            }
+            if freed { EVP_CIPHER_CTX_free(context) }
+        }
+        // Setting the nonce starts a new message with the key already in the context.
+        guard EVP_CipherInit_ex(context, nil, nil, nil, nonce.baseAddress, 0) == 1 else {
+            throw CryptoError(.libraryFailure, "AES-GCM init failed")
+        }
+        let output = try FieldCipher.process(context, encrypt: false, input: body, associatedData: associatedData, tag: Array(tag)).output
+        healthy = true
+        return output
     }
 }
 

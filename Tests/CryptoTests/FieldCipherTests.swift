@@ -47,4 +47,41 @@ struct FieldCipherTests {
         #expect(throws: CryptoError.self) { try FieldCipher(keyring: "short:AAAA") }
         #expect(throws: CryptoError.self) { try FieldCipher(keyring: "") }
     }
+
+    @Test("decryption contexts kept between opens: a refused open in between, other keys and many threads at once change no result")
+    func reusedContexts() async throws {
+        let cipher = try FieldCipher(keys: ["a": oldKey, "b": newKey], currentKeyID: "a")
+        let other = try FieldCipher(keys: ["a": oldKey, "b": newKey], currentKeyID: "b")
+        let texts = (0..<64).map { "entry \($0): " + String(repeating: "ü", count: $0) }
+        let sealed = try texts.enumerated().map { index, text in
+            try (index.isMultiple(of: 2) ? cipher : other).seal(text, associatedData: Array("entry:\(index)".utf8))
+        }
+        // Each open is checked against the static path, which makes a fresh context.
+        let key = oldKey
+        let known = try FieldCipher.seal(Array("known".utf8), key: key, keyID: "a", nonce: Array(repeating: 7, count: 12),
+                                         associatedData: Array("aad".utf8))
+        for round in 0..<3 {
+            for (index, box) in sealed.enumerated() {
+                var tampered = box
+                tampered[tampered.count - 1] ^= 0x80
+                #expect(throws: CryptoError.self) { try cipher.open(tampered, associatedData: Array("entry:\(index)".utf8)) }
+                #expect(throws: CryptoError.self) { try cipher.open(box, associatedData: Array("entry:\(index + 1)".utf8)) }
+                #expect(try cipher.openString(box, associatedData: Array("entry:\(index)".utf8)) == texts[index], "round \(round)")
+            }
+            #expect(try cipher.openString(known, associatedData: Array("aad".utf8)) == "known")
+        }
+        let results = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    for round in 0..<200 {
+                        let index = (worker * 7 + round) % sealed.count
+                        guard try cipher.openString(sealed[index], associatedData: Array("entry:\(index)".utf8)) == texts[index] else { return false }
+                    }
+                    return true
+                }
+            }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results == Array(repeating: true, count: 8))
+    }
 }

@@ -37,7 +37,7 @@ enum WireJSON {
     static func transcode(_ bytes: UnsafeRawBufferPointer, schema: Schema, root: any SwiftProtobuf.Message.Type) throws -> [UInt8] {
         var transcoder = try Transcoder(root: root, capacity: bytes.count + bytes.count / 4 + 64)
         var reader = Reader(bytes: bytes)
-        try transcoder.object(&reader, schema, depth: 0)
+        try transcoder.object(&reader, schema.table, depth: 0)
         return transcoder.writer.out
     }
 
@@ -48,34 +48,63 @@ enum WireJSON {
         case double, float, int64, uint64, int32, uint32, sint32, sint64, fixed32, fixed64, sfixed32, sfixed64, bool, string, bytes
     }
 
-    /// What a field holds.
-    indirect enum Kind: Sendable {
+    /// What a field holds. Nothing in it (or in `Field`) is reference-counted, so the hot
+    /// loop copies fields for free: names, token tables and nested tables point into memory
+    /// allocated once per message type and kept for the life of the process, as the schemas
+    /// themselves are (a type whose schema fails leaves its few allocations behind; each type
+    /// is tried once).
+    enum Kind: Sendable {
         case scalar(Scalar)
-        case enumeration(EnumTokens)
-        case message(Schema)
-        case map(key: Scalar, value: Kind)
+        case enumeration(Tokens)
+        case message(Table)
+        case map(key: Scalar, value: MapValue)
+    }
+
+    /// What a map's values are (`Probe` finds no other kinds).
+    enum MapValue: Sendable {
+        case scalar(Scalar)
+        case message(Table)
     }
 
     /// An enum field's JSON tokens (`"NAME"`, or the number for a value without a name):
     /// the first values ready in a table, others asked of `FastJSON` (which caches them).
-    final class EnumTokens: Sendable {
-        let table: [[UInt8]?]
-        let other: @Sendable (Int) throws -> [UInt8]
+    struct Tokens: @unchecked Sendable {
+        /// Empty where the value has no ready token.
+        let table: UnsafeBufferPointer<UnsafeBufferPointer<UInt8>>
+        let other: Unmanaged<TokenSource>
 
         init(first count: Int, _ token: @escaping @Sendable (Int) throws -> [UInt8]) {
-            table = (0..<count).map { try? token($0) }
-            other = token
+            let table = UnsafeMutableBufferPointer<UnsafeBufferPointer<UInt8>>.allocate(capacity: count)
+            for raw in 0..<count { table.initializeElement(at: raw, to: WireJSON.kept((try? token(raw)) ?? [])) }
+            self.table = UnsafeBufferPointer(table)
+            other = Unmanaged.passRetained(TokenSource(token))
         }
 
-        func token(_ raw: Int) throws -> [UInt8] {
-            if raw >= 0, raw < table.count, let token = table[raw] { return token }
-            return try other(raw)
+        func append(_ raw: Int, to out: inout [UInt8]) throws {
+            if raw >= 0, raw < table.count, table[raw].count > 0 {
+                out.append(contentsOf: table[raw])
+            } else {
+                out.append(contentsOf: try other._withUnsafeGuaranteedRef { try $0.token(raw) })
+            }
         }
     }
 
-    struct Field: Sendable {
-        /// `"name":`
-        let name: [UInt8]
+    final class TokenSource: Sendable {
+        let token: @Sendable (Int) throws -> [UInt8]
+        init(_ token: @escaping @Sendable (Int) throws -> [UInt8]) { self.token = token }
+    }
+
+    /// A copy of `bytes` that is never freed.
+    static func kept(_ bytes: [UInt8]) -> UnsafeBufferPointer<UInt8> {
+        guard !bytes.isEmpty else { return UnsafeBufferPointer(start: nil, count: 0) }
+        let copy = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: bytes.count)
+        _ = copy.initialize(from: bytes)
+        return UnsafeBufferPointer(copy)
+    }
+
+    struct Field: @unchecked Sendable {
+        /// `"name":` (empty: no field has this number).
+        let name: UnsafeBufferPointer<UInt8>
         let kind: Kind
         let repeated: Bool
         /// Written even when it holds the default value (message fields, oneof members and
@@ -83,16 +112,35 @@ enum WireJSON {
         let explicitPresence: Bool
         /// The field's oneof, as one bit per oneof of the message (0: in none).
         let oneof: UInt64
+
+        static let absent = Field(name: UnsafeBufferPointer(start: nil, count: 0), kind: .scalar(.bool), repeated: false,
+                                  explicitPresence: false, oneof: 0)
     }
 
-    /// A message type's fields by number. Filled in once, before it is shared (a type may
-    /// contain itself, so the object exists before its fields do).
-    final class Schema: @unchecked Sendable {
-        let type: any SwiftProtobuf.Message.Type
-        fileprivate(set) var fields: [Int: Field] = [:]
+    /// A message type's fields, indexed by number. Allocated before its fields are filled
+    /// in (a type may contain itself), and filled in once, before it is shared.
+    struct Table: @unchecked Sendable {
+        let fields: UnsafeMutableBufferPointer<Field>
 
-        init(type: any SwiftProtobuf.Message.Type) {
+        subscript(number: Int) -> Field? {
+            guard number < fields.count else { return nil }
+            let field = fields[number]
+            return field.name.count > 0 ? field : nil
+        }
+    }
+
+    /// The largest field number a schema here covers (its table has a slot per number);
+    /// a type with a higher one is left to the decoder.
+    static let highestFieldNumber = 4096
+
+    /// A message type's schema.
+    final class Schema: Sendable {
+        let type: any SwiftProtobuf.Message.Type
+        let table: Table
+
+        init(type: any SwiftProtobuf.Message.Type, table: Table) {
             self.type = type
+            self.table = table
         }
     }
 
@@ -126,31 +174,33 @@ enum WireJSON {
         if let found = schemas.withLock({ $0[key] }) { return found }
         // Names come from FastJSON's tables, which also refuse well-known types.
         let names = try FastJSON.names(for: type)
-        let schema = Schema(type: type)
-        building[key] = schema
         var probe = Probe(numbers: names.byNumber.keys.sorted())
         try probe.run(type)
-        var fields: [Int: Field] = [:]
         // A type whose names table is incomplete (fields numbered beyond the scan) is left
         // to the decoder rather than have fields dropped as unknown.
         guard names.complete else { throw NoSchema() }
+        let highest = probe.found.keys.max() ?? 0
+        guard highest <= highestFieldNumber else { throw NoSchema() }
+        let fields = UnsafeMutableBufferPointer<Field>.allocate(capacity: highest + 1)
+        fields.initialize(repeating: .absent)
+        let schema = Schema(type: type, table: Table(fields: fields))
+        building[key] = schema
         let oneofs = try oneofBits(type, fields: probe.found.filter { $0.value.explicit && !$0.value.repeated }.keys.sorted())
         for (number, entry) in probe.found {
             guard let name = names.byNumber[number] else { continue }
             let (found, repeated, explicit) = entry
-            func kind(_ found: Probe.Found) throws -> Kind {
-                switch found {
-                case .scalar(let scalar): return .scalar(scalar)
-                case .enumeration(let token): return .enumeration(EnumTokens(first: 32) { raw in try token(raw, number, type, repeated) })
-                case .message(let nested): return .message(try build(nested, &building))
-                case .map(let key, let value): return .map(key: key, value: try kind(value))
-                case .unsupported: throw NoSchema()
-                }
+            let kind: Kind
+            switch found {
+            case .scalar(let scalar): kind = .scalar(scalar)
+            case .enumeration(let token): kind = .enumeration(Tokens(first: 32) { raw in try token(raw, number, type, repeated) })
+            case .message(let nested): kind = .message(try build(nested, &building).table)
+            case .map(let key, .scalar(let value)): kind = .map(key: key, value: .scalar(value))
+            case .map(let key, .message(let nested)): kind = .map(key: key, value: .message(try build(nested, &building).table))
+            case .map, .unsupported: throw NoSchema()
             }
-            fields[number] = Field(name: name, kind: try kind(found), repeated: repeated, explicitPresence: explicit,
+            fields[number] = Field(name: kept(name), kind: kind, repeated: repeated, explicitPresence: explicit,
                                    oneof: oneofs[number] ?? 0)
         }
-        schema.fields = fields
         return schema
     }
 
@@ -440,7 +490,7 @@ enum WireJSON {
         }
 
         /// `{…}` for the message in `reader`, to its end.
-        mutating func object(_ reader: inout Reader, _ schema: Schema, depth: Int) throws {
+        mutating func object(_ reader: inout Reader, _ table: Table, depth: Int) throws {
             guard depth < Self.maxDepth else { throw Fallback() }
             writer.out.append(UInt8(ascii: "{"))
             var comma = false
@@ -467,7 +517,7 @@ enum WireJSON {
                 let number = Int(truncatingIfNeeded: tag >> 3)
                 let wireType = tag & 7
                 guard number > 0, number < 1 << 29 else { throw Fallback() }
-                guard let field = schema.fields[number] else {
+                guard let field = table[number] else {
                     // Unknown fields: JSON leaves them out.
                     try reader.skip(wireType: wireType)
                     continue
@@ -511,12 +561,12 @@ enum WireJSON {
 
         mutating func singular(_ reader: inout Reader, _ field: Field, wireType: UInt64, comma: inout Bool, depth: Int) throws {
             switch field.kind {
-            case .message(let schema):
+            case .message(let table):
                 guard wireType == 2 else { throw Fallback() }
                 let range = try reader.delimited()
                 name(field, &comma)
                 var nested = Reader(bytes: reader.bytes, from: range.lowerBound, to: range.upperBound)
-                try object(&nested, schema, depth: depth + 1)
+                try object(&nested, table, depth: depth + 1)
             case .scalar(let scalar):
                 let (mark, hadComma) = (writer.out.count, comma)
                 name(field, &comma)
@@ -529,9 +579,8 @@ enum WireJSON {
                 guard wireType == 0 else { throw Fallback() }
                 let raw = Int(Int32(truncatingIfNeeded: try reader.varint()))
                 if raw == 0, !field.explicitPresence { return }
-                let text = try tokens.token(raw)
                 name(field, &comma)
-                writer.out.append(contentsOf: text)
+                try tokens.append(raw, to: &writer.out)
             case .map:
                 throw Fallback()  // handled as repeated
             }
@@ -550,12 +599,12 @@ enum WireJSON {
                 elements += 1
             }
             switch field.kind {
-            case .message(let schema):
+            case .message(let table):
                 guard wireType == 2 else { throw Fallback() }
                 let range = try reader.delimited()
                 start(&self)
                 var nested = Reader(bytes: reader.bytes, from: range.lowerBound, to: range.upperBound)
-                try object(&nested, schema, depth: depth + 1)
+                try object(&nested, table, depth: depth + 1)
             case .scalar(let scalar):
                 if wireType == 2, scalar != .string, scalar != .bytes {
                     // Packed.
@@ -579,15 +628,15 @@ enum WireJSON {
                     let range = try reader.delimited()
                     var packed = Reader(bytes: reader.bytes, from: range.lowerBound, to: range.upperBound)
                     while !packed.atEnd {
-                        let text = try tokens.token(Int(Int32(truncatingIfNeeded: try packed.varint())))
+                        let raw = Int(Int32(truncatingIfNeeded: try packed.varint()))
                         start(&self)
-                        writer.out.append(contentsOf: text)
+                        try tokens.append(raw, to: &writer.out)
                     }
                 } else {
                     guard wireType == 0 else { throw Fallback() }
-                    let text = try tokens.token(Int(Int32(truncatingIfNeeded: try reader.varint())))
+                    let raw = Int(Int32(truncatingIfNeeded: try reader.varint()))
                     start(&self)
-                    writer.out.append(contentsOf: text)
+                    try tokens.append(raw, to: &writer.out)
                 }
             case .map(let keyType, let valueKind):
                 guard wireType == 2 else { throw Fallback() }
@@ -637,7 +686,7 @@ enum WireJSON {
 
         /// One map entry: its key, and its value written as JSON (a missing key or value
         /// is the default, as when decoding).
-        mutating func mapEntry(_ reader: inout Reader, key keyType: Scalar, value valueKind: Kind, depth: Int) throws -> (key: MapKey, value: [UInt8]) {
+        mutating func mapEntry(_ reader: inout Reader, key keyType: Scalar, value valueKind: MapValue, depth: Int) throws -> (key: MapKey, value: [UInt8]) {
             var key: MapKey?
             var valueBytes: [UInt8]?
             while !reader.atEnd {
@@ -691,7 +740,7 @@ enum WireJSON {
         }
 
         /// Writes a map value on its own and returns its bytes (`wireType` nil: the default).
-        mutating func mapValue(_ reader: inout Reader, _ kind: Kind, wireType: UInt64?, depth: Int) throws -> [UInt8] {
+        mutating func mapValue(_ reader: inout Reader, _ kind: MapValue, wireType: UInt64?, depth: Int) throws -> [UInt8] {
             let saved = writer.out
             writer.out = []
             defer { writer.out = saved }
@@ -702,17 +751,15 @@ enum WireJSON {
                 } else {
                     defaultValue(scalar)
                 }
-            case .message(let schema):
+            case .message(let table):
                 if let wireType {
                     guard wireType == 2 else { throw Fallback() }
                     let range = try reader.delimited()
                     var nested = Reader(bytes: reader.bytes, from: range.lowerBound, to: range.upperBound)
-                    try object(&nested, schema, depth: depth + 1)
+                    try object(&nested, table, depth: depth + 1)
                 } else {
                     writer.out.append(contentsOf: "{}".utf8)
                 }
-            case .enumeration, .map:
-                throw Fallback()
             }
             return writer.out
         }

@@ -2,6 +2,7 @@ import Auth
 import Contracts
 import Foundation
 import RPC
+import SwiftProtobuf
 
 /// Translation between the records contract and the domain types.
 enum RecordsProto {
@@ -22,6 +23,18 @@ enum RecordsProto {
     static func kind(_ name: String) -> Wholecare_Records_V1_EntryKind { kindsByName[name] ?? .unspecified }
     static func status(_ name: String) -> Wholecare_Records_V1_EntryStatus { statusesByName[name] ?? .unspecified }
     static func sourceKind(_ name: String) -> Wholecare_Records_V1_SourceKind { sourcesByName[name] ?? .unspecified }
+
+    /// The same lookups from a cell's UTF-8 bytes, with no `String` made and nothing
+    /// hashed (a summary looks up three names per entry): a few names, compared in turn.
+    static let kindBytes = kindNames.map { (name: Array($0.value.utf8), value: $0.key) }
+    static let statusBytes = statusNames.map { (name: Array($0.value.utf8), value: $0.key) }
+    static let sourceBytes = sourceNames.map { (name: Array($0.value.utf8), value: $0.key) }
+
+    static func named<E: SwiftProtobuf.Enum>(_ bytes: UnsafeBufferPointer<UInt8>?, in table: [(name: [UInt8], value: E)]) -> E {
+        guard let bytes else { return E() }
+        for entry in table where entry.name.count == bytes.count && entry.name.elementsEqual(bytes) { return entry.value }
+        return E()
+    }
 
     /// Validates an `EntryInput` into a `NewEntry`.
     static func newEntry(_ input: Wholecare_Records_V1_EntryInput, today: CalendarDate) throws -> NewEntry {

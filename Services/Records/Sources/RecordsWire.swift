@@ -39,17 +39,17 @@ enum RecordsWire {
         }
         func isNull(_ column: Int) throws -> Bool { try row.utf8(column) == nil }
         let id: UUID = try row.decode(0)
-        let kind = try row.decode(4, as: String.self)
-        let sourceKind = try row.decode(6, as: String.self)
+        let kind = RecordsProto.named(try row.utf8(4), in: RecordsProto.kindBytes)
+        let sourceKind = RecordsProto.named(try row.utf8(6), in: RecordsProto.sourceBytes)
         try text(0, 1, to: &w)
         try text(3, 2, to: &w)
-        w.enumeration(3, RecordsProto.kind(kind).rawValue)
-        w.enumeration(4, RecordsProto.status(try row.decode(5, as: String.self)).rawValue)
+        w.enumeration(3, kind.rawValue)
+        w.enumeration(4, RecordsProto.named(try row.utf8(5), in: RecordsProto.statusBytes).rawValue)
         try w.message(5) { source in
-            source.enumeration(1, RecordsProto.sourceKind(sourceKind).rawValue)
+            source.enumeration(1, sourceKind.rawValue)
             try text(7, 2, to: &source)
             try text(8, 3, to: &source)
-            if sourceKind == "self" {
+            if sourceKind == .self_ {
                 let author: UUID = try row.decode(8)
                 source.string(4, viewer?.subjectID == author ? "Added by you" : "Added by \(try row.decode(9, as: String.self)) (self-entered)")
             } else {
@@ -79,10 +79,13 @@ enum RecordsWire {
             w.string(14, decoding: try store.cipher.open(sealed.bytes, associatedData: RecordsStore.aad(id, "reason")))
         }
         w.string(15, Timestamp.format(try row.decode(22, as: Date.self)))
-        guard ["observation", "medication", "allergy", "goal"].contains(kind) else { return }
+        switch kind {
+        case .observation, .medication, .allergy, .goal: break
+        default: return
+        }
         let details = JSONValue.parseObject(try row.decode(17, as: String.self)) ?? [:]
         switch kind {
-        case "observation":
+        case .observation:
             w.message(20) { o in
                 if let value = details["value"]?.object { o.message(1) { quantity(value, to: &$0) } }
                 if let components = details["components"]?.object {
@@ -96,7 +99,7 @@ enum RecordsWire {
                     }
                 }
             }
-        case "medication":
+        case .medication:
             let nextRefill = try row.decode(18, as: String?.self).flatMap(CalendarDate.init)
             w.message(21) { m in
                 let dosesPerDay = details["doses_per_day"]?.number ?? 0, unitsPerDose = details["units_per_dose"]?.number ?? 1
@@ -111,7 +114,7 @@ enum RecordsWire {
                 m.string(8, nextRefill?.description ?? "")
                 m.int32(9, Int32(MedicationSchedule.daysOfSupply(quantity: quantity, unitsPerDose: unitsPerDose, dosesPerDay: dosesPerDay) ?? 0))
             }
-        case "allergy":
+        case .allergy:
             w.message(22) { a in
                 a.string(1, details["substance"]?.string ?? "")
                 a.string(2, details["reaction"]?.string ?? "")
