@@ -57,7 +57,8 @@ struct BenchSuite {
         // records' calls ran on one thread.
         let sharedLoops = ProcessInfo.processInfo.environment["BENCH_SHARED_LOOPS"] == "1"
         func loops() -> any EventLoopGroup {
-            sharedLoops ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+            sharedLoops ? MultiThreadedEventLoopGroup.singleton
+                : MultiThreadedEventLoopGroup(numberOfThreads: ProcessInfo.processInfo.environment["BENCH_LOOP_THREADS"].flatMap { Int($0) } ?? System.coreCount)
         }
         let identityLoops = loops(), ledgerLoops = loops(), recordsLoops = loops()
 
