@@ -77,13 +77,15 @@ struct SummaryWireTests {
 
     /// A row shaped like `RecordsStore.entryColumns` holding `e` (its text sealed as the
     /// store seals it), read back from PostgreSQL.
-    static func row(_ e: RecordEntry, cipher: FieldCipher, db: PostgresClient) async throws -> PostgresRow {
+    static func row(_ e: RecordEntry, cipher: FieldCipher, db: PostgresClient, null column: String? = nil) async throws -> PostgresRow {
+        func unlessNull(_ name: String, _ value: String) -> String? { column == name ? nil : value }
         let text = try e.text.map { PostgresBytes(try cipher.seal($0, associatedData: RecordsStore.aad(e.id, "text"))) }
         let reason = try e.errorReason.map { PostgresBytes(try cipher.seal($0, associatedData: RecordsStore.aad(e.id, "reason"))) }
         let details = String(decoding: try JSONEncoder().encode(e.details), as: UTF8.self)
         return try await db.query("""
             SELECT \(e.id)::uuid AS id, \(e.lineageID)::uuid AS lineage_id, \(e.version)::int AS version, \(e.personID)::uuid AS person_id,
-                \(e.kind)::text AS kind, \(e.status)::text AS status, \(e.sourceKind)::text AS source_kind,
+                \(unlessNull("kind", e.kind))::text AS kind, \(unlessNull("status", e.status))::text AS status,
+                \(unlessNull("source_kind", e.sourceKind))::text AS source_kind,
                 \(e.sourceOrganisationID)::uuid AS source_organisation_id, \(e.authorID)::uuid AS author_id,
                 \(e.authorDisplay)::text AS author_display, \(e.effectiveStart)::text AS effective_start,
                 \(e.effectiveEnd)::text AS effective_end, \(e.effectiveDate.description)::date::text AS effective_date,
@@ -116,6 +118,29 @@ struct SummaryWireTests {
                     }
                 }
             }
+        }
+    }
+
+    @Test("a NULL kind, status or source is refused as a decoding error naming the column, and an unknown kind is written as unspecified")
+    func nameColumns() async throws {
+        try await TestDatabase.withFreshSchema(maxConnections: 2) { db, schema in
+            let cipher = try FieldCipher(keys: ["test-1": SecureRandom.bytes(32)], currentKeyID: "test-1")
+            let store = RecordsStore(db: db, cipher: cipher)
+            let e = Self.entries()[0]
+            for column in ["kind", "status", "source_kind"] {
+                let row = try await Self.row(e, cipher: cipher, db: db, null: column)
+                var writer = ProtoWriter()
+                let error = #expect(throws: PostgresError.self) {
+                    try RecordsWire.entry(row: row, store: store, progress: [:], viewer: nil, to: &writer)
+                }
+                #expect(error?.kind == .decoding && error?.column == column)
+            }
+            var unknown = e
+            unknown.kind = "prescription"
+            var writer = ProtoWriter()
+            try RecordsWire.entry(row: try await Self.row(unknown, cipher: cipher, db: db), store: store, progress: [:], viewer: nil, to: &writer)
+            let written = try Wholecare_Records_V1_Entry(serializedBytes: writer.bytes)
+            #expect(written.kind == .unspecified && written.status == .active && written.id == e.id.lowercasedString)
         }
     }
 

@@ -51,8 +51,10 @@ enum WireJSON {
     /// What a field holds. Nothing in it (or in `Field`) is reference-counted, so the hot
     /// loop copies fields for free: names, token tables and nested tables point into memory
     /// allocated once per message type and kept for the life of the process, as the schemas
-    /// themselves are (a type whose schema fails leaves its few allocations behind; each type
-    /// is tried once).
+    /// themselves are. Allocations are also left behind by a build that fails (a type is
+    /// tried once, though the message types built inside it may be built again) and by two
+    /// threads building the same type at once; either way they are bounded by the number of
+    /// message types.
     enum Kind: Sendable {
         case scalar(Scalar)
         case enumeration(Tokens)
@@ -123,15 +125,11 @@ enum WireJSON {
         let fields: UnsafeMutableBufferPointer<Field>
 
         subscript(number: Int) -> Field? {
-            guard number < fields.count else { return nil }
+            guard number >= 0, number < fields.count else { return nil }
             let field = fields[number]
             return field.name.count > 0 ? field : nil
         }
     }
-
-    /// The largest field number a schema here covers (its table has a slot per number);
-    /// a type with a higher one is left to the decoder.
-    static let highestFieldNumber = 4096
 
     /// A message type's schema.
     final class Schema: Sendable {
@@ -179,8 +177,9 @@ enum WireJSON {
         // A type whose names table is incomplete (fields numbered beyond the scan) is left
         // to the decoder rather than have fields dropped as unknown.
         guard names.complete else { throw NoSchema() }
+        // `complete` means every field is numbered within FastJSON's scan (512 at most),
+        // so the table, a slot per number up to the highest, stays small.
         let highest = probe.found.keys.max() ?? 0
-        guard highest <= highestFieldNumber else { throw NoSchema() }
         let fields = UnsafeMutableBufferPointer<Field>.allocate(capacity: highest + 1)
         fields.initialize(repeating: .absent)
         let schema = Schema(type: type, table: Table(fields: fields))

@@ -30,8 +30,7 @@ enum RecordsProto {
     static let statusBytes = statusNames.map { (name: Array($0.value.utf8), value: $0.key) }
     static let sourceBytes = sourceNames.map { (name: Array($0.value.utf8), value: $0.key) }
 
-    static func named<E: SwiftProtobuf.Enum>(_ bytes: UnsafeBufferPointer<UInt8>?, in table: [(name: [UInt8], value: E)]) -> E {
-        guard let bytes else { return E() }
+    static func named<E: SwiftProtobuf.Enum>(_ bytes: UnsafeBufferPointer<UInt8>, in table: [(name: [UInt8], value: E)]) -> E {
         for entry in table where entry.name.count == bytes.count && entry.name.elementsEqual(bytes) { return entry.value }
         return E()
     }

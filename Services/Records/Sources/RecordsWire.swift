@@ -39,12 +39,19 @@ enum RecordsWire {
         }
         func isNull(_ column: Int) throws -> Bool { try row.utf8(column) == nil }
         let id: UUID = try row.decode(0)
-        let kind = RecordsProto.named(try row.utf8(4), in: RecordsProto.kindBytes)
-        let sourceKind = RecordsProto.named(try row.utf8(6), in: RecordsProto.sourceBytes)
+        /// A name column (never NULL in the schema; NULL is refused as decoding a `String` would).
+        func name(_ column: Int, _ label: String) throws -> UnsafeBufferPointer<UInt8> {
+            guard let cell = try row.utf8(column) else {
+                throw PostgresError(kind: .decoding, safeMessage: "column \"\(label)\" is NULL", column: label)
+            }
+            return cell
+        }
+        let kind = RecordsProto.named(try name(4, "kind"), in: RecordsProto.kindBytes)
+        let sourceKind = RecordsProto.named(try name(6, "source_kind"), in: RecordsProto.sourceBytes)
         try text(0, 1, to: &w)
         try text(3, 2, to: &w)
         w.enumeration(3, kind.rawValue)
-        w.enumeration(4, RecordsProto.named(try row.utf8(5), in: RecordsProto.statusBytes).rawValue)
+        w.enumeration(4, RecordsProto.named(try name(5, "status"), in: RecordsProto.statusBytes).rawValue)
         try w.message(5) { source in
             source.enumeration(1, sourceKind.rawValue)
             try text(7, 2, to: &source)
