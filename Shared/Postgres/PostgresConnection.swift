@@ -9,7 +9,10 @@ import Logging
 /// a time (the pool guarantees it), hence `@unchecked Sendable`.
 final class PostgresConnection: @unchecked Sendable {
     private var handle: OpaquePointer?
-    private var statementNames: [String: String] = [:]
+    private var statementNames: [StatementKey: String] = [:]
+    /// The columns of each prepared statement's results, by statement name, so that a
+    /// result's column names are not made again each time (emptied with `statementNames`).
+    private var layouts: [String: PostgresRows.Layout] = [:]
     private var statementCounter = 0
     private let statementCacheLimit: Int
     /// Set once a statement fails because the socket is gone; the pool then discards it.
@@ -110,19 +113,19 @@ final class PostgresConnection: @unchecked Sendable {
             PQclear(result)
             throw error
         }
-        return Self.read(result!)
+        return read(result!, statement: name)
     }
 
     /// The name of the statement prepared for `query`'s text and bind types on this
     /// connection, preparing it (one round trip) the first time.
-    private func preparedName(for query: PostgresQuery) throws -> String {
+    private func preparedName(for query: PostgresQuery, key: StatementKey? = nil) throws -> String {
         guard let handle else { throw Self.lostError(nil) }
-        let cacheKey = cacheKey(for: query)
+        let cacheKey = key ?? StatementKey(query)
         if let cached = statementNames[cacheKey] { return cached }
         if statementNames.count >= statementCacheLimit {
             // Simple bound: forget everything rather than track recency.
             try executeSimple("DEALLOCATE ALL")
-            statementNames.removeAll(keepingCapacity: true)
+            forgetStatements()
         }
         statementCounter += 1
         let name = "wc_\(statementCounter)"
@@ -150,7 +153,7 @@ final class PostgresConnection: @unchecked Sendable {
                 PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
             }
         }
-        return Self.read(result)
+        return read(result, statement: name)
     }
 
     /// ``executeSimple(_:)`` without blocking a thread.
@@ -166,15 +169,16 @@ final class PostgresConnection: @unchecked Sendable {
     func executePipelineAsync(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
         guard let handle else { throw Self.lostError(nil) }
         guard !queries.isEmpty else { return [] }
-        if try makeRoomInCache(for: queries) { try await executeSimpleAsync("DEALLOCATE ALL") }
+        let keys = queries.map(StatementKey.init)
+        if try makeRoomInCache(for: keys) { try await executeSimpleAsync("DEALLOCATE ALL") }
         var names: [String] = []
-        for query in queries { names.append(try await preparedNameAsync(for: query)) }
+        for (query, key) in zip(queries, keys) { names.append(try await preparedNameAsync(for: query, key: key)) }
         return try await cancellable {
             guard PQsetnonblocking(handle, 1) == 0 else { throw lose(handle) }
             try sendPipeline(handle, queries, names)
             let socket = PQsocket(handle)
             try await flush(handle, socket)
-            var reader = PipelineReader(statements: queries.count)
+            var reader = PipelineReader(names: names)
             reading: while true {
                 while PQisBusy(handle) == 0 {
                     if try reader.take(PQgetResult(handle), on: self) { break reading }
@@ -224,13 +228,13 @@ final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    private func preparedNameAsync(for query: PostgresQuery) async throws -> String {
+    private func preparedNameAsync(for query: PostgresQuery, key: StatementKey? = nil) async throws -> String {
         guard let handle else { throw Self.lostError(nil) }
-        let cacheKey = cacheKey(for: query)
+        let cacheKey = key ?? StatementKey(query)
         if let cached = statementNames[cacheKey] { return cached }
         if statementNames.count >= statementCacheLimit {
             try await executeSimpleAsync("DEALLOCATE ALL")
-            statementNames.removeAll(keepingCapacity: true)
+            forgetStatements()
         }
         statementCounter += 1
         let name = "wc_\(statementCounter)"
@@ -298,25 +302,32 @@ final class PostgresConnection: @unchecked Sendable {
     func executePipeline(_ queries: [PostgresQuery]) throws -> [PostgresRows] {
         guard let handle else { throw Self.lostError(nil) }
         guard !queries.isEmpty else { return [] }
-        if try makeRoomInCache(for: queries) { try executeSimple("DEALLOCATE ALL") }
-        let names = try queries.map { try preparedName(for: $0) }
+        let keys = queries.map(StatementKey.init)
+        if try makeRoomInCache(for: keys) { try executeSimple("DEALLOCATE ALL") }
+        let names = try zip(queries, keys).map { try preparedName(for: $0, key: $1) }
         try sendPipeline(handle, queries, names)
-        var reader = PipelineReader(statements: queries.count)
+        var reader = PipelineReader(names: names)
         while try !reader.take(PQgetResult(handle), on: self) {}
         return try finishPipeline(handle, reader)
     }
 
     /// Whether the statement cache must be emptied (`DEALLOCATE ALL`, which the caller
     /// runs) so that every statement of a pipeline fits; the local cache is emptied here.
-    private func makeRoomInCache(for queries: [PostgresQuery]) throws -> Bool {
-        let unprepared = Set(queries.map(cacheKey(for:))).filter { statementNames[$0] == nil }.count
+    private func makeRoomInCache(for keys: [StatementKey]) throws -> Bool {
+        let unprepared = Set(keys).filter { statementNames[$0] == nil }.count
         guard unprepared > 0, statementNames.count + unprepared > statementCacheLimit else { return false }
         guard unprepared <= statementCacheLimit else {
             throw PostgresError(kind: .server, safeMessage: "a pipeline has more new statements than the statement cache holds (\(statementCacheLimit))")
         }
         // Make room for all of them at once, so preparing one never forgets another.
-        statementNames.removeAll(keepingCapacity: true)
+        forgetStatements()
         return true
+    }
+
+    /// Forgets every prepared statement (the caller deallocates them in the server).
+    private func forgetStatements() {
+        statementNames.removeAll(keepingCapacity: true)
+        layouts.removeAll(keepingCapacity: true)
     }
 
     /// Enters pipeline mode and queues every statement and the sync.
@@ -338,7 +349,9 @@ final class PostgresConnection: @unchecked Sendable {
     /// The results of a pipeline, as they are read: each statement's result is followed by
     /// a NULL; the sync's result comes last.
     private struct PipelineReader {
-        let statements: Int
+        /// The prepared statement of each result, in order.
+        let names: [String]
+        var statements: Int { names.count }
         var results: [PostgresRows] = []
         var failure: (any Error)?
         var ends = 0
@@ -360,7 +373,7 @@ final class PostgresConnection: @unchecked Sendable {
             default:
                 do {
                     try connection.check(result)
-                    results.append(PostgresConnection.read(result))
+                    results.append(connection.read(result, statement: results.count < names.count ? names[results.count] : nil))
                 } catch {
                     PQclear(result)
                     if failure == nil { failure = error }
@@ -422,9 +435,15 @@ final class PostgresConnection: @unchecked Sendable {
         return Self.lostError((handle ?? self.handle).map { String(cString: PQerrorMessage($0)) })
     }
 
-    private func cacheKey(for query: PostgresQuery) -> String {
-        let types = query.binds.map { Oid($0.type.rawValue) }
-        return types.isEmpty ? query.sql : query.sql + "\u{0}" + types.map(String.init).joined(separator: ",")
+    /// What a prepared statement is reused for: the same text with the same bind types.
+    struct StatementKey: Hashable {
+        let sql: String
+        let types: [UInt32]
+
+        init(_ query: PostgresQuery) {
+            sql = query.sql
+            types = query.binds.map { UInt32($0.type.rawValue) }
+        }
     }
 
     private func withBinds<R>(
@@ -527,10 +546,31 @@ final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Wraps a result; the rows own it from here on.
-    fileprivate static func read(_ result: OpaquePointer) -> PostgresRows {
-        let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
-        return PostgresRows(storage: PostgresRows.Storage(result: result), affectedRows: affected)
+    /// Wraps a result; the rows own it from here on. The columns of a prepared statement's
+    /// result are read once and kept for its later results.
+    fileprivate func read(_ result: OpaquePointer, statement name: String?) -> PostgresRows {
+        let affected = Self.affectedRows(result)
+        guard let name else { return PostgresRows(storage: PostgresRows.Storage(result: result), affectedRows: affected) }
+        if let layout = layouts[name], layout.matches(result) {
+            return PostgresRows(storage: PostgresRows.Storage(result: result, layout: layout), affectedRows: affected)
+        }
+        let storage = PostgresRows.Storage(result: result)
+        layouts[name] = storage.layout
+        return PostgresRows(storage: storage, affectedRows: affected)
+    }
+
+    /// `PQcmdTuples` as a number (0 for statements that change no rows).
+    private static func affectedRows(_ result: OpaquePointer) -> Int {
+        guard let text = PQcmdTuples(result) else { return 0 }
+        var value = 0
+        var pointer = text
+        while pointer.pointee != 0 {
+            let digit = Int(pointer.pointee) - 48
+            guard digit >= 0, digit <= 9 else { return 0 }
+            value = value * 10 + digit
+            pointer += 1
+        }
+        return value
     }
 
     // MARK: - LISTEN / NOTIFY support

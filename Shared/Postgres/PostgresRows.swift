@@ -1,4 +1,7 @@
 import CLibPQ
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The rows a statement returned, fully read into memory.
 ///
@@ -6,15 +9,14 @@ import CLibPQ
 /// cells, and no `String` made for a value that is not a string (an id, a number, a time,
 /// bytes). The result is immutable once received, so reading it from any thread is safe.
 public struct PostgresRows: Sendable, RandomAccessCollection {
-    final class Storage: @unchecked Sendable {
+    /// A result's column names and their positions. A prepared statement's results all
+    /// have the same columns, so the connection keeps one per statement (see
+    /// `PostgresConnection.read`) instead of making the names again for every result.
+    final class Layout: Sendable {
         let columns: [String]
         let columnIndex: [String: Int]
-        let rowCount: Int
-        private let result: OpaquePointer
 
-        /// Takes ownership of `result` (cleared when the last row is gone).
         init(result: OpaquePointer) {
-            self.result = result
             let columnCount = Int(PQnfields(result))
             var columns: [String] = []
             columns.reserveCapacity(columnCount)
@@ -26,6 +28,36 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
             }
             self.columns = columns
             self.columnIndex = index
+        }
+
+        /// Whether `result` has these columns, in this order (compared without making
+        /// `String`s).
+        func matches(_ result: OpaquePointer) -> Bool {
+            guard Int(PQnfields(result)) == columns.count else { return false }
+            for (position, name) in columns.enumerated() {
+                guard let actual = PQfname(result, Int32(position)) else { return false }
+                var name = name
+                let same = name.withUTF8 { utf8 in
+                    strlen(actual) == utf8.count && (utf8.isEmpty || memcmp(actual, utf8.baseAddress!, utf8.count) == 0)
+                }
+                guard same else { return false }
+            }
+            return true
+        }
+    }
+
+    final class Storage: @unchecked Sendable {
+        let layout: Layout
+        var columns: [String] { layout.columns }
+        var columnIndex: [String: Int] { layout.columnIndex }
+        let rowCount: Int
+        private let result: OpaquePointer
+
+        /// Takes ownership of `result` (cleared when the last row is gone); `layout` must be
+        /// the result's own (by default it is read from the result).
+        init(result: OpaquePointer, layout: Layout? = nil) {
+            self.result = result
+            self.layout = layout ?? Layout(result: result)
             self.rowCount = Int(PQntuples(result))
         }
 

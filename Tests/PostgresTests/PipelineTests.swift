@@ -110,6 +110,47 @@ struct PipelineTests {
     }
 }
 
+@Suite("Column names kept per prepared statement")
+struct ColumnLayoutTests {
+    @Test("each result names its own columns: in pipelines, alone, on both paths, and across a full statement cache")
+    func layouts() async throws {
+        let db = PostgresClient(
+            configuration: PostgresConfiguration(connectionString: try TestDatabase.adminURL(), maxConnections: 1, statementCacheLimit: 3),
+            logger: Logger(label: "tests.postgres"))
+        do {
+            let table = "layout_\(UUID().uuidString.prefix(8).lowercased())"
+            try await db.query(PostgresQuery(unsafeSQL: "CREATE TEMP TABLE \(table) (a int, b text)"))
+            try await db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(table) VALUES (1, 'one')"))
+            let statements: [(PostgresQuery, [String])] = [
+                ("SELECT \(1) AS first, \(2) AS second", ["first", "second"]),
+                ("SELECT \(3) AS second, \(4) AS first, \(5) AS third", ["second", "first", "third"]),
+                ("SELECT \(6) AS only", ["only"]),
+                (PostgresQuery(unsafeSQL: "SELECT * FROM \(table)"), ["a", "b"]),
+            ]
+            // Four statements through a cache of three, several times, in pipelines and alone,
+            // on the non-blocking path and the blocking one.
+            for round in 0..<3 {
+                let order = round.isMultiple(of: 2) ? [0, 1, 2] : [2, 1, 0]
+                let piped = try await db.withConnection { try await $0.pipeline(order.map { statements[$0].0 }) }
+                #expect(piped.map(\.columns) == order.map { statements[$0].1 }, "round \(round)")
+                for (query, columns) in statements {
+                    #expect(try await db.query(query).columns == columns, "round \(round)")
+                    #expect(try await db.withBlockingConnection { try $0.query(query) }.columns == columns, "round \(round)")
+                }
+                let blockingPiped = try await db.withBlockingConnection { try $0.pipeline([statements[3].0, statements[0].0]) }
+                #expect(blockingPiped.map(\.columns) == [["a", "b"], ["first", "second"]])
+            }
+            // Columns are found by name in kept layouts too.
+            #expect(try await db.query(statements[3].0)[0].decode("b", as: String.self) == "one")
+            #expect(try await db.query(statements[1].0)[0].decode("third", as: Int.self) == 5)
+        } catch {
+            await db.shutdown()
+            throw error
+        }
+        await db.shutdown()
+    }
+}
+
 @Suite("Statements sent without blocking a thread", .timeLimit(.minutes(1)))
 struct NonBlockingTests {
     @Test("a pipeline, large results and a large statement go through; a failure keeps nothing; the connection then serves blocking calls")
