@@ -83,10 +83,7 @@ struct PipelineTests {
 
     @Test("new statements that fill the statement cache still all run; more than it can hold are refused clearly")
     func statementCacheOverflow() async throws {
-        let db = PostgresClient(
-            configuration: PostgresConfiguration(connectionString: try TestDatabase.adminURL(), maxConnections: 1, statementCacheLimit: 3),
-            logger: Logger(label: "tests.postgres"))
-        do {
+        try await withOneConnection(statementCacheLimit: 3) { db in
             let rows = try await db.withBlockingConnection { session -> [PostgresRows] in
                 // Two statements cached; then three new ones (one of them twice): preparing
                 // them one by one would overflow the cache half way and forget the first
@@ -102,22 +99,30 @@ struct PipelineTests {
             }
             #expect(tooMany?.description.contains("statement cache") == true)
             #expect(try await db.query("SELECT 5 AS v")[0].decode("v", as: Int.self) == 5, "the connection still works")
-        } catch {
-            await db.shutdown()
-            throw error
         }
-        await db.shutdown()
     }
+}
+
+/// A client of one connection with a small statement cache, shut down after `body`.
+func withOneConnection(statementCacheLimit: Int, _ body: (PostgresClient) async throws -> Void) async throws {
+    let db = PostgresClient(
+        configuration: PostgresConfiguration(connectionString: try TestDatabase.adminURL(), maxConnections: 1,
+                                             statementCacheLimit: statementCacheLimit),
+        logger: Logger(label: "tests.postgres"))
+    do {
+        try await body(db)
+    } catch {
+        await db.shutdown()
+        throw error
+    }
+    await db.shutdown()
 }
 
 @Suite("Column names kept per prepared statement")
 struct ColumnLayoutTests {
     @Test("each result names its own columns: in pipelines, alone, on both paths, and across a full statement cache")
     func layouts() async throws {
-        let db = PostgresClient(
-            configuration: PostgresConfiguration(connectionString: try TestDatabase.adminURL(), maxConnections: 1, statementCacheLimit: 3),
-            logger: Logger(label: "tests.postgres"))
-        do {
+        try await withOneConnection(statementCacheLimit: 3) { db in
             let table = "layout_\(UUID().uuidString.prefix(8).lowercased())"
             try await db.query(PostgresQuery(unsafeSQL: "CREATE TEMP TABLE \(table) (a int, b text)"))
             try await db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(table) VALUES (1, 'one')"))
@@ -143,11 +148,7 @@ struct ColumnLayoutTests {
             // Columns are found by name in kept layouts too.
             #expect(try await db.query(statements[3].0)[0].decode("b", as: String.self) == "one")
             #expect(try await db.query(statements[1].0)[0].decode("third", as: Int.self) == 5)
-        } catch {
-            await db.shutdown()
-            throw error
         }
-        await db.shutdown()
     }
 }
 
