@@ -567,7 +567,10 @@ final class PostgresConnection: @unchecked Sendable {
         while pointer.pointee != 0 {
             let digit = Int(pointer.pointee) - 48
             guard digit >= 0, digit <= 9 else { return 0 }
-            value = value * 10 + digit
+            let (tens, overflowed) = value.multipliedReportingOverflow(by: 10)
+            let (sum, carried) = tens.addingReportingOverflow(digit)
+            guard !overflowed, !carried else { return 0 }  // as `Int(String)` gave
+            value = sum
             pointer += 1
         }
         return value

@@ -1,7 +1,4 @@
 import CLibPQ
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The rows a statement returned, fully read into memory.
 ///
@@ -37,8 +34,9 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
             for (position, name) in columns.enumerated() {
                 guard let actual = PQfname(result, Int32(position)) else { return false }
                 var name = name
-                let same = name.withUTF8 { utf8 in
-                    strlen(actual) == utf8.count && (utf8.isEmpty || memcmp(actual, utf8.baseAddress!, utf8.count) == 0)
+                let same = name.withUTF8 { utf8 -> Bool in
+                    for (index, byte) in utf8.enumerated() where UInt8(bitPattern: actual[index]) != byte { return false }
+                    return actual[utf8.count] == 0
                 }
                 guard same else { return false }
             }
