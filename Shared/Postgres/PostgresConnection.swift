@@ -103,7 +103,8 @@ final class PostgresConnection: @unchecked Sendable {
     /// prepared statement on later calls with the same text.
     func execute(_ query: PostgresQuery) throws -> PostgresRows {
         guard let handle else { throw Self.lostError(nil) }
-        let name = try preparedName(for: query)
+        let key = StatementKey(query)
+        let name = try preparedName(for: query, key: key)
         let result = try withBinds(query.binds) { values, lengths, formats in
             PQexecPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
         }
@@ -111,6 +112,7 @@ final class PostgresConnection: @unchecked Sendable {
             try check(result)
         } catch {
             PQclear(result)
+            forgetIfInvalidated(error, [key])
             throw error
         }
         return read(result!, statement: name)
@@ -147,11 +149,18 @@ final class PostgresConnection: @unchecked Sendable {
     /// pool thread is woken and none sleeps in `poll(2)` while the server works.
     func executeAsync(_ query: PostgresQuery) async throws -> PostgresRows {
         guard let handle else { throw Self.lostError(nil) }
-        let name = try await preparedNameAsync(for: query)
-        let result = try await exchange(handle) {
-            try withBinds(query.binds) { values, lengths, formats in
-                PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
+        let key = StatementKey(query)
+        let name = try await preparedNameAsync(for: query, key: key)
+        let result: OpaquePointer
+        do {
+            result = try await exchange(handle) {
+                try withBinds(query.binds) { values, lengths, formats in
+                    PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
+                }
             }
+        } catch {
+            forgetIfInvalidated(error, [key])
+            throw error
         }
         return read(result, statement: name)
     }
@@ -173,7 +182,16 @@ final class PostgresConnection: @unchecked Sendable {
         if try makeRoomInCache(for: keys) { try await executeSimpleAsync("DEALLOCATE ALL") }
         var names: [String] = []
         for (query, key) in zip(queries, keys) { names.append(try await preparedNameAsync(for: query, key: key)) }
-        return try await cancellable {
+        do {
+            return try await pipelineExchange(handle, queries, names)
+        } catch {
+            forgetIfInvalidated(error, keys)
+            throw error
+        }
+    }
+
+    private func pipelineExchange(_ handle: OpaquePointer, _ queries: [PostgresQuery], _ names: [String]) async throws -> [PostgresRows] {
+        try await cancellable {
             guard PQsetnonblocking(handle, 1) == 0 else { throw lose(handle) }
             try sendPipeline(handle, queries, names)
             let socket = PQsocket(handle)
@@ -305,10 +323,26 @@ final class PostgresConnection: @unchecked Sendable {
         let keys = queries.map(StatementKey.init)
         if try makeRoomInCache(for: keys) { try executeSimple("DEALLOCATE ALL") }
         let names = try zip(queries, keys).map { try preparedName(for: $0, key: $1) }
-        try sendPipeline(handle, queries, names)
-        var reader = PipelineReader(names: names)
-        while try !reader.take(PQgetResult(handle), on: self) {}
-        return try finishPipeline(handle, reader)
+        do {
+            try sendPipeline(handle, queries, names)
+            var reader = PipelineReader(names: names)
+            while try !reader.take(PQgetResult(handle), on: self) {}
+            return try finishPipeline(handle, reader)
+        } catch {
+            forgetIfInvalidated(error, keys)
+            throw error
+        }
+    }
+
+    /// A prepared statement whose result type a schema change altered fails for good
+    /// ("cached plan must not change result type", SQLSTATE 0A000): the statement is
+    /// forgotten here, so the next call prepares it anew (the old one is freed in the server
+    /// at the next `DEALLOCATE ALL` or when the connection closes).
+    private func forgetIfInvalidated(_ error: any Error, _ keys: [StatementKey]) {
+        guard let error = error as? PostgresError, error.sqlState == "0A000" else { return }
+        for key in keys {
+            if let name = statementNames.removeValue(forKey: key) { layouts[name] = nil }
+        }
     }
 
     /// Whether the statement cache must be emptied (`DEALLOCATE ALL`, which the caller

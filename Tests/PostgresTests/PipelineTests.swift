@@ -103,6 +103,32 @@ struct PipelineTests {
     }
 }
 
+extension ColumnLayoutTests {
+    @Test("a statement whose result type a schema change altered fails once, then is prepared again with the new columns, on every path")
+    func invalidatedStatement() async throws {
+        try await withOneConnection(statementCacheLimit: 8) { db in
+            let table = try await ColumnLayoutTests.oneRowTable(db)
+            let select = PostgresQuery(unsafeSQL: "SELECT * FROM \(table)")
+            typealias Path = (name: String, run: @Sendable (PostgresClient, PostgresQuery) async throws -> PostgresRows)
+            let paths: [Path] = [
+                ("query", { db, query in try await db.query(query) }),
+                ("blocking", { db, query in try await db.withBlockingConnection { try $0.query(query) } }),
+                ("pipeline", { db, query in try await db.withConnection { try await $0.pipeline([query]) }[0] }),
+                ("blocking pipeline", { db, query in try await db.withBlockingConnection { try $0.pipeline([query]) }[0] }),
+            ]
+            for (round, path) in paths.enumerated() {
+                #expect(try await path.run(db, select).columns.count == 2, "\(path.name)")
+                try await db.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) RENAME COLUMN \(round == 0 ? "b" : "c\(round - 1)") TO c\(round)"))
+                let error = await #expect(throws: PostgresError.self, "\(path.name)") { try await path.run(db, select) }
+                #expect(error?.sqlState == "0A000")
+                let again = try await path.run(db, select)
+                #expect(again.columns == ["a", "c\(round)"], "\(path.name)")
+                #expect(try again[0].decode("c\(round)", as: String.self) == "one", "\(path.name)")
+            }
+        }
+    }
+}
+
 /// A client of one connection with a small statement cache, shut down after `body`.
 func withOneConnection(statementCacheLimit: Int, _ body: (PostgresClient) async throws -> Void) async throws {
     let db = PostgresClient(
@@ -120,12 +146,18 @@ func withOneConnection(statementCacheLimit: Int, _ body: (PostgresClient) async 
 
 @Suite("Column names kept per prepared statement")
 struct ColumnLayoutTests {
+    /// A temporary table `(a int, b text)` holding `(1, 'one')`; returns its name.
+    static func oneRowTable(_ db: PostgresClient) async throws -> String {
+        let table = "t_\(UUID().uuidString.prefix(8).lowercased())"
+        try await db.query(PostgresQuery(unsafeSQL: "CREATE TEMP TABLE \(table) (a int, b text)"))
+        try await db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(table) VALUES (1, 'one')"))
+        return table
+    }
+
     @Test("each result names its own columns: in pipelines, alone, on both paths, and across a full statement cache")
     func layouts() async throws {
         try await withOneConnection(statementCacheLimit: 3) { db in
-            let table = "layout_\(UUID().uuidString.prefix(8).lowercased())"
-            try await db.query(PostgresQuery(unsafeSQL: "CREATE TEMP TABLE \(table) (a int, b text)"))
-            try await db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(table) VALUES (1, 'one')"))
+            let table = try await ColumnLayoutTests.oneRowTable(db)
             let statements: [(PostgresQuery, [String])] = [
                 ("SELECT \(1) AS first, \(2) AS second", ["first", "second"]),
                 ("SELECT \(3) AS second, \(4) AS first, \(5) AS third", ["second", "first", "third"]),
