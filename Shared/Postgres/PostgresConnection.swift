@@ -120,9 +120,8 @@ final class PostgresConnection: @unchecked Sendable {
 
     /// The name of the statement prepared for `query`'s text and bind types on this
     /// connection, preparing it (one round trip) the first time.
-    private func preparedName(for query: PostgresQuery, key: StatementKey? = nil) throws -> String {
+    private func preparedName(for query: PostgresQuery, key cacheKey: StatementKey) throws -> String {
         guard let handle else { throw Self.lostError(nil) }
-        let cacheKey = key ?? StatementKey(query)
         if let cached = statementNames[cacheKey] { return cached }
         if statementNames.count >= statementCacheLimit {
             // Simple bound: forget everything rather than track recency.
@@ -246,9 +245,8 @@ final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    private func preparedNameAsync(for query: PostgresQuery, key: StatementKey? = nil) async throws -> String {
+    private func preparedNameAsync(for query: PostgresQuery, key cacheKey: StatementKey) async throws -> String {
         guard let handle else { throw Self.lostError(nil) }
-        let cacheKey = key ?? StatementKey(query)
         if let cached = statementNames[cacheKey] { return cached }
         if statementNames.count >= statementCacheLimit {
             try await executeSimpleAsync("DEALLOCATE ALL")

@@ -133,11 +133,9 @@ enum WireJSON {
 
     /// A message type's schema.
     final class Schema: Sendable {
-        let type: any SwiftProtobuf.Message.Type
         let table: Table
 
-        init(type: any SwiftProtobuf.Message.Type, table: Table) {
-            self.type = type
+        init(table: Table) {
             self.table = table
         }
     }
@@ -182,7 +180,7 @@ enum WireJSON {
         let highest = probe.found.keys.max() ?? 0
         let fields = UnsafeMutableBufferPointer<Field>.allocate(capacity: highest + 1)
         fields.initialize(repeating: .absent)
-        let schema = Schema(type: type, table: Table(fields: fields))
+        let schema = Schema(table: Table(fields: fields))
         building[key] = schema
         let oneofs = try oneofBits(type, fields: probe.found.filter { $0.value.explicit && !$0.value.repeated }.keys.sorted())
         for (number, entry) in probe.found {

@@ -32,6 +32,19 @@ enum RecordsWire {
         }
     }
 
+    /// A name column (never NULL in the schema; NULL is refused as decoding a `String` would).
+    private static func name(_ row: PostgresCells, _ column: Int, _ label: String) throws -> UnsafeBufferPointer<UInt8> {
+        guard let cell = try row.utf8(column) else {
+            throw PostgresError(kind: .decoding, safeMessage: "column \"\(label)\" is NULL", column: label)
+        }
+        return cell
+    }
+
+    /// An entry row's kind.
+    private static func kind(_ row: PostgresCells) throws -> Wholecare_Records_V1_EntryKind {
+        RecordsProto.named(try name(row, 4, "kind"), in: RecordsProto.kindBytes)
+    }
+
     private static func entry(cells row: PostgresCells, store: RecordsStore, progress: [UUID: GoalProgressRow], viewer: Principal?,
                               to w: inout ProtoWriter) throws {
         func text(_ column: Int, _ field: Int, to w: inout ProtoWriter) throws {
@@ -39,19 +52,12 @@ enum RecordsWire {
         }
         func isNull(_ column: Int) throws -> Bool { try row.utf8(column) == nil }
         let id: UUID = try row.decode(0)
-        /// A name column (never NULL in the schema; NULL is refused as decoding a `String` would).
-        func name(_ column: Int, _ label: String) throws -> UnsafeBufferPointer<UInt8> {
-            guard let cell = try row.utf8(column) else {
-                throw PostgresError(kind: .decoding, safeMessage: "column \"\(label)\" is NULL", column: label)
-            }
-            return cell
-        }
-        let kind = RecordsProto.named(try name(4, "kind"), in: RecordsProto.kindBytes)
-        let sourceKind = RecordsProto.named(try name(6, "source_kind"), in: RecordsProto.sourceBytes)
+        let kind = try Self.kind(row)
+        let sourceKind = RecordsProto.named(try name(row, 6, "source_kind"), in: RecordsProto.sourceBytes)
         try text(0, 1, to: &w)
         try text(3, 2, to: &w)
         w.enumeration(3, kind.rawValue)
-        w.enumeration(4, RecordsProto.named(try name(5, "status"), in: RecordsProto.statusBytes).rawValue)
+        w.enumeration(4, RecordsProto.named(try name(row, 5, "status"), in: RecordsProto.statusBytes).rawValue)
         try w.message(5) { source in
             source.enumeration(1, sourceKind.rawValue)
             try text(7, 2, to: &source)
@@ -172,23 +178,23 @@ enum RecordsWire {
         try w.message(2, RecordsProto.details(rows.details, person: person, viewer: viewer))
         try checkEntryColumns(rows.active.columns)
         try checkEntryColumns(rows.latest.columns)
-        let kinds = try rows.active.map { try $0.decode(at: 4, as: String.self) }
+        let kinds = try rows.active.map { row in try row.withCells { try kind($0) } }
         // Only the goals section shows each goal's latest progress.
         func write(_ field: Int, _ row: PostgresRow) throws {
             try w.message(field) { out in
                 try row.withCells { try entry(cells: $0, store: store, progress: field == 7 ? rows.progress : [:], viewer: viewer, to: &out) }
             }
         }
-        for (row, kind) in zip(rows.active, kinds) where kind == "condition" { try write(3, row) }
+        for (row, kind) in zip(rows.active, kinds) where kind == .condition { try write(3, row) }
         // Medications by next refill (none last), as `RecordsProto` orders them.
         let noRefill = CalendarDate(year: 2200, month: 1, day: 1)!
-        let medications = try zip(rows.active, kinds).filter { $0.1 == "medication" }.map { row, _ in
+        let medications = try zip(rows.active, kinds).filter { $0.1 == .medication }.map { row, _ in
             (row, try row.decode(at: 18, as: String?.self).flatMap(CalendarDate.init) ?? noRefill)
         }
         for (row, _) in medications.sorted(by: { $0.1 < $1.1 }) { try write(4, row) }
-        for (row, kind) in zip(rows.active, kinds) where kind == "allergy" { try write(5, row) }
+        for (row, kind) in zip(rows.active, kinds) where kind == .allergy { try write(5, row) }
         for member in careTeam { try w.message(6, member) }
-        for (row, kind) in zip(rows.active, kinds) where kind == "goal" { try write(7, row) }
+        for (row, kind) in zip(rows.active, kinds) where kind == .goal { try write(7, row) }
         for row in rows.latest { try write(8, row) }
         return w.bytes
     }
