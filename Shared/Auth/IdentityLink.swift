@@ -132,6 +132,17 @@ public struct IdentityLink: Sendable {
         }
     }
 
+    /// Identity's care-relationship change feed after `sequence`, asked in this service's
+    /// own name (never on behalf of a person being served).
+    public func careTeamChanges(after sequence: Int64, pageSize: Int32) async throws -> Wholecare_Identity_V1_ListCareTeamChangesResponse {
+        var request = Wholecare_Identity_V1_ListCareTeamChangesRequest()
+        request.afterSequence = sequence
+        request.pageSize = pageSize
+        let token = try await credentials.token()
+        return try await anonymousIdentity.listCareTeamChanges(
+            request, options: CallOptions(timeout: .seconds(10), metadata: ["authorization": "Bearer " + token]))
+    }
+
     static func policyFacts(_ facts: Wholecare_Identity_V1_AccessFacts) -> AccessFacts {
         var scopes: [DataCategory: Bool] = [:]
         for scope in facts.carerScopes {

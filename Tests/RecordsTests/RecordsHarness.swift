@@ -19,6 +19,8 @@ struct RecordsHarness {
     let db: PostgresClient
     let schema: String
     let service: RecordsRPCService
+    /// Records' own link to identity (its service credentials).
+    let link: IdentityLink
 
     struct People {
         let admin: String
@@ -50,7 +52,7 @@ struct RecordsHarness {
                 service.registerEncodedReplies(into: &router)
                 router.interceptors = [link.authInterceptor()]
                 let records = Wholecare_Records_V1_Records.Client(RPCClient(channel: InProcessChannel(router: router), retryPolicy: .none))
-                return try await body(RecordsHarness(identity: identity, records: records, store: store, db: db, schema: schema, service: service))
+                return try await body(RecordsHarness(identity: identity, records: records, store: store, db: db, schema: schema, service: service, link: link))
             }
         }
     }

@@ -577,6 +577,28 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         return response
     }
 
+    public func listCareTeamChanges(request: Wholecare_Identity_V1_ListCareTeamChangesRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_ListCareTeamChangesResponse {
+        let caller = try context.caller()
+        // Only a service in its own name: a service relaying a person's call is acting
+        // for that person, who may not read everyone's care team.
+        guard caller.relayedBy == nil, caller.principal.kind == .service else {
+            throw Self.denied("the care-team change feed is for WholeCare services")
+        }
+        guard request.afterSequence >= 0 else { throw RPCError.invalidArgument(field: "after_sequence", "must not be negative") }
+        guard (0...1000).contains(request.pageSize) else { throw RPCError.invalidArgument(field: "page_size", "must be between 0 and 1000") }
+        let size = request.pageSize == 0 ? 500 : Int(request.pageSize)
+        let rows = try await store.careTeamChanges(after: request.afterSequence, limit: size + 1)
+        var response = Wholecare_Identity_V1_ListCareTeamChangesResponse()
+        response.changes = rows.prefix(size).map { sequence, row in
+            var change = Wholecare_Identity_V1_CareTeamChange()
+            change.sequence = sequence
+            change.relationship = Self.proto(row)
+            return change
+        }
+        response.more = rows.count > size
+        return response
+    }
+
     // MARK: - Helpers
 
     static func policyFacts(_ facts: IdentityStore.Facts) -> AccessFacts {

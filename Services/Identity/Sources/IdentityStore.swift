@@ -374,6 +374,20 @@ public struct IdentityStore: Sendable {
             """).map(Self.relationship)
     }
 
+    /// The care-relationship change feed after `sequence` (see migration 0002): at most
+    /// `limit` changes, oldest first, each with its relationship as it is now.
+    public func careTeamChanges(after sequence: Int64, limit: Int) async throws -> [(sequence: Int64, relationship: RelationshipRow)] {
+        try await db.query("""
+            SELECT c.sequence, r.id, r.person_id, r.professional_id, r.organisation_id, r.role, r.started_at, r.ended_at,
+                   pro.display_name AS professional_name, person.display_name AS person_name
+            FROM care_relationship_changes c
+            JOIN care_relationships r ON r.id = c.relationship_id
+            JOIN accounts pro ON pro.id = r.professional_id
+            JOIN accounts person ON person.id = r.person_id
+            WHERE c.sequence > \(sequence) ORDER BY c.sequence LIMIT \(limit)
+            """).map { row in (try row.decode("sequence", as: Int64.self), try Self.relationship(row)) }
+    }
+
     public func isCoordinator(professional: UUID, of person: UUID) async throws -> Bool {
         try await db.query("""
             SELECT 1 AS yes FROM care_relationships WHERE professional_id = \(professional) AND person_id = \(person)

@@ -12,6 +12,9 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     let now: @Sendable () -> Date
     /// Repeated refusals of one caller, counted rather than logged row by row.
     public let refusals: RefusalLog
+    /// Records' copy of care teams, for summaries; whoever makes the service also runs a
+    /// `CareTeamFollower` on it (the records executable does).
+    public let careTeams: CareTeamCopy
 
     /// `refusals` holds back repeated refusals until ``writeHeldRefusals(all:)`` writes
     /// them: whoever makes the service must also call that (the records executable runs
@@ -21,6 +24,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         self.store = store
         self.identity = identity
         self.refusals = refusals
+        self.careTeams = CareTeamCopy(store: store, identity: identity)
         self.now = now
     }
 
@@ -195,6 +199,13 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     func encodedSummary(request: Wholecare_Records_V1_GetSummaryRequest, context: ServerContext) async throws -> [UInt8] {
         let person = try Validate.uuid(request.personID, field: "person_id")
         let principal = try await authorize(context, person: person, .read(.record), part: "summary", purpose: request.purpose)
+        if careTeams.isCaughtUp {
+            // From records' copy, in the same round trip as the rest; shown to whoever the
+            // shared policy lets see the care team, as identity would decide.
+            let showTeam = try await identity.authorizer.decide(principal, .readCareTeam, person: person).isAllowed
+            let rows = try await store.summaryRows(person: person, latest: 10, careTeam: showTeam)
+            return try RecordsWire.summary(person: person, rows: rows, careTeam: [], store: store, viewer: principal)
+        }
         async let team = careTeam(person: person)
         let rows = try await store.summaryRows(person: person, latest: 10)
         return try RecordsWire.summary(person: person, rows: rows, careTeam: try await team, store: store, viewer: principal)
@@ -208,8 +219,9 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         })
     }
 
-    /// The care team from identity, asked on the caller's behalf. Someone allowed to read
-    /// the record but not the care team (a provider system) gets a summary without it.
+    /// The care team from identity, asked on the caller's behalf (until the care-team copy
+    /// has caught up). Someone allowed to read the record but not the care team (a
+    /// provider system) gets a summary without it.
     func careTeam(person: UUID) async throws -> [Wholecare_Records_V1_CareTeamMember] {
         var request = Wholecare_Identity_V1_ListCareTeamRequest()
         request.personID = person.lowercasedString

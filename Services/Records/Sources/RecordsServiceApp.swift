@@ -28,7 +28,12 @@ public enum RecordsServiceApp {
             // Shutdown runs in reverse: the RPC server stops first, then the held refusals
             // are written, then the database closes.
             let refusals = HeldRefusalWriter(service: service, logger: runner.logger)
-            try await runner.run(services: [database, refusals, rpc], checks: [database.readinessCheck])
+            let interval = try runner.environment.duration("CARE_TEAM_SYNC_INTERVAL", default: .seconds(1))
+            guard interval >= .milliseconds(50), interval <= .seconds(60) else {
+                throw ConfigurationError(variable: "CARE_TEAM_SYNC_INTERVAL", problem: "must be between 50ms and 60s")
+            }
+            let follower = CareTeamFollower(copy: service.careTeams, interval: interval, logger: runner.logger)
+            try await runner.run(services: [database, refusals, follower, rpc], checks: [database.readinessCheck])
             await identity.close()
         } catch {
             ServiceRunner.fail(error, service: descriptor.name)

@@ -207,17 +207,74 @@ public struct RecordsStore: Sendable {
         public var active: PostgresRows
         public var latest: PostgresRows
         public var progress: [UUID: GoalProgressRow]
+        /// The care team from records' copy (`careTeamQuery`), when it was asked for.
+        public var careTeam: PostgresRows?
     }
 
-    public func summaryRows(person: UUID, latest: Int) async throws -> SummaryRows {
+    /// `careTeam`: also read the person's care team from records' copy (see `CareTeamCopy`).
+    public func summaryRows(person: UUID, latest: Int, careTeam: Bool = false) async throws -> SummaryRows {
         try await db.withConnection { session in
-            // One round trip for the four reads (a pipeline), not one per statement.
-            let rows = try await session.pipeline([
+            // One round trip for the reads (a pipeline), not one per statement.
+            var queries = [
                 Self.currentDetailsQuery(person), Self.activeEntriesQuery(person),
                 Self.latestEntriesQuery(person, latest), Self.activeGoalsProgressQuery(person),
-            ])
+            ]
+            if careTeam { queries.append(Self.careTeamQuery(person)) }
+            let rows = try await session.pipeline(queries)
             return SummaryRows(details: try rows[0].first.map(self.details), active: rows[1], latest: rows[2],
-                               progress: try self.progressByGoal(rows[3]))
+                               progress: try self.progressByGoal(rows[3]), careTeam: careTeam ? rows[4] : nil)
+        }
+    }
+
+    /// The person's care team from records' copy, in identity's order (coordinator first,
+    /// then by name).
+    static func careTeamQuery(_ person: UUID) -> PostgresQuery {
+        """
+        SELECT professional_id, professional_name, role, organisation_id FROM care_team
+        WHERE person_id = \(person) ORDER BY role, professional_name
+        """
+    }
+
+    // MARK: Care-team copy
+
+    /// The last change from identity's feed applied to the copy.
+    public func careTeamFeedPosition() async throws -> Int64 {
+        try await db.query("SELECT after_sequence FROM care_team_feed").first?.decode("after_sequence") ?? 0
+    }
+
+    /// Applies changes from the feed in one transaction: an ended relationship leaves the
+    /// copy, any other is added or replaced. Changes at or before the copy's position are
+    /// skipped (another follower got there first: its state is at least as new), under a
+    /// lock on the position, so followers in several processes never undo each other.
+    /// Returns how many changes were applied.
+    public func applyCareTeamChanges(_ changes: [CareTeamChange]) async throws -> Int {
+        guard !changes.isEmpty else { return 0 }
+        return try await db.withTransaction { session in
+            let position: Int64 = try await session.query("SELECT after_sequence FROM care_team_feed FOR UPDATE")
+                .first?.decode("after_sequence") ?? 0
+            let fresh = changes.filter { $0.sequence > position }
+            guard let last = fresh.map(\.sequence).max() else { return 0 }
+            // In sequence order, the last change of each relationship is its state.
+            var latest: [UUID: CareTeamChange] = [:]
+            for change in fresh.sorted(by: { $0.sequence < $1.sequence }) { latest[change.relationshipID] = change }
+            let ended = latest.values.filter(\.ended).map(\.relationshipID)
+            let active = latest.values.filter { !$0.ended }
+            if !ended.isEmpty {
+                try await session.query("DELETE FROM care_team WHERE relationship_id = ANY(\(ended)::uuid[])")
+            }
+            if !active.isEmpty {
+                try await session.query("""
+                    INSERT INTO care_team (relationship_id, person_id, professional_id, organisation_id, role, professional_name)
+                    SELECT * FROM unnest(\(active.map(\.relationshipID))::uuid[], \(active.map(\.personID))::uuid[],
+                                         \(active.map(\.professionalID))::uuid[], \(active.map(\.organisationID))::uuid[],
+                                         \(active.map(\.role))::text[], \(active.map(\.professionalName))::text[])
+                    ON CONFLICT (relationship_id) DO UPDATE SET person_id = EXCLUDED.person_id,
+                        professional_id = EXCLUDED.professional_id, organisation_id = EXCLUDED.organisation_id,
+                        role = EXCLUDED.role, professional_name = EXCLUDED.professional_name
+                    """)
+            }
+            try await session.query("UPDATE care_team_feed SET after_sequence = \(last), applied_at = now()")
+            return fresh.count
         }
     }
 

@@ -170,7 +170,8 @@ enum RecordsWire {
         w.string(6, p.note ?? "")
     }
 
-    /// The whole summary (fields in number order) from the rows `RecordsStore.summaryRows` read.
+    /// The whole summary (fields in number order) from the rows `RecordsStore.summaryRows` read;
+    /// the care team from those rows when they hold it, else `careTeam` (asked of identity).
     static func summary(person: UUID, rows: RecordsStore.SummaryRows, careTeam: [Wholecare_Records_V1_CareTeamMember],
                         store: RecordsStore, viewer: Principal) throws -> [UInt8] {
         var w = ProtoWriter(capacity: 512 + 700 * (rows.active.count + rows.latest.count))
@@ -193,6 +194,20 @@ enum RecordsWire {
         }
         for (row, _) in medications.sorted(by: { $0.1 < $1.1 }) { try write(4, row) }
         for (row, kind) in zip(rows.active, kinds) where kind == .allergy { try write(5, row) }
+        if let team = rows.careTeam {
+            // Columns of `RecordsStore.careTeamQuery`, written as `careTeam(person:)` builds them.
+            for row in team {
+                try row.withCells { cells in
+                    try w.message(6) { m in
+                        m.string(1, utf8: try name(cells, 0, "professional_id"))
+                        m.string(2, utf8: try name(cells, 1, "professional_name"))
+                        let role = try name(cells, 2, "role")
+                        m.string(3, role.elementsEqual("care_coordinator".utf8) ? "care coordinator" : "care team member")
+                        m.string(4, utf8: try name(cells, 3, "organisation_id"))
+                    }
+                }
+            }
+        }
         for member in careTeam { try w.message(6, member) }
         for (row, kind) in zip(rows.active, kinds) where kind == .goal { try write(7, row) }
         for row in rows.latest { try write(8, row) }

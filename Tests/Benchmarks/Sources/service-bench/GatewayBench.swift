@@ -48,7 +48,7 @@ func gatewayBench(seconds: Int) async throws {
     try await Task.sleep(for: .seconds(1))
 
     // The SQL one summary request runs (records: details, active entries, latest entries,
-    // goal progress; identity: the care team), as one pgbench transaction.
+    // goal progress, the care team), as one pgbench transaction.
     let (identitySchema, recordsSchema) = (suite.schemas[0], suite.schemas[2])
     let db = PostgresClient(configuration: PostgresConfiguration(connectionString: suite.adminURL, maxConnections: 1, searchPath: recordsSchema))
     let goals = try await db.query("SELECT count(*) AS n FROM entries WHERE kind = 'goal' AND status = 'active'")[0].decode("n", as: Int.self)
@@ -59,17 +59,23 @@ func gatewayBench(seconds: Int) async throws {
         effective_start, effective_end, effective_date::text AS effective_date, code_system, code, code_display, text_sealed, \
         details::text AS details, next_refill_on::text AS next_refill_on, supersedes_id, superseded_by_id, error_reason_sealed, recorded_at
         """
-    // records sends its four statements as one pipeline (one round trip); identity's is
-    // a separate call. Script (a) sends each statement on its own, script (a′) as records does.
-    let recordsStatements = [
+    // records sends its statements as one pipeline (one round trip), the care team read
+    // from records' copy of it; with BENCH_CARE_TEAM_COPY=0 the care team comes from
+    // identity, in a separate call. Script (a) sends each statement on its own, script
+    // (a′) as the services do.
+    var recordsStatements = [
         "SELECT person_id, version, sealed, source_kind, updated_by_id, updated_by_display, updated_at FROM \(recordsSchema).person_details WHERE person_id = '\(person)' ORDER BY version DESC LIMIT 1;",
         "SELECT \(columns) FROM \(recordsSchema).entries WHERE person_id = '\(person)' AND status = 'active' AND kind IN ('condition', 'medication', 'allergy', 'goal') ORDER BY effective_date DESC, recorded_at DESC;",
         "SELECT \(columns) FROM \(recordsSchema).entries WHERE person_id = '\(person)' AND status <> 'superseded' ORDER BY effective_date DESC, recorded_at DESC, id DESC LIMIT 10;",
         "SELECT DISTINCT ON (goal_lineage_id) id, goal_lineage_id, percent, note_sealed, source_kind, author_id, author_display, recorded_at FROM \(recordsSchema).goal_progress WHERE goal_lineage_id IN (SELECT lineage_id FROM \(recordsSchema).entries WHERE person_id = '\(person)' AND kind = 'goal' AND status = 'active') ORDER BY goal_lineage_id, recorded_at DESC;",
     ]
-    let identityStatement = "SELECT r.id, r.person_id, r.professional_id, r.organisation_id, r.role, r.started_at, r.ended_at, pro.display_name AS professional_name, person.display_name AS person_name FROM \(identitySchema).care_relationships r JOIN \(identitySchema).accounts pro ON pro.id = r.professional_id JOIN \(identitySchema).accounts person ON person.id = r.person_id WHERE r.person_id = '\(person)' AND r.ended_at IS NULL ORDER BY r.role, pro.display_name;"
-    let script = (recordsStatements + [identityStatement, ""]).joined(separator: "\n")
-    let pipelinedScript = (["\\startpipeline"] + recordsStatements + ["\\endpipeline", identityStatement, ""]).joined(separator: "\n")
+    let fromCopy = ProcessInfo.processInfo.environment["BENCH_CARE_TEAM_COPY"] != "0"
+    if fromCopy {
+        recordsStatements.append("SELECT professional_id, professional_name, role, organisation_id FROM \(recordsSchema).care_team WHERE person_id = '\(person)' ORDER BY role, professional_name;")
+    }
+    let identityStatements = fromCopy ? [] : ["SELECT r.id, r.person_id, r.professional_id, r.organisation_id, r.role, r.started_at, r.ended_at, pro.display_name AS professional_name, person.display_name AS person_name FROM \(identitySchema).care_relationships r JOIN \(identitySchema).accounts pro ON pro.id = r.professional_id JOIN \(identitySchema).accounts person ON person.id = r.person_id WHERE r.person_id = '\(person)' AND r.ended_at IS NULL ORDER BY r.role, pro.display_name;"]
+    let script = (recordsStatements + identityStatements + [""]).joined(separator: "\n")
+    let pipelinedScript = (["\\startpipeline"] + recordsStatements + ["\\endpipeline"] + identityStatements + [""]).joined(separator: "\n")
     let scriptPath = FileManager.default.temporaryDirectory.appendingPathComponent("summary-\(UUID().uuidString).sql").path
     try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
     let pipelinedPath = FileManager.default.temporaryDirectory.appendingPathComponent("summary-pipelined-\(UUID().uuidString).sql").path
@@ -96,6 +102,13 @@ func gatewayBench(seconds: Int) async throws {
         let path = ProcessInfo.processInfo.environment["BENCH_PATH"] ?? "/v1/me/record"
         let only = try wrk("http://127.0.0.1:\(gatewayPort)\(path)", connections: 64, seconds: seconds, token: suite.person)
         print("route only, 64 connections: \(Int(only.rate)) req/s, p99 \(String(format: "%.2f", only.p99)) ms")
+        await stopServers()
+        return
+    }
+    // BENCH_ONLY=sql: only (a) at 64 clients, to compare its CPU with the route's.
+    if ProcessInfo.processInfo.environment["BENCH_ONLY"] == "sql" {
+        let only = try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 64, seconds: seconds)
+        print("(a) only, 64 clients: \(Int(only.rate)) scripts/s, p99 \(String(format: "%.2f", only.p99)) ms")
         await stopServers()
         return
     }

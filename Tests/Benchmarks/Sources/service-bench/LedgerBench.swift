@@ -181,11 +181,24 @@ struct BenchSuite {
             return ids
         }
 
+        // Records' care-team copy caught up, and followed as the executable does.
+        // BENCH_CARE_TEAM_COPY=0 leaves it empty, so summaries ask identity (the old path).
+        let follower: Task<Void, Never>?
+        if environment["BENCH_CARE_TEAM_COPY"] != "0" {
+            try await records.careTeams.sync()
+            let (copy, followerLogger) = (records.careTeams, logger)
+            follower = Task { try? await CareTeamFollower(copy: copy, interval: .seconds(1), logger: followerLogger).run() }
+        } else {
+            follower = nil
+        }
+
         return BenchSuite(
             identityPort: identityPort, ledgerPort: ledgerPort, recordsPort: recordsPort, adminURL: url, schemas: schemas, provider: provider,
             coordinator: coordinator, person: person.accessToken, personID: person.account.id, agency: agency, council: council,
             morePeople: morePeople,
             cleanup: {
+                follower?.cancel()
+                await follower?.value
                 await transport.close()
                 await recordsServer.shutdown()
                 await ledgerServer.shutdown()

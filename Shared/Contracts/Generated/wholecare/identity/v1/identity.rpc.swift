@@ -84,6 +84,11 @@ public enum Wholecare_Identity_V1_Identity {
         /// For WholeCare services only: display names for account ids (no other details).
         public static let getDisplayNames = MethodDescriptor<Wholecare_Identity_V1_GetDisplayNamesRequest, Wholecare_Identity_V1_GetDisplayNamesResponse>(
             service: "wholecare.identity.v1.Identity", method: "GetDisplayNames", idempotent: true)
+        /// For WholeCare services only: the care relationships assigned or ended after a point
+        /// in identity's change feed, oldest first, for a service that keeps its own copy of
+        /// care teams (records shows the care team in the record summary from its copy).
+        public static let listCareTeamChanges = MethodDescriptor<Wholecare_Identity_V1_ListCareTeamChangesRequest, Wholecare_Identity_V1_ListCareTeamChangesResponse>(
+            service: "wholecare.identity.v1.Identity", method: "ListCareTeamChanges", idempotent: true)
 
         /// Every method's full name, for method listings.
         public static let allNames: [String] = [
@@ -114,6 +119,7 @@ public enum Wholecare_Identity_V1_Identity {
             listAuthEvents.fullName,
             getAccessFacts.fullName,
             getDisplayNames.fullName,
+            listCareTeamChanges.fullName,
         ]
     }
 
@@ -167,6 +173,10 @@ public enum Wholecare_Identity_V1_Identity {
         func getAccessFacts(request: Wholecare_Identity_V1_GetAccessFactsRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_AccessFacts
         /// For WholeCare services only: display names for account ids (no other details).
         func getDisplayNames(request: Wholecare_Identity_V1_GetDisplayNamesRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_GetDisplayNamesResponse
+        /// For WholeCare services only: the care relationships assigned or ended after a point
+        /// in identity's change feed, oldest first, for a service that keeps its own copy of
+        /// care teams (records shows the care team in the record summary from its copy).
+        func listCareTeamChanges(request: Wholecare_Identity_V1_ListCareTeamChangesRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_ListCareTeamChangesResponse
     }
 
     /// A typed client for wholecare.identity.v1.Identity.
@@ -359,6 +369,15 @@ public enum Wholecare_Identity_V1_Identity {
         ) async throws -> Wholecare_Identity_V1_GetDisplayNamesResponse {
             try await client.unary(Methods.getDisplayNames, request, options: options)
         }
+
+        /// For WholeCare services only: the care relationships assigned or ended after a point
+        /// in identity's change feed, oldest first, for a service that keeps its own copy of
+        /// care teams (records shows the care team in the record summary from its copy).
+        public func listCareTeamChanges(
+            _ request: Wholecare_Identity_V1_ListCareTeamChangesRequest, options: CallOptions = CallOptions()
+        ) async throws -> Wholecare_Identity_V1_ListCareTeamChangesResponse {
+            try await client.unary(Methods.listCareTeamChanges, request, options: options)
+        }
     }
 }
 
@@ -446,6 +465,9 @@ extension Wholecare_Identity_V1_Identity.ServiceProtocol {
         }
         router.register(Wholecare_Identity_V1_Identity.Methods.getDisplayNames) { request, context in
             try await self.getDisplayNames(request: request, context: context)
+        }
+        router.register(Wholecare_Identity_V1_Identity.Methods.listCareTeamChanges) { request, context in
+            try await self.listCareTeamChanges(request: request, context: context)
         }
     }
 }

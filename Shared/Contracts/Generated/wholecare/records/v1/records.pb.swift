@@ -1013,6 +1013,9 @@ public nonisolated struct Wholecare_Records_V1_Summary: @unchecked Sendable {
     set {_uniqueStorage()._allergies = newValue}
   }
 
+  /// The active care team (coordinator first), for callers allowed to see it. Identity
+  /// owns care relationships; records shows them from its own copy, which follows
+  /// identity's changes within a second or so (CARE_TEAM_SYNC_INTERVAL).
   public var careTeam: [Wholecare_Records_V1_CareTeamMember] {
     get {_storage._careTeam}
     set {_uniqueStorage()._careTeam = newValue}

@@ -1,0 +1,162 @@
+import Auth
+import Contracts
+import Foundation
+import Logging
+import Postgres
+import RPC
+import ServiceLifecycle
+import Synchronization
+
+/// One change from identity's care-relationship feed, as records keeps it.
+public struct CareTeamChange: Sendable, Equatable {
+    public var sequence: Int64
+    public var relationshipID: UUID
+    public var personID: UUID
+    public var professionalID: UUID
+    public var organisationID: UUID
+    /// `care_coordinator` or `care_team_member`, as identity stores it.
+    public var role: String
+    public var professionalName: String
+    public var ended: Bool
+
+    /// Refuses a change that does not say what records needs (identity never sends one;
+    /// applying it would put a wrong row in someone's care team).
+    init(_ change: Wholecare_Identity_V1_CareTeamChange) throws {
+        let r = change.relationship
+        guard change.sequence > 0, let id = UUID(hyphenated: r.id), let person = UUID(hyphenated: r.personID),
+              let professional = UUID(hyphenated: r.professionalID), let organisation = UUID(hyphenated: r.organisationID)
+        else { throw RPCError(code: .internal, message: "identity sent a care-team change without its ids") }
+        let role: String
+        switch r.role {
+        case .careCoordinator: role = "care_coordinator"
+        case .careTeamMember: role = "care_team_member"
+        default: throw RPCError(code: .internal, message: "identity sent a care-team change with no role")
+        }
+        self.init(sequence: change.sequence, relationshipID: id, personID: person, professionalID: professional,
+                  organisationID: organisation, role: role, professionalName: r.professionalName, ended: !r.endedAt.isEmpty)
+    }
+
+    public init(sequence: Int64, relationshipID: UUID, personID: UUID, professionalID: UUID, organisationID: UUID,
+                role: String, professionalName: String, ended: Bool) {
+        self.sequence = sequence
+        self.relationshipID = relationshipID
+        self.personID = personID
+        self.professionalID = professionalID
+        self.organisationID = organisationID
+        self.role = role
+        self.professionalName = professionalName
+        self.ended = ended
+    }
+}
+
+/// Records' copy of care teams (migration 0004), kept from identity's change feed so that
+/// a summary reads the care team with the rest of the record, in one round trip, instead
+/// of calling identity for it.
+///
+/// The copy follows identity by a second or so (the follower's interval). Until it has
+/// caught up with the feed once since this process started, summaries ask identity as
+/// before, so a fresh or restarted service never shows a care team older than its last
+/// run. Who may see a care team is decided here by the same shared policy identity
+/// applies (`PersonAction.readCareTeam`).
+public final class CareTeamCopy: Sendable {
+    let store: RecordsStore
+    let identity: IdentityLink
+    private let caughtUp = Atomic<Bool>(false)
+    /// Serialises `sync` within this process (other processes are kept in order by the
+    /// row lock in `RecordsStore.applyCareTeamChanges`).
+    private let syncing = AsyncSerialGate()
+
+    init(store: RecordsStore, identity: IdentityLink) {
+        self.store = store
+        self.identity = identity
+    }
+
+    /// Whether summaries read the care team from the copy.
+    public var isCaughtUp: Bool { caughtUp.load(ordering: .acquiring) }
+
+    /// Applies the feed's changes after the copy's position until identity has no more.
+    /// Returns how many changes were applied.
+    @discardableResult
+    public func sync(pageSize: Int32 = 500) async throws -> Int {
+        try await syncing.run {
+            var applied = 0
+            while true {
+                let position = try await store.careTeamFeedPosition()
+                let page = try await identity.careTeamChanges(after: position, pageSize: pageSize)
+                let changes = try page.changes.map(CareTeamChange.init)
+                applied += try await store.applyCareTeamChanges(changes)
+                if !page.more { break }
+            }
+            caughtUp.store(true, ordering: .releasing)
+            return applied
+        }
+    }
+}
+
+/// Keeps the care-team copy: syncs every `interval`, and after a failure tries again with
+/// backoff (up to a minute), logging without personal data.
+public struct CareTeamFollower: Service {
+    let copy: CareTeamCopy
+    let interval: Duration
+    let logger: Logger
+
+    public init(copy: CareTeamCopy, interval: Duration = .seconds(1), logger: Logger) {
+        self.copy = copy
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var failures = 0
+            while !Task.isCancelled {
+                do {
+                    try await copy.sync()
+                    if failures > 0 { logger.info("care-team copy is following identity again") }
+                    failures = 0
+                    try? await Task.sleep(for: interval)
+                } catch {
+                    if Task.isCancelled { break }
+                    failures += 1
+                    // The first failure after a good run is a warning; a long outage logs
+                    // every tenth attempt so the log is not flooded.
+                    if failures == 1 || failures % 10 == 0 {
+                        logger.warning("could not follow identity's care-team changes; retrying",
+                                       metadata: ["attempt": "\(failures)", "error": "\(type(of: error))",
+                                                 "status": "\((error as? RPCError).map { "\($0.code)" } ?? "-")"])
+                    }
+                    let backoff = min(interval * (1 << min(failures, 6)), .seconds(60))
+                    try? await Task.sleep(for: backoff)
+                }
+            }
+        }
+    }
+}
+
+/// Runs one body at a time (FIFO), for async work that must not overlap.
+final class AsyncSerialGate: Sendable {
+    private struct State {
+        var busy = false
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let proceed = state.withLock { state -> Bool in
+                if state.busy { state.waiting.append(continuation); return false }
+                state.busy = true
+                return true
+            }
+            if proceed { continuation.resume() }
+        }
+        defer {
+            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                if state.waiting.isEmpty { state.busy = false; return nil }
+                return state.waiting.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
+    }
+}
