@@ -55,8 +55,15 @@ struct CareTeamFeedTests {
                         VALUES (\(third), \(person), \(pro), \(org), 'care_coordinator', \(pro))
                         """)
                 }
-                try await Task.sleep(for: .milliseconds(300))
-                // The second writer is still waiting: the feed shows nothing new yet.
+                // Once the second writer waits for the feed's lock, the feed shows nothing
+                // new: its number is not drawn while the first's is uncommitted.
+                let deadline = ContinuousClock.now + .seconds(10)
+                var waiting = 0
+                while waiting == 0, ContinuousClock.now < deadline {
+                    waiting = try await db.query("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0].decode("n")
+                    if waiting == 0 { try await Task.sleep(for: .milliseconds(20)) }
+                }
+                #expect(waiting == 1)
                 #expect(try await Self.sequences(db).count == 3)
                 return second
             }

@@ -6,7 +6,9 @@ import RecordsService
 import RPC
 import ServiceTestSupport
 import TestSupport
+import Synchronization
 import Testing
+import WholeCareCrypto
 
 /// Records' copy of care teams, kept from identity's change feed, from which the record
 /// summary shows the care team.
@@ -109,7 +111,7 @@ struct CareTeamCopyTests {
         }
     }
 
-    @Test("the change feed answers only a WholeCare service in its own name, refuses bad paging, and pages in order")
+    @Test("the change feed answers only records' service in its own name, refuses bad paging, and pages in order")
     func feedAccess() async throws {
         try await RecordsHarness.with { h in
             let p = try await h.people()
@@ -119,6 +121,13 @@ struct CareTeamCopyTests {
                 }
                 #expect(denied?.code == .permissionDenied)
             }
+            // Another WholeCare service (the ledger), in its own name, is refused too.
+            let secret = SecureRandom.token(byteCount: 32)
+            try await h.identity.store.createClient(clientID: "svc-ledger", secretHash: Digest.sha256(secret), kind: "service",
+                                                    name: "ledger", organisationID: nil)
+            let ledger = IdentityLink(channel: h.identity.channel, clientID: "svc-ledger", secret: secret)
+            let other = await #expect(throws: RPCError.self) { try await ledger.careTeamChanges(after: 0, pageSize: 10) }
+            #expect(other?.code == .permissionDenied)
             for (after, size) in [(Int64(-1), Int32(10)), (0, 1001), (0, -1)] {
                 let refused = await #expect(throws: RPCError.self) { try await h.link.careTeamChanges(after: after, pageSize: size) }
                 #expect(refused?.code == .invalidArgument)
@@ -172,13 +181,52 @@ struct CareTeamCopyTests {
         }
     }
 
+    @Test("a copy that has not caught up within its allowed lag is not read: summaries ask identity again")
+    func staleCopyNotRead() async throws {
+        try await RecordsHarness.with { h in
+            let p = try await h.people()
+            // A clock the test moves.
+            let offset = Mutex<Duration>(.zero)
+            let start = ContinuousClock.now
+            let clock: @Sendable () -> ContinuousClock.Instant = { start + offset.withLock { $0 } }
+            let copy = CareTeamCopy(store: h.store, identity: h.link, maxLag: .seconds(30), now: clock)
+            #expect(!copy.isCaughtUp)
+            try await copy.sync()
+            #expect(copy.isCaughtUp)
+            offset.withLock { $0 = .seconds(29) }
+            #expect(copy.isCaughtUp)
+            offset.withLock { $0 = .seconds(31) }
+            #expect(!copy.isCaughtUp)
+            try await copy.sync()
+            #expect(copy.isCaughtUp)
+            // The service's copy: the relationship ends in identity while the copy does not
+            // follow; the summary shows the copy until it is too old, then identity's answer.
+            let service = RecordsRPCService(store: h.store, identity: h.link, refusals: RefusalLog(), careTeams: copy)
+            var list = Wholecare_Identity_V1_ListCareTeamRequest()
+            list.personID = p.person.account.id
+            let coordinatorRelationship = try await h.identity.api.listCareTeam(list, options: RecordsHarness.bearer(p.person.accessToken)).members[0].id
+            try await end(h, p, relationship: coordinatorRelationship)
+            var router = RPCRouter()
+            router.register(service)
+            service.registerEncodedReplies(into: &router)
+            router.interceptors = [h.link.authInterceptor()]
+            let records = Wholecare_Records_V1_Records.Client(RPCClient(channel: InProcessChannel(router: router), retryPolicy: .none))
+            var request = Wholecare_Records_V1_GetSummaryRequest()
+            request.personID = p.person.account.id
+            let fresh = try await records.getSummary(request, options: RecordsHarness.bearer(p.person.accessToken))
+            #expect(fresh.careTeam.count == 1)  // the copy, not synced since the ending
+            offset.withLock { $0 = .seconds(62) }
+            let stale = try await records.getSummary(request, options: RecordsHarness.bearer(p.person.accessToken))
+            #expect(stale.careTeam.isEmpty)     // identity's answer
+        }
+    }
+
     @Test("the follower keeps the copy up to date by itself, within its interval")
     func followerRuns() async throws {
         try await RecordsHarness.with { h in
             let p = try await h.people()
             let copy = h.service.careTeams
             let follower = Task { try? await CareTeamFollower(copy: copy, interval: .milliseconds(50), logger: .init(label: "test")).run() }
-            defer { follower.cancel() }
             let helper = try await h.identity.professional("late@northshire.test", org: p.council, roles: ["nurse"], admin: p.admin)
             _ = try await assign(h, p, professional: helper.id, role: .careTeamMember)
             // The new member reaches records' own table without anyone calling sync.
@@ -186,13 +234,15 @@ struct CareTeamCopyTests {
             var copied = 0
             while ContinuousClock.now < deadline {
                 copied = try await h.db.query("SELECT count(*) AS n FROM care_team WHERE professional_id = \(UUID(uuidString: helper.id)!)")[0].decode("n")
-                if copied == 1 { break }
+                if copied == 1, copy.isCaughtUp { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(copied == 1)
             #expect(copy.isCaughtUp)
             let team = try await Self.summary(h, person: p.person.account.id, token: p.person.accessToken).careTeam.map(\.professionalID)
             #expect(team == [p.coordinator.id, helper.id])
+            follower.cancel()
+            await follower.value
         }
     }
 }

@@ -15,6 +15,8 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
     let issuer: TokenIssuer
     let authorizer: Authorizer
     let now: @Sendable () -> Date
+    /// The service clients that may read the care-relationship change feed (records).
+    let careTeamFeedClients: Set<String>
 
     /// Methods callable without a token.
     public static let publicMethods: Set<String> = [
@@ -23,8 +25,9 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
     ]
 
     public init(store: IdentityStore, hashing: PasswordHashingPool, passwordPolicy: PasswordPolicy, issuer: TokenIssuer,
-                now: @escaping @Sendable () -> Date = { Date() }) {
+                careTeamFeedClients: Set<String> = ["svc-records"], now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
+        self.careTeamFeedClients = careTeamFeedClients
         self.hashing = hashing
         self.passwordPolicy = passwordPolicy
         self.issuer = issuer
@@ -579,10 +582,11 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
 
     public func listCareTeamChanges(request: Wholecare_Identity_V1_ListCareTeamChangesRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_ListCareTeamChangesResponse {
         let caller = try context.caller()
-        // Only a service in its own name: a service relaying a person's call is acting
-        // for that person, who may not read everyone's care team.
-        guard caller.relayedBy == nil, caller.principal.kind == .service else {
-            throw Self.denied("the care-team change feed is for WholeCare services")
+        // Only the services that keep a copy (records), in their own name: a service
+        // relaying a person's call is acting for that person, who may not read everyone's
+        // care team.
+        guard caller.relayedBy == nil, caller.principal.kind == .service, careTeamFeedClients.contains(caller.principal.subject) else {
+            throw Self.denied("the care-team change feed is for the WholeCare services that keep care teams")
         }
         guard request.afterSequence >= 0 else { throw RPCError.invalidArgument(field: "after_sequence", "must not be negative") }
         guard (0...1000).contains(request.pageSize) else { throw RPCError.invalidArgument(field: "page_size", "must be between 0 and 1000") }

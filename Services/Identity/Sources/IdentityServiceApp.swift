@@ -20,6 +20,8 @@ public enum IdentityServiceApp {
         public var hashThreads: Int
         /// `svc-<name>` client ids and secrets of the WholeCare services.
         public var serviceClients: [(clientID: String, secret: String)]
+        /// The service clients that may read the care-relationship change feed.
+        public var careTeamFeedClients: Set<String>
 
         public init(environment: EnvironmentConfiguration) throws {
             do {
@@ -51,6 +53,12 @@ public enum IdentityServiceApp {
                     return (String(parts[0]), String(parts[1]))
                 }
             } ?? []
+            let feedClients = environment.string("IDENTITY_CARE_TEAM_FEED_CLIENTS", default: "svc-records")
+                .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard !feedClients.isEmpty, feedClients.allSatisfy({ $0.hasPrefix("svc-") && $0.count > 4 }) else {
+                throw ConfigurationError(variable: "IDENTITY_CARE_TEAM_FEED_CLIENTS", problem: "must be svc-<name> client ids separated by commas")
+            }
+            careTeamFeedClients = Set(feedClients)
         }
     }
 
@@ -73,7 +81,8 @@ public enum IdentityServiceApp {
             let service = IdentityRPCService(
                 store: store, hashing: hashing, passwordPolicy: try PasswordPolicy.bundled(),
                 issuer: TokenIssuer(keyring: settings.keyring, accessTokenLifetime: settings.accessTokenLifetime,
-                                    refreshTokenLifetime: settings.refreshTokenLifetime))
+                                    refreshTokenLifetime: settings.refreshTokenLifetime),
+                careTeamFeedClients: settings.careTeamFeedClients)
             let rpc = try runner.makeRPCServer(router: router(service: service, keyring: settings.keyring))
             try await runner.run(services: [database, rpc], checks: [database.readinessCheck])
             await hashing.shutdown()

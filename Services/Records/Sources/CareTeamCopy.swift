@@ -53,32 +53,52 @@ public struct CareTeamChange: Sendable, Equatable {
 /// a summary reads the care team with the rest of the record, in one round trip, instead
 /// of calling identity for it.
 ///
-/// The copy follows identity by a second or so (the follower's interval). Until it has
-/// caught up with the feed once since this process started, summaries ask identity as
-/// before, so a fresh or restarted service never shows a care team older than its last
-/// run. Who may see a care team is decided here by the same shared policy identity
-/// applies (`PersonAction.readCareTeam`).
+/// The copy follows identity by a second or so (the follower's interval). Summaries read
+/// it only while it has caught up with the feed within `maxLag` (30 s); otherwise (a
+/// fresh or restarted service, or a follower that cannot reach identity) they ask
+/// identity as before, so a summary never shows a care team older than that. Who may see
+/// a care team is decided here by the same shared policy identity applies
+/// (`PersonAction.readCareTeam`).
 public final class CareTeamCopy: Sendable {
     let store: RecordsStore
     let identity: IdentityLink
-    private let caughtUp = Atomic<Bool>(false)
+    /// How old the last catch-up may be for summaries to read the copy.
+    public let maxLag: Duration
+    private let now: @Sendable () -> ContinuousClock.Instant
+    private let origin: ContinuousClock.Instant
+    /// When the copy last caught up with the feed, in nanoseconds after `origin` (0: never).
+    private let caughtUpAt = Atomic<Int64>(0)
     /// Serialises `sync` within this process (other processes are kept in order by the
     /// row lock in `RecordsStore.applyCareTeamChanges`).
     private let syncing = AsyncSerialGate()
 
-    init(store: RecordsStore, identity: IdentityLink) {
+    /// `now`: the clock the lag is measured on (tests move it).
+    public init(store: RecordsStore, identity: IdentityLink, maxLag: Duration = .seconds(30),
+                now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
         self.store = store
         self.identity = identity
+        self.maxLag = maxLag
+        self.now = now
+        self.origin = now()
     }
 
-    /// Whether summaries read the care team from the copy.
-    public var isCaughtUp: Bool { caughtUp.load(ordering: .acquiring) }
+    private func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    }
+
+    /// Whether summaries read the care team from the copy: it caught up with the feed no
+    /// longer than `maxLag` ago.
+    public var isCaughtUp: Bool {
+        let at = caughtUpAt.load(ordering: .acquiring)
+        return at > 0 && nanoseconds(now() - origin) - at <= nanoseconds(maxLag)
+    }
 
     /// Applies the feed's changes after the copy's position until identity has no more.
     /// Returns how many changes were applied.
     @discardableResult
     public func sync(pageSize: Int32 = 500) async throws -> Int {
         try await syncing.run {
+            let started = max(1, nanoseconds(now() - origin))
             var applied = 0
             while true {
                 let position = try await store.careTeamFeedPosition()
@@ -87,14 +107,15 @@ public final class CareTeamCopy: Sendable {
                 applied += try await store.applyCareTeamChanges(changes)
                 if !page.more { break }
             }
-            caughtUp.store(true, ordering: .releasing)
+            // Caught up with the feed as it was when this sync began (at least).
+            caughtUpAt.store(started, ordering: .releasing)
             return applied
         }
     }
 }
 
 /// Keeps the care-team copy: syncs every `interval`, and after a failure tries again with
-/// backoff (up to a minute), logging without personal data.
+/// doubling backoff (at most a minute), logging without personal data.
 public struct CareTeamFollower: Service {
     let copy: CareTeamCopy
     let interval: Duration
@@ -125,7 +146,7 @@ public struct CareTeamFollower: Service {
                                        metadata: ["attempt": "\(failures)", "error": "\(type(of: error))",
                                                  "status": "\((error as? RPCError).map { "\($0.code)" } ?? "-")"])
                     }
-                    let backoff = min(interval * (1 << min(failures, 6)), .seconds(60))
+                    let backoff = min(interval * (1 << min(failures, 12)), .seconds(60))
                     try? await Task.sleep(for: backoff)
                 }
             }
@@ -133,7 +154,8 @@ public struct CareTeamFollower: Service {
     }
 }
 
-/// Runs one body at a time (FIFO), for async work that must not overlap.
+/// Runs one body at a time (FIFO), for async work that must not overlap. A task cancelled
+/// while it waits its turn throws `CancellationError` instead of running the body.
 final class AsyncSerialGate: Sendable {
     private struct State {
         var busy = false
@@ -157,6 +179,7 @@ final class AsyncSerialGate: Sendable {
             }
             next?.resume()
         }
+        try Task.checkCancellation()
         return try await body()
     }
 }

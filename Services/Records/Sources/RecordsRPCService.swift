@@ -19,12 +19,13 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     /// `refusals` holds back repeated refusals until ``writeHeldRefusals(all:)`` writes
     /// them: whoever makes the service must also call that (the records executable runs
     /// `HeldRefusalWriter`).
-    public init(store: RecordsStore, identity: IdentityLink, refusals: RefusalLog,
+    /// `careTeams`: the care-team copy summaries read (by default one over `store`).
+    public init(store: RecordsStore, identity: IdentityLink, refusals: RefusalLog, careTeams: CareTeamCopy? = nil,
                 now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.identity = identity
         self.refusals = refusals
-        self.careTeams = CareTeamCopy(store: store, identity: identity)
+        self.careTeams = careTeams ?? CareTeamCopy(store: store, identity: identity)
         self.now = now
     }
 

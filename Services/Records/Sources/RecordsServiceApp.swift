@@ -29,8 +29,10 @@ public enum RecordsServiceApp {
             // are written, then the database closes.
             let refusals = HeldRefusalWriter(service: service, logger: runner.logger)
             let interval = try runner.environment.duration("CARE_TEAM_SYNC_INTERVAL", default: .seconds(1))
-            guard interval >= .milliseconds(50), interval <= .seconds(60) else {
-                throw ConfigurationError(variable: "CARE_TEAM_SYNC_INTERVAL", problem: "must be between 50ms and 60s")
+            // At most a third of how stale the copy may get before summaries stop reading it
+            // (`CareTeamCopy.maxLag`, 30 s).
+            guard interval >= .milliseconds(50), interval <= .seconds(10) else {
+                throw ConfigurationError(variable: "CARE_TEAM_SYNC_INTERVAL", problem: "must be between 50ms and 10s")
             }
             let follower = CareTeamFollower(copy: service.careTeams, interval: interval, logger: runner.logger)
             try await runner.run(services: [database, refusals, follower, rpc], checks: [database.readinessCheck])

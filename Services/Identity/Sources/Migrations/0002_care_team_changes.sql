@@ -15,7 +15,13 @@ CREATE TABLE care_relationship_changes (
     changed_at       timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE FUNCTION care_relationship_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Relationships are never deleted (they end); the foreign key on relationship_id makes a
+-- delete fail rather than vanish from the feed, until deleting is designed with the feed
+-- in mind.
+--
+-- The function resolves its names in this schema whatever the caller's search_path.
+CREATE FUNCTION care_relationship_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     -- The lock key: this table's own oid (unique per schema) under a fixed high word.
     PERFORM pg_advisory_xact_lock((x'57434354'::bigint << 32) | 'care_relationship_changes'::regclass::oid::bigint);
@@ -24,8 +30,11 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER care_relationships_feed AFTER INSERT OR UPDATE ON care_relationships
+CREATE TRIGGER care_relationships_feed_insert AFTER INSERT ON care_relationships
     FOR EACH ROW EXECUTE FUNCTION care_relationship_changed();
+-- An update that changes nothing (none is made today) adds no change.
+CREATE TRIGGER care_relationships_feed_update AFTER UPDATE ON care_relationships
+    FOR EACH ROW WHEN (OLD IS DISTINCT FROM NEW) EXECUTE FUNCTION care_relationship_changed();
 
 -- Relationships made before the feed existed are its first entries.
 INSERT INTO care_relationship_changes (relationship_id)
