@@ -70,6 +70,20 @@ struct IntegrationTests {
             #expect(source["organisation_id"] as? String == setting.organisationID, "\(source)")
             #expect((source["display"] as? String)?.contains(setting.coordinatorName) == true, "\(source)")
 
+            // The summary's care team, from records' own copy: its follower caught up with
+            // identity's feed under the executables' real credentials, and never failed.
+            let deadline = ContinuousClock.now + .seconds(20)
+            var team: [[String: Any]] = []
+            while ContinuousClock.now < deadline {
+                let summary = try await stack.call(.get, "/v1/me/record", token: setting.person.token)
+                team = summary.json["care_team"] as? [[String: Any]] ?? []
+                if stack.log("records").contains("care-team copy caught up with identity"), !team.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(team.map { $0["name"] as? String } == [setting.coordinatorName], "\(team)")
+            #expect(stack.log("records").contains("care-team copy caught up with identity"))
+            #expect(!stack.log("records").contains("could not follow identity's care-team changes"))
+
             let log = try await stack.call(.get, "/v1/me/record/access-log", token: setting.person.token)
             #expect(log.status == .ok)
             let accesses = log.json["entries"] as? [[String: Any]] ?? []

@@ -130,10 +130,16 @@ public struct CareTeamFollower: Service {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             var failures = 0
+            var caughtUpBefore = false
             while !Task.isCancelled {
                 do {
-                    try await copy.sync()
-                    if failures > 0 { logger.info("care-team copy is following identity again") }
+                    let applied = try await copy.sync()
+                    if !caughtUpBefore {
+                        logger.info("care-team copy caught up with identity", metadata: ["changes_applied": "\(applied)"])
+                        caughtUpBefore = true
+                    } else if failures > 0 {
+                        logger.info("care-team copy is following identity again")
+                    }
                     failures = 0
                     try? await Task.sleep(for: interval)
                 } catch {
