@@ -283,15 +283,21 @@ enum PostgresTimestamp {
                 offsetSeconds = sign * (oh * 3600 + om * 60 + os)
             }
         }
-        var parts = tm()
-        parts.tm_year = Int32(year - 1900)
-        parts.tm_mon = Int32(month - 1)
-        parts.tm_mday = Int32(day)
-        parts.tm_hour = Int32(hour)
-        parts.tm_min = Int32(minute)
-        parts.tm_sec = Int32(second)
-        let epoch = timegm(&parts)
-        return Date(timeIntervalSince1970: TimeInterval(Int(epoch) - offsetSeconds) + TimeInterval(micros) / 1_000_000)
+        guard (1...12).contains(month) else { return nil }
+        let epoch = daysFromCivil(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
+        return Date(timeIntervalSince1970: TimeInterval(epoch - offsetSeconds) + TimeInterval(micros) / 1_000_000)
+    }
+
+    /// Days from 1970-01-01 to a proleptic Gregorian date, in integer arithmetic (the
+    /// same count `timegm` makes, without its call into the C library's time code); days
+    /// past the month's end carry into the next month, as `timegm` does.
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
     }
 }
 

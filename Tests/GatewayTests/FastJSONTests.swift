@@ -115,6 +115,25 @@ struct FastJSONTests {
         }
     }
 
+    @Test("strings read eight bytes at a time: each character that needs a look, at every position of plain text around the word edges, is written as swift-protobuf writes it")
+    func stringsAcrossWords() throws {
+        var specials: [Unicode.Scalar] = (0..<0x20).map { Unicode.Scalar(UInt8($0)) }
+        specials += ["\"", "\\", "\u{7F}", "\u{80}", "\u{85}", "\u{9F}", "\u{A0}", "é", "€", "😀", " ", "~"]
+        var e = Wholecare_Records_V1_Entry()
+        for length in [1, 7, 8, 9, 15, 16, 17, 24, 33] {
+            for position in 0..<length {
+                for special in specials {
+                    var text = String(repeating: "a", count: length).unicodeScalars.map { $0 }
+                    text[position] = special
+                    var string = ""
+                    string.unicodeScalars.append(contentsOf: text)
+                    e.text = string
+                    try expectSame(e)
+                }
+            }
+        }
+    }
+
     @Test("numbers: 64-bit extremes as numbers, negative values, doubles including NaN and infinities")
     func numbers() throws {
         var budget = Wholecare_Ledger_V1_Budget()

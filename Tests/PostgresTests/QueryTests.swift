@@ -67,6 +67,39 @@ struct QueryTests {
         }
     }
 
+    @Test("timestamps read from text are the instants PostgreSQL means, across leap days, centuries, both sides of 1970 and written offsets")
+    func timestampsMatchTheServer() async throws {
+        try await TestDatabase.withFreshSchema { db, _ in
+            // The server's own count of seconds since 1970 beside each timestamp it prints.
+            let rows = try await db.query("""
+                SELECT t, round(extract(epoch FROM t) * 1000000)::int8 AS micros FROM (
+                    SELECT generate_series('1600-02-27 13:45:07.25+00'::timestamptz, '2399-12-31 23:59:59+00'::timestamptz,
+                                           interval '1709 days 7 hours 13 minutes 1.000001 seconds') AS t
+                    UNION ALL SELECT unnest(ARRAY['1900-02-28 23:59:59.999999+00', '1900-03-01 00:00:00+00', '2000-02-29 12:00:00+00',
+                        '2000-03-01 00:00:00+00', '2100-02-28 00:00:00+00', '2100-03-01 00:00:00+00', '1970-01-01 00:00:00+00',
+                        '1969-12-31 23:59:59.999999+00', '0001-01-01 00:00:00+00', '9999-12-31 23:59:59.999999+00']::timestamptz[])
+                ) AS v
+                """)
+            #expect(rows.count > 150)
+            for row in rows {
+                let micros = try row.decode("micros", as: Int64.self)
+                let date = try row.decode("t", as: Date.self)
+                // (A `Date` is a `Double`: centuries away from 2001 it holds the instant to a
+                // microsecond or two; a wrong day or second would be off by millions.)
+                #expect(abs((date.timeIntervalSince1970 * 1_000_000).rounded() - Double(micros)) <= 4, "\(micros)")
+            }
+            // Offsets as PostgreSQL writes them for other time zones (hours, minutes, seconds).
+            let written = try await db.query("""
+                SELECT '2026-11-27 10:00:00+05:30'::text AS east, '2026-11-27 10:00:00-03'::text AS west,
+                       '1912-01-01 00:00:00+00:19:32'::text AS seconds, '2026-13-01 00:00:00+00'::text AS month13
+                """)[0]
+            #expect(try written.decode("east", as: Date.self).timeIntervalSince1970 == 1_795_753_800)
+            #expect(try written.decode("west", as: Date.self).timeIntervalSince1970 == 1_795_784_400)
+            #expect(try written.decode("seconds", as: Date.self).timeIntervalSince1970 == -1_830_384_000 - 1172)
+            #expect(throws: PostgresError.self) { try written.decode("month13", as: Date.self) }
+        }
+    }
+
     @Test("cells are read from the server's text at their limits, and anything out of range or malformed is refused")
     func edgeValuesFromText() async throws {
         try await TestDatabase.withFreshSchema { db, _ in

@@ -286,6 +286,14 @@ enum FastJSON {
             var index = 0
             let count = utf8.count
             while index < count {
+                // Eight bytes at a time while none of them needs a look (most text).
+                if let base = UnsafeRawPointer(utf8.baseAddress) {
+                    while index + 8 <= count,
+                          !mayNeedEscape(UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))) {
+                        index += 8
+                    }
+                    guard index < count else { break }
+                }
                 let byte = utf8[index]
                 let escape: Int  // bytes consumed by the escape, 0 for none
                 let code: UInt8
@@ -320,6 +328,19 @@ enum FastJSON {
             }
             if runStart < count { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<count])) }
             out.append(UInt8(ascii: "\""))
+        }
+
+        /// Whether any of the eight bytes in `word` is one `appendString` must look at: a
+        /// control character (below 0x20), `"`, `\`, DEL or any byte of a multi-byte
+        /// character (0x80 and up). Never false when one is there (it may be true when
+        /// none is, and the bytes are then looked at one by one).
+        @inline(__always)
+        static func mayNeedEscape(_ word: UInt64) -> Bool {
+            let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+            @inline(__always) func hasZeroByte(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+            let below0x20 = (word &- ones &* 0x20) & ~word & highs
+            let special = hasZeroByte(word ^ (ones &* 0x22)) | hasZeroByte(word ^ (ones &* 0x5C)) | hasZeroByte(word ^ (ones &* 0x7F))
+            return (word & highs) | below0x20 | special != 0
         }
 
         // MARK: Visitor: singular fields

@@ -7,12 +7,17 @@ extension JSONValue {
     /// `JSONDecoder` through `Codable` was a seventh of the records service's CPU there.
     public static func parseObject(_ text: String) -> [String: JSONValue]? {
         var text = text
-        return text.withUTF8 { buffer in
-            var parser = Parser(bytes: buffer)
-            guard case .object(let object)? = parser.value(depth: 0) else { return nil }
-            parser.skipWhitespace()
-            return parser.position == buffer.count ? object : nil
-        }
+        return text.withUTF8 { parseObject(utf8: $0) }
+    }
+
+    /// `parseObject` of text as UTF-8 bytes (a database cell), with no `String` made of it
+    /// first. Strings in it that are not valid UTF-8 are repaired, as `String(decoding:)`
+    /// repairs them.
+    public static func parseObject(utf8 buffer: UnsafeBufferPointer<UInt8>) -> [String: JSONValue]? {
+        var parser = Parser(bytes: buffer)
+        guard case .object(let object)? = parser.value(depth: 0) else { return nil }
+        parser.skipWhitespace()
+        return parser.position == buffer.count ? object : nil
     }
 
     private struct Parser {

@@ -96,7 +96,10 @@ enum RecordsWire {
         case .observation, .medication, .allergy, .goal: break
         default: return
         }
-        let details = JSONValue.parseObject(try row.decode(17, as: String.self)) ?? [:]
+        guard let detailsText = try row.utf8(17) else {
+            throw PostgresError(kind: .decoding, safeMessage: "column \"details\" is NULL", column: "details")
+        }
+        let details = JSONValue.parseObject(utf8: detailsText) ?? [:]
         switch kind {
         case .observation:
             w.message(20) { o in
