@@ -113,7 +113,7 @@ let services: [ServiceSpec] = [
           dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "Contracts", "Auth"], hasMigrations: true,
           resources: [.copy("CommonPasswords.txt")]),
     .init(directory: "Records", library: "RecordsService", executable: "records",
-          dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "Contracts", "Auth", lifecycle], hasMigrations: true),
+          dependencies: ["ServiceKit", "Postgres", "WholeCareCrypto", "RPC", "Contracts", "Auth", lifecycle, metrics], hasMigrations: true),
     .init(directory: "Ledger", library: "LedgerService", executable: "ledger",
           dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts", "Auth", "WholeCareCrypto", lifecycle], hasMigrations: true),
     .init(directory: "Engagement", library: "EngagementService", executable: "engagement",

@@ -83,6 +83,13 @@ struct IntegrationTests {
             #expect(team.map { $0["name"] as? String } == [setting.coordinatorName], "\(team)")
             #expect(stack.log("records").contains("care-team copy caught up with identity"))
             #expect(!stack.log("records").contains("could not follow identity's care-team changes"))
+            // Operators see when the copy last caught up, and that no sync failed.
+            let metrics = try await HTTP.request(port: stack.ports["records"]!.admin, method: .get, path: "/metrics").text
+            let caughtUp = metrics.split(separator: "\n").first { $0.hasPrefix("records_care_team_copy_caught_up_timestamp_seconds ") }
+            let at = caughtUp.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            #expect(abs(at - Date().timeIntervalSince1970) < 30, "\(caughtUp ?? "no gauge")")
+            let failed = metrics.split(separator: "\n").first { $0.hasPrefix("records_care_team_sync_failures_total ") }
+            #expect((failed.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0) == 0, "\(failed ?? "")")
 
             let log = try await stack.call(.get, "/v1/me/record/access-log", token: setting.person.token)
             #expect(log.status == .ok)

@@ -2,6 +2,7 @@ import Auth
 import Contracts
 import Foundation
 import Logging
+import Metrics
 import Postgres
 import RPC
 import ServiceLifecycle
@@ -120,6 +121,10 @@ public struct CareTeamFollower: Service {
     let copy: CareTeamCopy
     let interval: Duration
     let logger: Logger
+    /// For `/metrics`: when the copy last caught up (Unix seconds; alert when it falls
+    /// more than 30 s behind the clock), and how many syncs have failed.
+    let caughtUpAt = Gauge(label: "records_care_team_copy_caught_up_timestamp_seconds")
+    let failuresTotal = Counter(label: "records_care_team_sync_failures_total")
 
     public init(copy: CareTeamCopy, interval: Duration = .seconds(1), logger: Logger) {
         self.copy = copy
@@ -134,6 +139,7 @@ public struct CareTeamFollower: Service {
             while !Task.isCancelled {
                 do {
                     let applied = try await copy.sync()
+                    caughtUpAt.record(Date().timeIntervalSince1970)
                     if !caughtUpBefore {
                         logger.info("care-team copy caught up with identity", metadata: ["changes_applied": "\(applied)"])
                         caughtUpBefore = true
@@ -145,6 +151,7 @@ public struct CareTeamFollower: Service {
                 } catch {
                     if Task.isCancelled { break }
                     failures += 1
+                    failuresTotal.increment()
                     // The first failure after a good run is a warning; a long outage logs
                     // every tenth attempt so the log is not flooded.
                     if failures == 1 || failures % 10 == 0 {
