@@ -276,13 +276,25 @@ enum PostgresTimestamp {
                 guard let oh = number(index + 1, 2) else { return nil }
                 var om = 0
                 var os = 0
-                if index + 3 < b.count, b[index + 3] == 58 {
-                    om = number(index + 4, 2) ?? 0
-                    if index + 6 < b.count, b[index + 6] == 58 { os = number(index + 7, 2) ?? 0 }
+                var end = index + 3
+                if end < b.count, b[end] == 58 {
+                    guard let minutes = number(end + 1, 2) else { return nil }
+                    om = minutes
+                    end += 3
+                    if end < b.count, b[end] == 58 {
+                        guard let seconds = number(end + 1, 2) else { return nil }
+                        os = seconds
+                        end += 3
+                    }
                 }
                 offsetSeconds = sign * (oh * 3600 + om * 60 + os)
+                index = end
+            } else {
+                index += 1
             }
         }
+        // Nothing may follow the offset (PostgreSQL writes " BC" after years before 1 AD).
+        guard index == b.count else { return nil }
         guard (1...12).contains(month) else { return nil }
         let epoch = daysFromCivil(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
         return Date(timeIntervalSince1970: TimeInterval(epoch - offsetSeconds) + TimeInterval(micros) / 1_000_000)

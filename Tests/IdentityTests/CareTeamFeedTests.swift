@@ -60,7 +60,12 @@ struct CareTeamFeedTests {
                 let deadline = ContinuousClock.now + .seconds(10)
                 var waiting = 0
                 while waiting == 0, ContinuousClock.now < deadline {
-                    waiting = try await db.query("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0].decode("n")
+                    // This schema's feed lock only (its key: a fixed high word, the table's oid).
+                    waiting = try await db.query("""
+                        SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                        AND classid = x'57434354'::bigint::oid AND objid = 'care_relationship_changes'::regclass::oid AND objsubid = 1
+                        """)[0].decode("n")
                     if waiting == 0 { try await Task.sleep(for: .milliseconds(20)) }
                 }
                 #expect(waiting == 1)

@@ -88,8 +88,19 @@ struct IntegrationTests {
             let caughtUp = metrics.split(separator: "\n").first { $0.hasPrefix("records_care_team_copy_caught_up_timestamp_seconds ") }
             let at = caughtUp.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
             #expect(abs(at - Date().timeIntervalSince1970) < 30, "\(caughtUp ?? "no gauge")")
-            let failed = metrics.split(separator: "\n").first { $0.hasPrefix("records_care_team_sync_failures_total ") }
-            #expect((failed.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0) == 0, "\(failed ?? "")")
+            let failed = try #require(metrics.split(separator: "\n").first { $0.hasPrefix("records_care_team_sync_failures_total ") })
+            #expect(Double(failed.split(separator: " ").last ?? "") == 0, "\(failed)")
+            // And a summary asks identity nothing: identity's count of ListCareTeam calls
+            // (which records made before it kept a copy) does not move.
+            func listCareTeamCalls() async throws -> Double {
+                let text = try await HTTP.request(port: stack.ports["identity"]!.admin, method: .get, path: "/metrics").text
+                return text.split(separator: "\n").filter { $0.hasPrefix("rpc_server_requests_total{") && $0.contains("ListCareTeam\"") }
+                    .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+            }
+            let callsBefore = try await listCareTeamCalls()
+            let again = try await stack.call(.get, "/v1/me/record", token: setting.person.token)
+            #expect((again.json["care_team"] as? [[String: Any]])?.count == 1)
+            #expect(try await listCareTeamCalls() == callsBefore)
 
             let log = try await stack.call(.get, "/v1/me/record/access-log", token: setting.person.token)
             #expect(log.status == .ok)

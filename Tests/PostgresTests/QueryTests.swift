@@ -91,12 +91,16 @@ struct QueryTests {
             // Offsets as PostgreSQL writes them for other time zones (hours, minutes, seconds).
             let written = try await db.query("""
                 SELECT '2026-11-27 10:00:00+05:30'::text AS east, '2026-11-27 10:00:00-03'::text AS west,
-                       '1912-01-01 00:00:00+00:19:32'::text AS seconds, '2026-13-01 00:00:00+00'::text AS month13
+                       '1912-01-01 00:00:00+00:19:32'::text AS seconds, '2026-13-01 00:00:00+00'::text AS month13,
+                       '0044-03-15 12:00:00+00 BC'::timestamptz AS bc, '2026-11-27 10:00:00+05:3x'::text AS torn
                 """)[0]
             #expect(try written.decode("east", as: Date.self).timeIntervalSince1970 == 1_795_753_800)
             #expect(try written.decode("west", as: Date.self).timeIntervalSince1970 == 1_795_784_400)
             #expect(try written.decode("seconds", as: Date.self).timeIntervalSince1970 == -1_830_384_000 - 1172)
             #expect(throws: PostgresError.self) { try written.decode("month13", as: Date.self) }
+            // Read as AD, a date before 1 AD would be two thousand years off: refused.
+            #expect(throws: PostgresError.self) { try written.decode("bc", as: Date.self) }
+            #expect(throws: PostgresError.self) { try written.decode("torn", as: Date.self) }
         }
     }
 

@@ -206,6 +206,9 @@ struct CareTeamCopyTests {
             list.personID = p.person.account.id
             let coordinatorRelationship = try await h.identity.api.listCareTeam(list, options: RecordsHarness.bearer(p.person.accessToken)).members[0].id
             try await end(h, p, relationship: coordinatorRelationship)
+            // A member only identity knows of (the copy is not synced again).
+            let helper = try await h.identity.professional("new@northshire.test", org: p.council, roles: ["nurse"], admin: p.admin)
+            _ = try await assign(h, p, professional: helper.id, role: .careTeamMember)
             var router = RPCRouter()
             router.register(service)
             service.registerEncodedReplies(into: &router)
@@ -214,10 +217,12 @@ struct CareTeamCopyTests {
             var request = Wholecare_Records_V1_GetSummaryRequest()
             request.personID = p.person.account.id
             let fresh = try await records.getSummary(request, options: RecordsHarness.bearer(p.person.accessToken))
-            #expect(fresh.careTeam.count == 1)  // the copy, not synced since the ending
+            // The copy: still the coordinator, not yet the new member.
+            #expect(fresh.careTeam.map(\.professionalID) == [p.coordinator.id])
             offset.withLock { $0 = .seconds(62) }
             let stale = try await records.getSummary(request, options: RecordsHarness.bearer(p.person.accessToken))
-            #expect(stale.careTeam.isEmpty)     // identity's answer
+            // Identity's answer: the new member only.
+            #expect(stale.careTeam.map(\.professionalID) == [helper.id])
         }
     }
 

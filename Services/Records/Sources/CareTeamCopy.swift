@@ -138,8 +138,10 @@ public struct CareTeamFollower: Service {
             var caughtUpBefore = false
             while !Task.isCancelled {
                 do {
+                    // The copy is current as of when the sync began, not when it ended.
+                    let began = Date()
                     let applied = try await copy.sync()
-                    caughtUpAt.record(Date().timeIntervalSince1970)
+                    caughtUpAt.record(began.timeIntervalSince1970)
                     if !caughtUpBefore {
                         logger.info("care-team copy caught up with identity", metadata: ["changes_applied": "\(applied)"])
                         caughtUpBefore = true
@@ -159,7 +161,8 @@ public struct CareTeamFollower: Service {
                                        metadata: ["attempt": "\(failures)", "error": "\(type(of: error))",
                                                  "status": "\((error as? RPCError).map { "\($0.code)" } ?? "-")"])
                     }
-                    let backoff = min(interval * (1 << min(failures, 12)), .seconds(60))
+                    // The first retry after one interval, then doubling.
+                    let backoff = min(interval * (1 << min(failures - 1, 12)), .seconds(60))
                     try? await Task.sleep(for: backoff)
                 }
             }
@@ -168,7 +171,8 @@ public struct CareTeamFollower: Service {
 }
 
 /// Runs one body at a time (FIFO), for async work that must not overlap. A task cancelled
-/// while it waits its turn throws `CancellationError` instead of running the body.
+/// while it waits still waits its turn, then throws `CancellationError` instead of
+/// running the body.
 final class AsyncSerialGate: Sendable {
     private struct State {
         var busy = false
