@@ -18,6 +18,32 @@ public protocol PostgresDecodable {
     static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Self?
     /// Decodes a possibly NULL value (`nil` bytes); the default refuses NULL.
     static func decode(nullableUTF8 utf8: UnsafeBufferPointer<UInt8>?, column: String) throws -> Self
+    /// Decodes a non-NULL value in PostgreSQL's binary format from a column of type
+    /// `type` (its oid); `nil` if the bytes are not a valid value or this type is not read
+    /// from that column type in binary (the default: only the types below are).
+    static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Self?
+    /// `decode(nullableUTF8:column:)` for a result in the binary format.
+    static func decode(nullableBinary bytes: UnsafeBufferPointer<UInt8>?, type: UInt32, column: String) throws -> Self
+}
+
+/// Type oids of the binary format's column types.
+enum PostgresTypeOID {
+    static let bool: UInt32 = 16, bytea: UInt32 = 17, name: UInt32 = 19, int8: UInt32 = 20, int2: UInt32 = 21
+    static let int4: UInt32 = 23, text: UInt32 = 25, json: UInt32 = 114, float4: UInt32 = 700, float8: UInt32 = 701
+    static let unknown: UInt32 = 705, bpchar: UInt32 = 1042, varchar: UInt32 = 1043, timestamp: UInt32 = 1114
+    static let timestamptz: UInt32 = 1184, uuid: UInt32 = 2950, jsonb: UInt32 = 3802
+}
+
+/// A big-endian two-, four- or eight-byte integer column (`int2`, `int4`, `int8`).
+@inline(__always)
+func binaryInteger(_ bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int64? {
+    guard let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
+    switch (type, bytes.count) {
+    case (PostgresTypeOID.int2, 2): return Int64(Int16(bitPattern: UInt16(bigEndian: base.loadUnaligned(as: UInt16.self))))
+    case (PostgresTypeOID.int4, 4): return Int64(Int32(bitPattern: UInt32(bigEndian: base.loadUnaligned(as: UInt32.self))))
+    case (PostgresTypeOID.int8, 8): return Int64(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
+    default: return nil
+    }
 }
 
 extension PostgresDecodable {
@@ -38,6 +64,23 @@ extension PostgresDecodable {
         }
         return value
     }
+
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Self? { nil }
+
+    public static func decode(nullableBinary bytes: UnsafeBufferPointer<UInt8>?, type: UInt32, column: String) throws -> Self {
+        guard let bytes else {
+            throw PostgresError(
+                kind: .decoding, safeMessage: "column \"\(column)\" is NULL, expected \(postgresExpectation)",
+                column: column)
+        }
+        guard let value = decode(postgresBinary: bytes, type: type) else {
+            throw PostgresError(
+                kind: .decoding,
+                safeMessage: "column \"\(column)\" (type oid \(type), binary) could not be read as \(postgresExpectation)",
+                column: column)
+        }
+        return value
+    }
 }
 
 extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
@@ -49,6 +92,13 @@ extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
     public static func decode(nullableUTF8 utf8: UnsafeBufferPointer<UInt8>?, column: String) throws -> Self {
         guard let utf8 else { return .none }
         return .some(try Wrapped.decode(nullableUTF8: utf8, column: column))
+    }
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Self? {
+        Wrapped.decode(postgresBinary: bytes, type: type).map { .some($0) }
+    }
+    public static func decode(nullableBinary bytes: UnsafeBufferPointer<UInt8>?, type: UInt32, column: String) throws -> Self {
+        guard let bytes else { return .none }
+        return .some(try Wrapped.decode(nullableBinary: bytes, type: type, column: column))
     }
 }
 
@@ -82,6 +132,19 @@ extension String: PostgresEncodable, PostgresDecodable {
     public static var postgresExpectation: String { "String" }
     public static func decode(postgresText text: Substring) -> String? { String(text) }
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> String? { String(decoding: utf8, as: UTF8.self) }
+    /// Text types send their text; `jsonb` sends a version byte (1) and then its text.
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> String? {
+        switch type {
+        case PostgresTypeOID.text, PostgresTypeOID.varchar, PostgresTypeOID.bpchar, PostgresTypeOID.name,
+             PostgresTypeOID.unknown, PostgresTypeOID.json:
+            return String(decoding: bytes, as: UTF8.self)
+        case PostgresTypeOID.jsonb:
+            guard bytes.first == 1 else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes.dropFirst()), as: UTF8.self)
+        default:
+            return nil
+        }
+    }
 }
 
 extension Int64: PostgresEncodable, PostgresDecodable {
@@ -90,6 +153,9 @@ extension Int64: PostgresEncodable, PostgresDecodable {
     public static var postgresExpectation: String { "Int64" }
     public static func decode(postgresText text: Substring) -> Int64? { Int64(text) }
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Int64? { parseDecimal(utf8) }
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int64? {
+        binaryInteger(bytes, type: type).flatMap { Int64(exactly: $0) }
+    }
 }
 
 extension Int: PostgresEncodable, PostgresDecodable {
@@ -98,6 +164,9 @@ extension Int: PostgresEncodable, PostgresDecodable {
     public static var postgresExpectation: String { "Int" }
     public static func decode(postgresText text: Substring) -> Int? { Int(text) }
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Int? { parseDecimal(utf8) }
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int? {
+        binaryInteger(bytes, type: type).flatMap { Int(exactly: $0) }
+    }
 }
 
 extension Int32: PostgresEncodable, PostgresDecodable {
@@ -106,6 +175,9 @@ extension Int32: PostgresEncodable, PostgresDecodable {
     public static var postgresExpectation: String { "Int32" }
     public static func decode(postgresText text: Substring) -> Int32? { Int32(text) }
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Int32? { parseDecimal(utf8) }
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int32? {
+        binaryInteger(bytes, type: type).flatMap { Int32(exactly: $0) }
+    }
 }
 
 extension Double: PostgresEncodable, PostgresDecodable {
@@ -118,6 +190,14 @@ extension Double: PostgresEncodable, PostgresDecodable {
         case "Infinity": return .infinity
         case "-Infinity": return -.infinity
         default: return Double(text)
+        }
+    }
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Double? {
+        guard let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
+        switch (type, bytes.count) {
+        case (PostgresTypeOID.float8, 8): return Double(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
+        case (PostgresTypeOID.float4, 4): return Double(Float(bitPattern: UInt32(bigEndian: base.loadUnaligned(as: UInt32.self))))
+        default: return nil
         }
     }
 }
@@ -137,6 +217,10 @@ extension Bool: PostgresEncodable, PostgresDecodable {
         if utf8.count == 1 { return utf8[0] == UInt8(ascii: "t") ? true : utf8[0] == UInt8(ascii: "f") ? false : nil }
         return decode(postgresText: Substring(String(decoding: utf8, as: UTF8.self)))
     }
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Bool? {
+        guard type == PostgresTypeOID.bool, bytes.count == 1, bytes[0] <= 1 else { return nil }
+        return bytes[0] == 1
+    }
 }
 
 extension UUID: PostgresEncodable, PostgresDecodable {
@@ -154,6 +238,13 @@ extension UUID: PostgresEncodable, PostgresDecodable {
 
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> UUID? {
         UUID(hyphenatedUTF8: utf8) ?? UUID(uuidString: String(decoding: utf8, as: UTF8.self))
+    }
+
+    /// A `uuid` column in binary: its sixteen bytes.
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> UUID? {
+        guard type == PostgresTypeOID.uuid, bytes.count == 16 else { return nil }
+        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
 }
 
@@ -175,6 +266,11 @@ public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Hashable, Sen
     }
 
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> PostgresBytes? { decodeHex(utf8) }
+
+    /// A `bytea` column in binary: the bytes themselves.
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> PostgresBytes? {
+        type == PostgresTypeOID.bytea ? PostgresBytes(Array(bytes)) : nil
+    }
 
     static func decodeHex(_ utf8: UnsafeBufferPointer<UInt8>) -> PostgresBytes? {
         guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"), utf8.count % 2 == 0 else {
@@ -211,6 +307,18 @@ extension Date: PostgresEncodable, PostgresDecodable {
         return copy.withUTF8 { PostgresTimestamp.parse($0) }
     }
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Date? { PostgresTimestamp.parse(utf8) }
+
+    /// A `timestamptz` (or `timestamp`) column in binary: microseconds since
+    /// 2000-01-01 00:00:00 UTC. `infinity` and `-infinity` are refused.
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Date? {
+        guard type == PostgresTypeOID.timestamptz || type == PostgresTypeOID.timestamp, bytes.count == 8,
+              let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
+        let micros = Int64(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
+        guard micros != .max, micros != .min else { return nil }
+        let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
+        let fraction = micros - seconds * 1_000_000
+        return Date(timeIntervalSince1970: TimeInterval(seconds + 946_684_800) + TimeInterval(fraction) / 1_000_000)
+    }
 }
 
 /// Conversions for `timestamptz` in the ISO text format (the connection sets

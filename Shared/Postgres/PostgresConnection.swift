@@ -106,7 +106,7 @@ final class PostgresConnection: @unchecked Sendable {
         let key = StatementKey(query)
         let name = try preparedName(for: query, key: key)
         let result = try withBinds(query.binds) { values, lengths, formats in
-            PQexecPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
+            PQexecPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, query.wantsBinaryResults ? 1 : 0)
         }
         do {
             try check(result)
@@ -154,7 +154,7 @@ final class PostgresConnection: @unchecked Sendable {
         do {
             result = try await exchange(handle) {
                 try withBinds(query.binds) { values, lengths, formats in
-                    PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
+                    PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, query.wantsBinaryResults ? 1 : 0)
                 }
             }
         } catch {
@@ -370,7 +370,7 @@ final class PostgresConnection: @unchecked Sendable {
         }
         for (query, name) in zip(queries, names) {
             let sent = try withBinds(query.binds) { values, lengths, formats in
-                PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, 0)
+                PQsendQueryPrepared(handle, name, Int32(query.binds.count), values, lengths, formats, query.wantsBinaryResults ? 1 : 0)
             }
             // Nothing can be read back reliably after a failed send: the connection goes.
             guard sent == 1 else { throw sendFailure(handle) }

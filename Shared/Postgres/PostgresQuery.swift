@@ -15,6 +15,20 @@ import Foundation
 public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomStringConvertible {
     public internal(set) var sql: String
     public internal(set) var binds: [PostgresBind]
+    /// Whether the server sends this statement's result in its binary format (see
+    /// ``binaryResults()``).
+    public internal(set) var wantsBinaryResults = false
+
+    /// The same statement with its result in PostgreSQL's binary format: ids, numbers,
+    /// times and bytes arrive as their bytes, so neither side prints or parses text for
+    /// them. Every column must be of a type `PostgresDecodable` reads in binary (text,
+    /// integers, `bool`, `float4`/`float8`, `uuid`, `bytea`, `timestamptz`/`timestamp`,
+    /// `jsonb`); cast any other (`date`, `numeric`) to `text` in the statement.
+    public func binaryResults() -> PostgresQuery {
+        var query = self
+        query.wantsBinaryResults = true
+        return query
+    }
 
     /// Creates a query from SQL text that contains no interpolated values.
     /// Only use with text written in the source code, never with input.

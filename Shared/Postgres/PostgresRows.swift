@@ -1,4 +1,5 @@
 import CLibPQ
+import Foundation
 
 /// The rows a statement returned, fully read into memory.
 ///
@@ -64,7 +65,17 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
         /// The libpq result, for `PostgresCells` (valid while `self` lives).
         var resultHandle: OpaquePointer { result }
 
-        /// The cell's text as UTF-8 bytes (valid while `self` lives), or nil for NULL.
+        /// Decodes a cell in the column's format (text, or binary for a statement asked
+        /// for in binary, see `PostgresQuery.binaryResults()`).
+        func decode<T: PostgresDecodable>(row: Int, column: Int, name: String, as type: T.Type) throws -> T {
+            if PQfformat(result, Int32(column)) == 1 {
+                return try T.decode(nullableBinary: cell(row: row, column: column), type: UInt32(PQftype(result, Int32(column))), column: name)
+            }
+            return try T.decode(nullableUTF8: cell(row: row, column: column), column: name)
+        }
+
+        /// The cell's text as UTF-8 bytes (or its binary value's bytes; valid while `self`
+        /// lives), or nil for NULL.
         func cell(row: Int, column: Int) -> UnsafeBufferPointer<UInt8>? {
             if PQgetisnull(result, Int32(row), Int32(column)) == 1 { return nil }
             let length = Int(PQgetlength(result, Int32(row), Int32(column)))
@@ -108,7 +119,7 @@ public struct PostgresRow: Sendable {
                 column: column)
         }
         return try withExtendedLifetime(storage) {
-            try T.decode(nullableUTF8: storage.cell(row: row, column: position), column: column)
+            try storage.decode(row: row, column: position, name: column, as: T.self)
         }
     }
 
@@ -118,7 +129,7 @@ public struct PostgresRow: Sendable {
             throw PostgresError(kind: .decoding, safeMessage: "no column at position \(position)")
         }
         return try withExtendedLifetime(storage) {
-            try T.decode(nullableUTF8: storage.cell(row: row, column: position), column: storage.columns[position])
+            try storage.decode(row: row, column: position, name: storage.columns[position], as: T.self)
         }
     }
 
@@ -146,7 +157,18 @@ public struct PostgresCells {
     let row: Int32
     let columnCount: Int
 
-    /// The cell's text (nil for NULL).
+    /// Whether the column's cells are in the binary format (see
+    /// `PostgresQuery.binaryResults()`): then `utf8` gives the value's bytes, not text.
+    public func isBinary(_ position: Int) -> Bool {
+        position >= 0 && position < columnCount && PQfformat(result, Int32(position)) == 1
+    }
+
+    /// A `uuid` cell in either format (nil for NULL).
+    public func uuid(_ position: Int) throws -> UUID? {
+        try decode(position, as: UUID?.self)
+    }
+
+    /// The cell's text (nil for NULL); for a binary column, the value's bytes.
     public func utf8(_ position: Int) throws -> UnsafeBufferPointer<UInt8>? {
         guard position >= 0, position < columnCount else {
             throw PostgresError(kind: .decoding, safeMessage: "no column at position \(position)")
@@ -160,11 +182,20 @@ public struct PostgresCells {
     /// Decodes the cell at a position.
     public func decode<T: PostgresDecodable>(_ position: Int, as type: T.Type = T.self) throws -> T {
         let cell = try utf8(position)
+        let column = Int32(position)
+        if PQfformat(result, column) == 1 {
+            let oid = UInt32(PQftype(result, column))
+            do {
+                return try T.decode(nullableBinary: cell, type: oid, column: "")
+            } catch {
+                return try T.decode(nullableBinary: cell, type: oid, column: String(cString: PQfname(result, column)))
+            }
+        }
         do {
             return try T.decode(nullableUTF8: cell, column: "")
         } catch {
             // Again with the column's name, for the error (names are not made per cell).
-            return try T.decode(nullableUTF8: cell, column: String(cString: PQfname(result, Int32(position))))
+            return try T.decode(nullableUTF8: cell, column: String(cString: PQfname(result, column)))
         }
     }
 }

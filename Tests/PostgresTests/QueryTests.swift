@@ -104,6 +104,75 @@ struct QueryTests {
         }
     }
 
+    @Test("a result asked for in the binary format decodes to exactly what the text format gives, alone and beside text results in a pipeline; types it cannot read are refused naming the column")
+    func binaryResults() async throws {
+        try await TestDatabase.withFreshSchema { db, _ in
+            let id = UUID()
+            let query: PostgresQuery = """
+                SELECT \(Int64.min)::int8 AS big, (-2147483648)::int4 AS four, (-32768)::int2 AS two, true AS yes, false AS no,
+                       \(id)::uuid AS id, '\\x00ff10'::bytea AS raw, ''::bytea AS empty,
+                       '1969-12-31 23:59:59.999999+00'::timestamptz AS before, '2026-11-27 23:59:59.123456+00'::timestamptz AS at,
+                       '2000-01-01 00:00:00'::timestamp AS local, 'é 😀 "q"'::text AS word, 'v'::varchar AS short,
+                       '{"a": [1, "é"]}'::jsonb AS doc, 2.5::float8 AS real, 0.25::float4 AS small,
+                       NULL::uuid AS no_id, NULL::text AS no_text, NULL::timestamptz AS no_time
+                """
+            let rows = try await db.withConnection { session in try await session.pipeline([query.binaryResults(), query]) }
+            let (binary, text) = (rows[0][0], rows[1][0])
+            func same<T: PostgresDecodable & Equatable>(_ column: String, _ type: T.Type) throws {
+                #expect(try binary.decode(column, as: T.self) == text.decode(column, as: T.self), "\(column)")
+            }
+            for column in ["big", "four", "two"] {
+                try same(column, Int64.self)
+                try same(column, Int.self)
+            }
+            try same("four", Int32.self)
+            try same("two", Int32.self)
+            #expect(throws: PostgresError.self) { try binary.decode("big", as: Int32.self) }
+            try same("yes", Bool.self)
+            try same("no", Bool.self)
+            try same("id", UUID.self)
+            #expect(try binary.decode("id", as: UUID.self) == id)
+            try same("raw", PostgresBytes.self)
+            try same("empty", PostgresBytes.self)
+            try same("before", Date.self)
+            try same("at", Date.self)
+            try same("local", Date.self)
+            try same("word", String.self)
+            try same("short", String.self)
+            try same("doc", String.self)
+            try same("real", Double.self)
+            try same("small", Double.self)
+            try same("no_id", UUID?.self)
+            try same("no_text", String?.self)
+            try same("no_time", Date?.self)
+            #expect(throws: PostgresError.self) { try binary.decode("no_id", as: UUID.self) }
+            // Cells by position, as hot loops read them.
+            try binary.withCells { (cells: PostgresCells) throws in
+                #expect(cells.isBinary(5))
+                #expect(try cells.uuid(5) == id)
+                #expect(try cells.decode(0, as: Int64.self) == .min)
+                #expect(try cells.decode(11, as: String.self) == "é 😀 \"q\"")
+            }
+            try text.withCells { (cells: PostgresCells) throws in
+                #expect(!cells.isBinary(5))
+                #expect(try cells.uuid(5) == id)
+            }
+            // Wrong types are refused, naming the column; a type with no binary reading
+            // (date, numeric, infinity) too.
+            #expect(throws: PostgresError.self) { try binary.decode("word", as: UUID.self) }
+            #expect(throws: PostgresError.self) { try binary.decode("id", as: String.self) }
+            #expect(throws: PostgresError.self) { try binary.decode("four", as: Date.self) }
+            let others: PostgresQuery = "SELECT '2026-11-27'::date AS day, 1.5::numeric AS amount, 'infinity'::timestamptz AS never"
+            let other = try await db.query(others.binaryResults())[0]
+            for (column, decode) in [("day", { _ = try other.decode("day", as: String.self) }),
+                                     ("amount", { _ = try other.decode("amount", as: Double.self) }),
+                                     ("never", { _ = try other.decode("never", as: Date.self) })] as [(String, () throws -> Void)] {
+                let error = #expect(throws: PostgresError.self) { try decode() }
+                #expect(error?.column == column)
+            }
+        }
+    }
+
     @Test("cells are read from the server's text at their limits, and anything out of range or malformed is refused")
     func edgeValuesFromText() async throws {
         try await TestDatabase.withFreshSchema { db, _ in

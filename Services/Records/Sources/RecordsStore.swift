@@ -215,9 +215,11 @@ public struct RecordsStore: Sendable {
     public func summaryRows(person: UUID, latest: Int, careTeam: Bool = false) async throws -> SummaryRows {
         try await db.withConnection { session in
             // One round trip for the reads (a pipeline), not one per statement.
+            // The entries come in the binary format: no ids, times or sealed bytes printed
+            // by the server and parsed back here (their other columns are text already).
             var queries = [
-                Self.currentDetailsQuery(person), Self.activeEntriesQuery(person),
-                Self.latestEntriesQuery(person, latest), Self.activeGoalsProgressQuery(person),
+                Self.currentDetailsQuery(person), Self.activeEntriesQuery(person).binaryResults(),
+                Self.latestEntriesQuery(person, latest).binaryResults(), Self.activeGoalsProgressQuery(person),
             ]
             if careTeam { queries.append(Self.careTeamQuery(person)) }
             let rows = try await session.pipeline(queries)

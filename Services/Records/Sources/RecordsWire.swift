@@ -51,17 +51,22 @@ enum RecordsWire {
             if let cell = try row.utf8(column) { w.string(field, utf8: cell) }
         }
         func isNull(_ column: Int) throws -> Bool { try row.utf8(column) == nil }
+        // An id column: its text copied as it is, or (a result in the binary format) its
+        // sixteen bytes written as the same lower-case text.
+        func uuid(_ column: Int, _ field: Int, to w: inout ProtoWriter) throws {
+            if row.isBinary(column) { w.uuid(field, try row.uuid(column)) } else { try text(column, field, to: &w) }
+        }
         let id: UUID = try row.decode(0)
         let kind = try Self.kind(row)
         let sourceKind = RecordsProto.named(try name(row, 6, "source_kind"), in: RecordsProto.sourceBytes)
-        try text(0, 1, to: &w)
-        try text(3, 2, to: &w)
+        try uuid(0, 1, to: &w)
+        try uuid(3, 2, to: &w)
         w.enumeration(3, kind.rawValue)
         w.enumeration(4, RecordsProto.named(try name(row, 5, "status"), in: RecordsProto.statusBytes).rawValue)
         try w.message(5) { source in
             source.enumeration(1, sourceKind.rawValue)
-            try text(7, 2, to: &source)
-            try text(8, 3, to: &source)
+            try uuid(7, 2, to: &source)
+            try uuid(8, 3, to: &source)
             if sourceKind == .self_ {
                 let author: UUID = try row.decode(8)
                 source.string(4, viewer?.subjectID == author ? "Added by you" : "Added by \(try row.decode(9, as: String.self)) (self-entered)")
@@ -84,10 +89,10 @@ enum RecordsWire {
         if let sealed = try row.decode(16, as: PostgresBytes?.self) {
             w.string(9, decoding: try store.cipher.open(sealed.bytes, associatedData: RecordsStore.aad(id, "text")))
         }
-        try text(1, 10, to: &w)
+        try uuid(1, 10, to: &w)
         w.int32(11, Int32(try row.decode(2, as: Int.self)))
-        try text(19, 12, to: &w)
-        try text(20, 13, to: &w)
+        try uuid(19, 12, to: &w)
+        try uuid(20, 13, to: &w)
         if let sealed = try row.decode(21, as: PostgresBytes?.self) {
             w.string(14, decoding: try store.cipher.open(sealed.bytes, associatedData: RecordsStore.aad(id, "reason")))
         }
