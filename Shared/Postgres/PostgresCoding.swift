@@ -196,7 +196,11 @@ extension Double: PostgresEncodable, PostgresDecodable {
         guard let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
         switch (type, bytes.count) {
         case (PostgresTypeOID.float8, 8): return Double(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
-        case (PostgresTypeOID.float4, 4): return Double(Float(bitPattern: UInt32(bigEndian: base.loadUnaligned(as: UInt32.self))))
+        case (PostgresTypeOID.float4, 4):
+            // Through the float's shortest text, as PostgreSQL prints a float4 (0.1, not
+            // 0.100000001490116), so both formats give the same Double.
+            let float = Float(bitPattern: UInt32(bigEndian: base.loadUnaligned(as: UInt32.self)))
+            return float.isFinite ? Double(float.description) : Double(float)
         default: return nil
         }
     }
@@ -309,14 +313,15 @@ extension Date: PostgresEncodable, PostgresDecodable {
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Date? { PostgresTimestamp.parse(utf8) }
 
     /// A `timestamptz` (or `timestamp`) column in binary: microseconds since
-    /// 2000-01-01 00:00:00 UTC. `infinity` and `-infinity` are refused.
+    /// 2000-01-01 00:00:00 UTC, giving the same `Date` as the text. `infinity` and
+    /// `-infinity` are refused; instants before 1 AD (which the text reading refuses) are read.
     public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Date? {
         guard type == PostgresTypeOID.timestamptz || type == PostgresTypeOID.timestamp, bytes.count == 8,
               let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
         let micros = Int64(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
         guard micros != .max, micros != .min else { return nil }
-        let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
-        let fraction = micros - seconds * 1_000_000
+        let (quotient, remainder) = micros.quotientAndRemainder(dividingBy: 1_000_000)
+        let (seconds, fraction) = remainder < 0 ? (quotient - 1, remainder + 1_000_000) : (quotient, remainder)
         return Date(timeIntervalSince1970: TimeInterval(seconds + 946_684_800) + TimeInterval(fraction) / 1_000_000)
     }
 }

@@ -23,7 +23,9 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
     /// times and bytes arrive as their bytes, so neither side prints or parses text for
     /// them. Every column must be of a type `PostgresDecodable` reads in binary (text,
     /// integers, `bool`, `float4`/`float8`, `uuid`, `bytea`, `timestamptz`/`timestamp`,
-    /// `jsonb`); cast any other (`date`, `numeric`) to `text` in the statement.
+    /// `json`/`jsonb`); cast any other (`date`, `numeric`, arrays) to `text` in the
+    /// statement. Binary reading is strict about types: a `uuid` or integer column is not
+    /// read as a `String`, nor an integer as a `Double`, as the text reading allows.
     public func binaryResults() -> PostgresQuery {
         var query = self
         query.wantsBinaryResults = true

@@ -113,7 +113,7 @@ struct QueryTests {
                        \(id)::uuid AS id, '\\x00ff10'::bytea AS raw, ''::bytea AS empty,
                        '1969-12-31 23:59:59.999999+00'::timestamptz AS before, '2026-11-27 23:59:59.123456+00'::timestamptz AS at,
                        '2000-01-01 00:00:00'::timestamp AS local, 'é 😀 "q"'::text AS word, 'v'::varchar AS short,
-                       '{"a": [1, "é"]}'::jsonb AS doc, 2.5::float8 AS real, 0.25::float4 AS small,
+                       '{"a": [1, "é"]}'::jsonb AS doc, 2.5::float8 AS real, 0.25::float4 AS small, 0.1::float4 AS tenth,
                        NULL::uuid AS no_id, NULL::text AS no_text, NULL::timestamptz AS no_time
                 """
             let rows = try await db.withConnection { session in try await session.pipeline([query.binaryResults(), query]) }
@@ -142,6 +142,7 @@ struct QueryTests {
             try same("doc", String.self)
             try same("real", Double.self)
             try same("small", Double.self)
+            try same("tenth", Double.self)
             try same("no_id", UUID?.self)
             try same("no_text", String?.self)
             try same("no_time", Date?.self)

@@ -77,12 +77,13 @@ struct SummaryWireTests {
 
     /// A row shaped like `RecordsStore.entryColumns` holding `e` (its text sealed as the
     /// store seals it), read back from PostgreSQL.
-    static func row(_ e: RecordEntry, cipher: FieldCipher, db: PostgresClient, null column: String? = nil) async throws -> PostgresRow {
+    static func row(_ e: RecordEntry, cipher: FieldCipher, db: PostgresClient, null column: String? = nil,
+                    binary: Bool = false) async throws -> PostgresRow {
         func unlessNull(_ name: String, _ value: String) -> String? { column == name ? nil : value }
         let text = try e.text.map { PostgresBytes(try cipher.seal($0, associatedData: RecordsStore.aad(e.id, "text"))) }
         let reason = try e.errorReason.map { PostgresBytes(try cipher.seal($0, associatedData: RecordsStore.aad(e.id, "reason"))) }
         let details = String(decoding: try JSONEncoder().encode(e.details), as: UTF8.self)
-        return try await db.query("""
+        let query: PostgresQuery = """
             SELECT \(e.id)::uuid AS id, \(e.lineageID)::uuid AS lineage_id, \(e.version)::int AS version, \(e.personID)::uuid AS person_id,
                 \(unlessNull("kind", e.kind))::text AS kind, \(unlessNull("status", e.status))::text AS status,
                 \(unlessNull("source_kind", e.sourceKind))::text AS source_kind,
@@ -93,18 +94,22 @@ struct SummaryWireTests {
                 \(text)::bytea AS text_sealed, \(details)::jsonb::text AS details, \(e.nextRefillOn?.description)::date::text AS next_refill_on,
                 \(e.supersedesID)::uuid AS supersedes_id, \(e.supersededByID)::uuid AS superseded_by_id,
                 \(reason)::bytea AS error_reason_sealed, \(e.recordedAt)::timestamptz AS recorded_at
-            """)[0]
+            """
+        // The summary reads its entries in the binary format; other reads in text.
+        return try await db.query(binary ? query.binaryResults() : query)[0]
     }
 
-    @Test("every kind of entry, read from its row, is the message the other record RPCs send, for the person and for others")
+    @Test("every kind of entry, read from its row in text or binary, is the message the other record RPCs send, for the person and for others")
     func entries() async throws {
         try await TestDatabase.withFreshSchema(maxConnections: 2) { db, schema in
             let cipher = try FieldCipher(keys: ["test-1": SecureRandom.bytes(32)], currentKeyID: "test-1")
             let store = RecordsStore(db: db, cipher: cipher)
             let viewers: [Principal?] = [Self.principal(Self.person, .serviceUser), Self.principal(Self.author, .professional), nil]
-            for e in Self.entries() {
-                let row = try await Self.row(e, cipher: cipher, db: db)
+            for (e, binary) in Self.entries().flatMap({ e in [(e, false), (e, true)] }) {
+                let row = try await Self.row(e, cipher: cipher, db: db, binary: binary)
                 let stored = try store.entry(row)
+                // Both formats decode to the same entry.
+                #expect(stored == (try store.entry(try await Self.row(e, cipher: cipher, db: db))), "\(e.kind) binary")
                 for viewer in viewers {
                     for progress in e.kind == "goal" ? [nil, Self.progress] : [nil] {
                         var writer = ProtoWriter()

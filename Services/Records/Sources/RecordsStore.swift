@@ -215,8 +215,9 @@ public struct RecordsStore: Sendable {
     public func summaryRows(person: UUID, latest: Int, careTeam: Bool = false) async throws -> SummaryRows {
         try await db.withConnection { session in
             // One round trip for the reads (a pipeline), not one per statement.
-            // The entries come in the binary format: no ids, times or sealed bytes printed
-            // by the server and parsed back here (their other columns are text already).
+            // The entries come in the binary format: no ids, times, version or sealed bytes
+            // printed by the server and parsed back here (their dates and details are cast to
+            // text in `entryColumns`, so every column has a binary reading).
             var queries = [
                 Self.currentDetailsQuery(person), Self.activeEntriesQuery(person).binaryResults(),
                 Self.latestEntriesQuery(person, latest).binaryResults(), Self.activeGoalsProgressQuery(person),

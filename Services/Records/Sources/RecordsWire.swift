@@ -11,9 +11,10 @@ import RPC
 /// build (`SummaryWireTests` compares them over every kind of entry).
 enum RecordsWire {
     /// `RecordsProto.entry(store.entry(row), progress:viewer:)`'s message, written to `w`
-    /// straight from a row of `RecordsStore.entryColumns`: cells are copied as they are
-    /// (ids, names and codes are already the text the contract carries), with no
-    /// `RecordEntry` and no `String` made for them.
+    /// straight from a row of `RecordsStore.entryColumns`: text cells are copied as they are
+    /// (names and codes, and ids in a text result, are already the text the contract
+    /// carries; ids in a binary result are written as that text), with no `RecordEntry`
+    /// and no `String` made for them.
     static func entry(row: PostgresRow, store: RecordsStore, progress: [UUID: GoalProgressRow], viewer: Principal?,
                       to w: inout ProtoWriter) throws {
         try checkEntryColumns(row.columns)
