@@ -25,8 +25,8 @@ public enum RecordsServiceApp {
             service.registerEncodedReplies(into: &router)
             router.interceptors = [identity.authInterceptor()]
             let rpc = try runner.makeRPCServer(router: router)
-            // Shutdown runs in reverse: the RPC server stops first, then the held refusals
-            // are written, then the database closes.
+            // Shutdown runs in reverse: the RPC server stops first, then the care-team
+            // follower, then the held refusals are written, then the database closes.
             let refusals = HeldRefusalWriter(service: service, logger: runner.logger)
             let interval = try runner.environment.duration("CARE_TEAM_SYNC_INTERVAL", default: .seconds(1))
             // At most a third of how stale the copy may get before summaries stop reading it
