@@ -19,29 +19,21 @@ public protocol PostgresDecodable {
     /// Decodes a possibly NULL value (`nil` bytes); the default refuses NULL.
     static func decode(nullableUTF8 utf8: UnsafeBufferPointer<UInt8>?, column: String) throws -> Self
     /// Decodes a non-NULL value in PostgreSQL's binary format from a column of type
-    /// `type` (its oid); `nil` if the bytes are not a valid value or this type is not read
+    /// `type`; `nil` if the bytes are not a valid value or this type is not read
     /// from that column type in binary (the default: only the types below are).
-    static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Self?
+    static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Self?
     /// `decode(nullableUTF8:column:)` for a result in the binary format.
-    static func decode(nullableBinary bytes: UnsafeBufferPointer<UInt8>?, type: UInt32, column: String) throws -> Self
-}
-
-/// Type oids of the binary format's column types.
-enum PostgresTypeOID {
-    static let bool: UInt32 = 16, bytea: UInt32 = 17, name: UInt32 = 19, int8: UInt32 = 20, int2: UInt32 = 21
-    static let int4: UInt32 = 23, text: UInt32 = 25, json: UInt32 = 114, float4: UInt32 = 700, float8: UInt32 = 701
-    static let unknown: UInt32 = 705, bpchar: UInt32 = 1042, varchar: UInt32 = 1043, timestamp: UInt32 = 1114
-    static let timestamptz: UInt32 = 1184, uuid: UInt32 = 2950, jsonb: UInt32 = 3802
+    static func decode(nullableBinary bytes: UnsafeBufferPointer<UInt8>?, type: PostgresType, column: String) throws -> Self
 }
 
 /// A big-endian two-, four- or eight-byte integer column (`int2`, `int4`, `int8`).
 @inline(__always)
-func binaryInteger(_ bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int64? {
+func binaryInteger(_ bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Int64? {
     guard let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
     switch (type, bytes.count) {
-    case (PostgresTypeOID.int2, 2): return Int64(Int16(bitPattern: UInt16(bigEndian: base.loadUnaligned(as: UInt16.self))))
-    case (PostgresTypeOID.int4, 4): return Int64(Int32(bitPattern: UInt32(bigEndian: base.loadUnaligned(as: UInt32.self))))
-    case (PostgresTypeOID.int8, 8): return Int64(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
+    case (.int2, 2): return Int64(Int16(bitPattern: UInt16(bigEndian: base.loadUnaligned(as: UInt16.self))))
+    case (.int4, 4): return Int64(Int32(bitPattern: UInt32(bigEndian: base.loadUnaligned(as: UInt32.self))))
+    case (.int8, 8): return Int64(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
     default: return nil
     }
 }
@@ -65,9 +57,9 @@ extension PostgresDecodable {
         return value
     }
 
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Self? { nil }
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Self? { nil }
 
-    public static func decode(nullableBinary bytes: UnsafeBufferPointer<UInt8>?, type: UInt32, column: String) throws -> Self {
+    public static func decode(nullableBinary bytes: UnsafeBufferPointer<UInt8>?, type: PostgresType, column: String) throws -> Self {
         guard let bytes else {
             throw PostgresError(
                 kind: .decoding, safeMessage: "column \"\(column)\" is NULL, expected \(postgresExpectation)",
@@ -76,7 +68,7 @@ extension PostgresDecodable {
         guard let value = decode(postgresBinary: bytes, type: type) else {
             throw PostgresError(
                 kind: .decoding,
-                safeMessage: "column \"\(column)\" (type oid \(type), binary) could not be read as \(postgresExpectation)",
+                safeMessage: "column \"\(column)\" (type oid \(type.rawValue), binary) could not be read as \(postgresExpectation)",
                 column: column)
         }
         return value
@@ -93,10 +85,10 @@ extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
         guard let utf8 else { return .none }
         return .some(try Wrapped.decode(nullableUTF8: utf8, column: column))
     }
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Self? {
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Self? {
         Wrapped.decode(postgresBinary: bytes, type: type).map { .some($0) }
     }
-    public static func decode(nullableBinary bytes: UnsafeBufferPointer<UInt8>?, type: UInt32, column: String) throws -> Self {
+    public static func decode(nullableBinary bytes: UnsafeBufferPointer<UInt8>?, type: PostgresType, column: String) throws -> Self {
         guard let bytes else { return .none }
         return .some(try Wrapped.decode(nullableBinary: bytes, type: type, column: column))
     }
@@ -133,12 +125,12 @@ extension String: PostgresEncodable, PostgresDecodable {
     public static func decode(postgresText text: Substring) -> String? { String(text) }
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> String? { String(decoding: utf8, as: UTF8.self) }
     /// Text types send their text; `jsonb` sends a version byte (1) and then its text.
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> String? {
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> String? {
         switch type {
-        case PostgresTypeOID.text, PostgresTypeOID.varchar, PostgresTypeOID.bpchar, PostgresTypeOID.name,
-             PostgresTypeOID.unknown, PostgresTypeOID.json:
+        case .text, .varchar, .bpchar, .name,
+             .unknown, .json:
             return String(decoding: bytes, as: UTF8.self)
-        case PostgresTypeOID.jsonb:
+        case .jsonb:
             guard bytes.first == 1 else { return nil }
             return String(decoding: UnsafeBufferPointer(rebasing: bytes.dropFirst()), as: UTF8.self)
         default:
@@ -153,7 +145,7 @@ extension Int64: PostgresEncodable, PostgresDecodable {
     public static var postgresExpectation: String { "Int64" }
     public static func decode(postgresText text: Substring) -> Int64? { Int64(text) }
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Int64? { parseDecimal(utf8) }
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int64? {
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Int64? {
         binaryInteger(bytes, type: type).flatMap { Int64(exactly: $0) }
     }
 }
@@ -164,7 +156,7 @@ extension Int: PostgresEncodable, PostgresDecodable {
     public static var postgresExpectation: String { "Int" }
     public static func decode(postgresText text: Substring) -> Int? { Int(text) }
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Int? { parseDecimal(utf8) }
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int? {
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Int? {
         binaryInteger(bytes, type: type).flatMap { Int(exactly: $0) }
     }
 }
@@ -175,7 +167,7 @@ extension Int32: PostgresEncodable, PostgresDecodable {
     public static var postgresExpectation: String { "Int32" }
     public static func decode(postgresText text: Substring) -> Int32? { Int32(text) }
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> Int32? { parseDecimal(utf8) }
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int32? {
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Int32? {
         binaryInteger(bytes, type: type).flatMap { Int32(exactly: $0) }
     }
 }
@@ -192,11 +184,11 @@ extension Double: PostgresEncodable, PostgresDecodable {
         default: return Double(text)
         }
     }
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Double? {
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Double? {
         guard let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
         switch (type, bytes.count) {
-        case (PostgresTypeOID.float8, 8): return Double(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
-        case (PostgresTypeOID.float4, 4):
+        case (.float8, 8): return Double(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
+        case (.float4, 4):
             // Through the float's shortest text, as PostgreSQL prints a float4 (0.1, not
             // 0.100000001490116), so both formats give the same Double.
             let float = Float(bitPattern: UInt32(bigEndian: base.loadUnaligned(as: UInt32.self)))
@@ -221,8 +213,8 @@ extension Bool: PostgresEncodable, PostgresDecodable {
         if utf8.count == 1 { return utf8[0] == UInt8(ascii: "t") ? true : utf8[0] == UInt8(ascii: "f") ? false : nil }
         return decode(postgresText: Substring(String(decoding: utf8, as: UTF8.self)))
     }
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Bool? {
-        guard type == PostgresTypeOID.bool, bytes.count == 1, bytes[0] <= 1 else { return nil }
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Bool? {
+        guard type == .bool, bytes.count == 1, bytes[0] <= 1 else { return nil }
         return bytes[0] == 1
     }
 }
@@ -245,8 +237,8 @@ extension UUID: PostgresEncodable, PostgresDecodable {
     }
 
     /// A `uuid` column in binary: its sixteen bytes.
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> UUID? {
-        guard type == PostgresTypeOID.uuid, bytes.count == 16 else { return nil }
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> UUID? {
+        guard type == .uuid, bytes.count == 16 else { return nil }
         return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
@@ -272,8 +264,8 @@ public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Hashable, Sen
     public static func decode(postgresUTF8 utf8: UnsafeBufferPointer<UInt8>) -> PostgresBytes? { decodeHex(utf8) }
 
     /// A `bytea` column in binary: the bytes themselves.
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> PostgresBytes? {
-        type == PostgresTypeOID.bytea ? PostgresBytes(Array(bytes)) : nil
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> PostgresBytes? {
+        type == .bytea ? PostgresBytes(Array(bytes)) : nil
     }
 
     static func decodeHex(_ utf8: UnsafeBufferPointer<UInt8>) -> PostgresBytes? {
@@ -315,8 +307,8 @@ extension Date: PostgresEncodable, PostgresDecodable {
     /// A `timestamptz` (or `timestamp`) column in binary: microseconds since
     /// 2000-01-01 00:00:00 UTC, giving the same `Date` as the text. `infinity` and
     /// `-infinity` are refused; instants before 1 AD (which the text reading refuses) are read.
-    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: UInt32) -> Date? {
-        guard type == PostgresTypeOID.timestamptz || type == PostgresTypeOID.timestamp, bytes.count == 8,
+    public static func decode(postgresBinary bytes: UnsafeBufferPointer<UInt8>, type: PostgresType) -> Date? {
+        guard type == .timestamptz || type == .timestamp, bytes.count == 8,
               let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
         let micros = Int64(bitPattern: UInt64(bigEndian: base.loadUnaligned(as: UInt64.self)))
         guard micros != .max, micros != .min else { return nil }
@@ -409,20 +401,8 @@ enum PostgresTimestamp {
         // Nothing may follow the offset (PostgreSQL writes " BC" after years before 1 AD).
         guard index == b.count else { return nil }
         guard (1...12).contains(month) else { return nil }
-        let epoch = daysFromCivil(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
+        let epoch = CivilDays.days(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
         return Date(timeIntervalSince1970: TimeInterval(epoch - offsetSeconds) + TimeInterval(micros) / 1_000_000)
-    }
-
-    /// Days from 1970-01-01 to a proleptic Gregorian date, in integer arithmetic (the
-    /// same count `timegm` makes, without its call into the C library's time code); days
-    /// past the month's end carry into the next month, as `timegm` does.
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
     }
 }
 

@@ -173,4 +173,13 @@ public struct PostgresType: RawRepresentable, Sendable, Hashable {
     public static let textArray = PostgresType(rawValue: 1009)
     public static let int8Array = PostgresType(rawValue: 1016)
     public static let uuidArray = PostgresType(rawValue: 2951)
+    // Further column types a result in the binary format is read from.
+    public static let name = PostgresType(rawValue: 19)
+    public static let int2 = PostgresType(rawValue: 21)
+    public static let json = PostgresType(rawValue: 114)
+    public static let float4 = PostgresType(rawValue: 700)
+    public static let unknown = PostgresType(rawValue: 705)
+    public static let bpchar = PostgresType(rawValue: 1042)
+    public static let varchar = PostgresType(rawValue: 1043)
+    public static let timestamp = PostgresType(rawValue: 1114)
 }

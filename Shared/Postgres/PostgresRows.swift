@@ -65,15 +65,6 @@ public struct PostgresRows: Sendable, RandomAccessCollection {
         /// The libpq result, for `PostgresCells` (valid while `self` lives).
         var resultHandle: OpaquePointer { result }
 
-        /// Decodes a cell in the column's format (text, or binary for a statement asked
-        /// for in binary, see `PostgresQuery.binaryResults()`).
-        func decode<T: PostgresDecodable>(row: Int, column: Int, name: String, as type: T.Type) throws -> T {
-            if PQfformat(result, Int32(column)) == 1 {
-                return try T.decode(nullableBinary: cell(row: row, column: column), type: UInt32(PQftype(result, Int32(column))), column: name)
-            }
-            return try T.decode(nullableUTF8: cell(row: row, column: column), column: name)
-        }
-
         /// The cell's text as UTF-8 bytes (or its binary value's bytes; valid while `self`
         /// lives), or nil for NULL.
         func cell(row: Int, column: Int) -> UnsafeBufferPointer<UInt8>? {
@@ -119,7 +110,7 @@ public struct PostgresRow: Sendable {
                 column: column)
         }
         return try withExtendedLifetime(storage) {
-            try storage.decode(row: row, column: position, name: column, as: T.self)
+            try PostgresCells.decode(storage.cell(row: row, column: position), result: storage.resultHandle, column: position) { column }
         }
     }
 
@@ -129,7 +120,9 @@ public struct PostgresRow: Sendable {
             throw PostgresError(kind: .decoding, safeMessage: "no column at position \(position)")
         }
         return try withExtendedLifetime(storage) {
-            try storage.decode(row: row, column: position, name: storage.columns[position], as: T.self)
+            try PostgresCells.decode(storage.cell(row: row, column: position), result: storage.resultHandle, column: position) {
+                storage.columns[position]
+            }
         }
     }
 
@@ -181,21 +174,30 @@ public struct PostgresCells {
 
     /// Decodes the cell at a position.
     public func decode<T: PostgresDecodable>(_ position: Int, as type: T.Type = T.self) throws -> T {
-        let cell = try utf8(position)
+        try Self.decode(try utf8(position), result: result, column: position) {
+            String(cString: PQfname(result, Int32(position)))
+        }
+    }
+
+    /// Decodes one cell of `result` in its column's format: text, or binary for a
+    /// statement asked for in binary (`PostgresQuery.binaryResults()`), by the column's
+    /// type. `name` is asked for only when decoding fails, to name the column in the error
+    /// (names are not made per cell).
+    static func decode<T: PostgresDecodable>(_ cell: UnsafeBufferPointer<UInt8>?, result: OpaquePointer, column position: Int,
+                                             name: () -> String) throws -> T {
         let column = Int32(position)
         if PQfformat(result, column) == 1 {
-            let oid = UInt32(PQftype(result, column))
+            let type = PostgresType(rawValue: UInt32(PQftype(result, column)))
             do {
-                return try T.decode(nullableBinary: cell, type: oid, column: "")
+                return try T.decode(nullableBinary: cell, type: type, column: "")
             } catch {
-                return try T.decode(nullableBinary: cell, type: oid, column: String(cString: PQfname(result, column)))
+                return try T.decode(nullableBinary: cell, type: type, column: name())
             }
         }
         do {
             return try T.decode(nullableUTF8: cell, column: "")
         } catch {
-            // Again with the column's name, for the error (names are not made per cell).
-            return try T.decode(nullableUTF8: cell, column: String(cString: PQfname(result, column)))
+            return try T.decode(nullableUTF8: cell, column: name())
         }
     }
 }
