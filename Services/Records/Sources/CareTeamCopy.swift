@@ -69,9 +69,6 @@ public final class CareTeamCopy: Sendable {
     private let origin: ContinuousClock.Instant
     /// When the copy last caught up with the feed, in nanoseconds after `origin` (0: never).
     private let caughtUpAt = Atomic<Int64>(0)
-    /// Serialises `sync` within this process (other processes are kept in order by the
-    /// row lock in `RecordsStore.applyCareTeamChanges`).
-    private let syncing = AsyncSerialGate()
 
     /// `now`: the clock the lag is measured on (tests move it).
     public init(store: RecordsStore, identity: IdentityLink, maxLag: Duration = .seconds(30),
@@ -95,23 +92,23 @@ public final class CareTeamCopy: Sendable {
     }
 
     /// Applies the feed's changes after the copy's position until identity has no more.
-    /// Returns how many changes were applied.
+    /// Returns how many changes were applied. Syncs may overlap (here or in another
+    /// process): `RecordsStore.applyCareTeamChanges` keeps them in order.
     @discardableResult
     public func sync(pageSize: Int32 = 500) async throws -> Int {
-        try await syncing.run {
-            let started = max(1, nanoseconds(now() - origin))
-            var applied = 0
-            while true {
-                let position = try await store.careTeamFeedPosition()
-                let page = try await identity.careTeamChanges(after: position, pageSize: pageSize)
-                let changes = try page.changes.map(CareTeamChange.init)
-                applied += try await store.applyCareTeamChanges(changes)
-                if !page.more { break }
-            }
-            // Caught up with the feed as it was when this sync began (at least).
-            caughtUpAt.store(started, ordering: .releasing)
-            return applied
+        let started = max(1, nanoseconds(now() - origin))
+        var applied = 0
+        while true {
+            let position = try await store.careTeamFeedPosition()
+            let page = try await identity.careTeamChanges(after: position, pageSize: pageSize)
+            let changes = try page.changes.map(CareTeamChange.init)
+            applied += try await store.applyCareTeamChanges(changes)
+            if !page.more { break }
         }
+        // Caught up with the feed as it was when this sync began (at least); an earlier
+        // sync finishing later never moves the time back.
+        caughtUpAt.max(started, ordering: .releasing)
+        return applied
     }
 }
 
@@ -167,36 +164,5 @@ public struct CareTeamFollower: Service {
                 }
             }
         }
-    }
-}
-
-/// Runs one body at a time (FIFO), for async work that must not overlap. A task cancelled
-/// while it waits still waits its turn, then throws `CancellationError` instead of
-/// running the body.
-final class AsyncSerialGate: Sendable {
-    private struct State {
-        var busy = false
-        var waiting: [CheckedContinuation<Void, Never>] = []
-    }
-    private let state = Mutex(State())
-
-    func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let proceed = state.withLock { state -> Bool in
-                if state.busy { state.waiting.append(continuation); return false }
-                state.busy = true
-                return true
-            }
-            if proceed { continuation.resume() }
-        }
-        defer {
-            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                if state.waiting.isEmpty { state.busy = false; return nil }
-                return state.waiting.removeFirst()
-            }
-            next?.resume()
-        }
-        try Task.checkCancellation()
-        return try await body()
     }
 }

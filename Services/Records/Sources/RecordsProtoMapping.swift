@@ -6,6 +6,9 @@ import SwiftProtobuf
 
 /// Translation between the records contract and the domain types.
 enum RecordsProto {
+    /// How the contract names a care-team role (`CareTeamMember.role`).
+    static func careTeamRole(coordinator: Bool) -> String { coordinator ? "care coordinator" : "care team member" }
+
     static let kindNames: [Wholecare_Records_V1_EntryKind: String] = [
         .condition: "condition", .medication: "medication", .allergy: "allergy", .encounter: "encounter",
         .observation: "observation", .carePlan: "care_plan", .goal: "goal", .note: "note", .documentReference: "document_reference",

@@ -231,7 +231,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
                 var out = Wholecare_Records_V1_CareTeamMember()
                 out.professionalID = member.professionalID
                 out.name = member.professionalName
-                out.role = member.role == .careCoordinator ? "care coordinator" : "care team member"
+                out.role = RecordsProto.careTeamRole(coordinator: member.role == .careCoordinator)
                 out.organisationID = member.organisationID
                 return out
             }

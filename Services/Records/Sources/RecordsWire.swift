@@ -211,7 +211,7 @@ enum RecordsWire {
                         m.string(1, utf8: try name(cells, 0, "professional_id"))
                         m.string(2, utf8: try name(cells, 1, "professional_name"))
                         let role = try name(cells, 2, "role")
-                        m.string(3, role.elementsEqual("care_coordinator".utf8) ? "care coordinator" : "care team member")
+                        m.string(3, RecordsProto.careTeamRole(coordinator: role.elementsEqual("care_coordinator".utf8)))
                         m.string(4, utf8: try name(cells, 3, "organisation_id"))
                     }
                 }
