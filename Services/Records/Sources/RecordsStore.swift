@@ -171,7 +171,7 @@ public struct RecordsStore: Sendable {
                  AND (effective_date, recorded_at, id) < (\(date.description)::date, to_timestamp(\(cursor.r)), \(id))
                 """)
         }
-        query.append(" ORDER BY effective_date DESC, recorded_at DESC, id DESC LIMIT \(filter.limit + 1)")
+        query.append(" ORDER BY entries.effective_date DESC, recorded_at DESC, id DESC LIMIT \(filter.limit + 1)")
         var rows = try await db.query(query).map(entry)
         var next: String?
         if rows.count > filter.limit {
@@ -295,7 +295,7 @@ public struct RecordsStore: Sendable {
         """
         SELECT \(unsafeRaw: Self.entryColumns) FROM entries
         WHERE person_id = \(person) AND status = 'active' AND kind IN ('condition', 'medication', 'allergy', 'goal')
-        ORDER BY effective_date DESC, recorded_at DESC
+        ORDER BY entries.effective_date DESC, recorded_at DESC
         """
     }
 
@@ -303,7 +303,7 @@ public struct RecordsStore: Sendable {
         """
         SELECT \(unsafeRaw: Self.entryColumns) FROM entries
         WHERE person_id = \(person) AND status <> 'superseded'
-        ORDER BY effective_date DESC, recorded_at DESC, id DESC LIMIT \(latest)
+        ORDER BY entries.effective_date DESC, recorded_at DESC, id DESC LIMIT \(latest)
         """
     }
 
@@ -311,7 +311,7 @@ public struct RecordsStore: Sendable {
         try await db.query("""
             SELECT \(unsafeRaw: Self.entryColumns) FROM entries
             WHERE person_id = \(person) AND kind = 'medication' AND status = 'active'
-            ORDER BY next_refill_on NULLS LAST, effective_date DESC
+            ORDER BY entries.next_refill_on NULLS LAST, entries.effective_date DESC
             """).map(entry)
     }
 
@@ -319,7 +319,7 @@ public struct RecordsStore: Sendable {
     public func allCurrentEntries(person: UUID) async throws -> [RecordEntry] {
         try await db.query("""
             SELECT \(unsafeRaw: Self.entryColumns) FROM entries WHERE person_id = \(person) AND status <> 'superseded'
-            ORDER BY effective_date, recorded_at
+            ORDER BY entries.effective_date, recorded_at
             """).map(entry)
     }
 

@@ -505,14 +505,81 @@ func recordsBench() async throws {
     print("| their care coordinator (access-logged) | \(String(format: "%.2f", percentile(asCoordinator, 0.5))) ms | \(String(format: "%.2f", percentile(asCoordinator, 0.99))) ms |")
 }
 
-/// `count` entries of every kind for the suite's person, as a coordinator would build
-/// them up over years.
-func seedEntries(suite: BenchSuite, records: Wholecare_Records_V1_Records.Client, count: Int) async throws {
+/// How a benchmark person's entries are made up.
+enum RecordProfile: String {
+    /// Every kind in turn, all of them current: a quarter of the entries are active
+    /// conditions, medications, allergies and goals, which the summary returns in full (at
+    /// 500 entries, ≈250 of them). A stress case: no one has 62 current allergies.
+    case everyKind = "every-kind"
+    /// As a record builds up over years: mostly notes, visits and observations; conditions
+    /// resolve, courses of medication end, goals are met. The latest few of each stay
+    /// current (5 conditions, 8 medications, 3 allergies, 3 goals, 1 care plan at most).
+    case typical
+
+    /// BENCH_RECORD, else `fallback`.
+    static func fromEnvironment(default fallback: RecordProfile) throws -> RecordProfile {
+        guard let text = ProcessInfo.processInfo.environment["BENCH_RECORD"] else { return fallback }
+        guard let profile = RecordProfile(rawValue: text) else {
+            throw BenchError("BENCH_RECORD must be every-kind or typical, not \(text)")
+        }
+        return profile
+    }
+
+    /// The kind of entry `n`.
+    func kind(_ n: Int) -> Wholecare_Records_V1_EntryKind {
+        switch self {
+        case .everyKind:
+            let kinds: [Wholecare_Records_V1_EntryKind] = [.note, .encounter, .observation, .condition, .medication, .allergy, .carePlan, .goal]
+            return kinds[n % kinds.count]
+        case .typical:
+            // In each 25 entries: 9 notes, 5 visits, 5 observations, 2 conditions,
+            // 2 medications, 1 goal, 1 care plan; every 100th slot of a note is an allergy.
+            let slots: [Wholecare_Records_V1_EntryKind] = [
+                .note, .encounter, .observation, .note, .condition, .note, .observation, .medication, .encounter, .note,
+                .observation, .goal, .note, .encounter, .observation, .note, .condition, .carePlan, .note, .encounter,
+                .medication, .observation, .note, .encounter, .note,
+            ]
+            return n % 100 == 12 ? .allergy : slots[n % slots.count]
+        }
+    }
+
+    /// How many of a kind stay current (the latest ones); nil: all of them.
+    func current(_ kind: Wholecare_Records_V1_EntryKind) -> Int? {
+        guard self == .typical else { return nil }
+        switch kind {
+        case .condition: return 5
+        case .medication: return 8
+        case .allergy, .goal: return 3
+        case .carePlan: return 1
+        default: return nil
+        }
+    }
+
+    /// The status of an entry of `kind` that is no longer current.
+    static func ended(_ kind: Wholecare_Records_V1_EntryKind) -> Wholecare_Records_V1_EntryStatus {
+        switch kind {
+        case .condition: return .resolved
+        case .allergy: return .inactive
+        default: return .completed  // a course of medication, a goal met, a care plan done
+        }
+    }
+}
+
+/// `count` entries for the suite's person, as a coordinator would build them up over
+/// years (one every four days from 2020), made up as `profile` says.
+func seedEntries(suite: BenchSuite, records: Wholecare_Records_V1_Records.Client, count: Int,
+                 profile: RecordProfile = .everyKind) async throws {
     func bearer(_ token: String) -> CallOptions { CallOptions(metadata: ["authorization": "Bearer " + token]) }
-    let kinds: [Wholecare_Records_V1_EntryKind] = [.note, .encounter, .observation, .condition, .medication, .allergy, .carePlan, .goal]
+    let kinds = (0..<count).map(profile.kind)
+    var remaining: [Wholecare_Records_V1_EntryKind: Int] = [:]
+    for kind in kinds { remaining[kind, default: 0] += 1 }
     for n in 0..<count {
         var input = Wholecare_Records_V1_EntryInput()
-        input.kind = kinds[n % kinds.count]
+        input.kind = kinds[n]
+        remaining[input.kind]! -= 1
+        if let current = profile.current(input.kind), remaining[input.kind]! >= current {
+            input.status = RecordProfile.ended(input.kind)
+        }
         let day = CalendarDate(year: 2020, month: 1, day: 1)!.adding(days: n * 4)
         input.effectiveStart = day.description
         input.text = "Entry \(n): visited, discussed how things are going, reviewed the plan and agreed next steps."
