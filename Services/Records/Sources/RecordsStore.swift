@@ -300,10 +300,13 @@ public struct RecordsStore: Sendable {
     }
 
     static func latestEntriesQuery(_ person: UUID, _ latest: Int) -> PostgresQuery {
+        // The count is written into the statement, not bound: with `LIMIT $2` PostgreSQL
+        // judges its generic plan too dear against one planned for the value, and plans
+        // the statement again on every summary. (An Int prints only digits.)
         """
         SELECT \(unsafeRaw: Self.entryColumns) FROM entries
         WHERE person_id = \(person) AND status <> 'superseded'
-        ORDER BY entries.effective_date DESC, recorded_at DESC, id DESC LIMIT \(latest)
+        ORDER BY entries.effective_date DESC, recorded_at DESC, id DESC LIMIT \(unsafeRaw: String(max(latest, 0)))
         """
     }
 
