@@ -53,7 +53,6 @@ public struct ProtoWriter {
         }
     }
 
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// A UUID as the contracts carry it: lower-case text, 36 characters (nothing for nil).
     public mutating func uuid(_ field: Int, _ value: UUID?) {
@@ -65,6 +64,9 @@ public struct ProtoWriter {
 
     /// The 36 characters of a UUID's lower-case text.
     public static func appendText(of value: UUID, to bytes: inout [UInt8]) {
+        // Digits by arithmetic, not from a table: a global table is reached through a lazy
+        // initialiser check on every call, and ids are written seven times per entry.
+        @inline(__always) func digit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 &+ nibble : 0x57 &+ nibble }
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
             withUnsafeBytes(of: value.uuid) { raw in
                 var at = 0
@@ -73,8 +75,8 @@ public struct ProtoWriter {
                         text[at] = UInt8(ascii: "-")
                         at += 1
                     }
-                    text[at] = hex[Int(raw[index] >> 4)]
-                    text[at + 1] = hex[Int(raw[index] & 0x0F)]
+                    text[at] = digit(raw[index] >> 4)
+                    text[at + 1] = digit(raw[index] & 0x0F)
                     at += 2
                 }
             }

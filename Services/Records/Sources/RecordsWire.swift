@@ -75,10 +75,15 @@ enum RecordsWire {
                 try text(9, 4, to: &source)
             }
         }
-        guard let effectiveDate = CalendarDate(try row.decode(12, as: String.self)) else {
-            throw PostgresError(kind: .decoding, safeMessage: "column \"effective_date\" could not be read as a date", column: "effective_date")
+        if try isNull(10) {
+            // No start written: the contract shows the date the entry is filed under.
+            guard let effectiveDate = CalendarDate(try row.decode(12, as: String.self)) else {
+                throw PostgresError(kind: .decoding, safeMessage: "column \"effective_date\" could not be read as a date", column: "effective_date")
+            }
+            w.string(6, effectiveDate.description)
+        } else {
+            try text(10, 6, to: &w)
         }
-        if try isNull(10) { w.string(6, effectiveDate.description) } else { try text(10, 6, to: &w) }
         try text(11, 7, to: &w)
         if try !isNull(13) || !isNull(14) || !isNull(15) {
             try w.message(8) { code in
