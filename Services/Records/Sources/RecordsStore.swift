@@ -18,7 +18,8 @@ struct EntryCursor: Codable {
     var i: String
 }
 
-/// The records schema's SQL, with field encryption. Every value is a bind.
+/// The records schema's SQL, with field encryption. Every value is a bind, except the
+/// summary's constant count of latest entries (see `latestEntriesQuery`).
 public struct RecordsStore: Sendable {
     public let db: PostgresClient
     public let cipher: FieldCipher

@@ -3,8 +3,8 @@
 --
 -- Every list of entries (ListEntries' pages, the summary's latest entries) is newest
 -- first: effective date, then recorded time, then id. With all three in the index, a page
--- or the summary's latest ten is read in order and stops after the rows it needs; the
--- index it replaces lacked the id, so each page sorted every current entry of the person.
+-- or the summary's latest ten is read in order and stops after the rows it needs, with no
+-- sort step; the index it replaces lacked the id that breaks ties.
 CREATE INDEX entries_person_newest ON entries (person_id, effective_date DESC, recorded_at DESC, id DESC)
     WHERE status <> 'superseded';
 DROP INDEX entries_person_current;
