@@ -121,7 +121,7 @@ let services: [ServiceSpec] = [
     .init(directory: "Directory", library: "DirectoryService", executable: "directory",
           dependencies: ["ServiceKit", "Postgres", "RPC", "Contracts"], hasMigrations: false),
     .init(directory: "Gateway", library: "GatewayService", executable: "gateway",
-          dependencies: ["ServiceKit", hummingbird, "RPC", "RPCTransport", "Contracts", "Auth", "WholeCareCrypto", protobuf],
+          dependencies: ["ServiceKit", hummingbird, "RPC", "RPCTransport", "Contracts", "Auth", "WholeCareCrypto", protobuf, nioCore, nioPosix],
           hasMigrations: false, resources: [.copy("openapi.json")]),
 ]
 

@@ -1,3 +1,4 @@
 import GatewayService
 
+GatewayServiceApp.runTasksOnEventLoops()
 await GatewayServiceApp.main()

@@ -117,7 +117,7 @@ private func gatewayBench(seconds: Int, profile: RecordProfile, entryCount: Int)
     defer { unlink(scriptPath); unlink(pipelinedPath) }
 
     let summaryURL = "http://127.0.0.1:\(gatewayPort)/v1/me/record"
-    let check = try spawnUnmasked("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H", "Authorization: Bearer \(suite.person)", summaryURL])
+    let check = try await offThread { try spawnUnmasked("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H", "Authorization: Bearer \(suite.person)", summaryURL]) }
     let checkParts = check.split(separator: " ")
     guard checkParts.first == "200" else {
         print("the summary route answered \(check), not 200; not measuring")
@@ -134,30 +134,30 @@ private func gatewayBench(seconds: Int, profile: RecordProfile, entryCount: Int)
     // BENCH_ONLY=route: only the route (or BENCH_PATH) at 64 connections, for profiling.
     if ProcessInfo.processInfo.environment["BENCH_ONLY"] == "route" {
         let path = ProcessInfo.processInfo.environment["BENCH_PATH"] ?? "/v1/me/record"
-        let only = try wrk("http://127.0.0.1:\(gatewayPort)\(path)", connections: 64, seconds: seconds, token: suite.person)
+        let only = try await offThread { try wrk("http://127.0.0.1:\(gatewayPort)\(path)", connections: 64, seconds: seconds, token: suite.person) }
         print("route only, 64 connections: \(Int(only.rate)) req/s, p99 \(String(format: "%.2f", only.p99)) ms")
         await stopServers()
         return nil
     }
     // BENCH_ONLY=sql: only (a) at 64 clients, to compare its CPU with the route's.
     if ProcessInfo.processInfo.environment["BENCH_ONLY"] == "sql" {
-        let only = try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 64, seconds: seconds)
+        let only = try await offThread { try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 64, seconds: seconds) }
         print("(a) only, 64 clients: \(Int(only.rate)) scripts/s, p99 \(String(format: "%.2f", only.p99)) ms")
         await stopServers()
         return nil
     }
     var rows: [(String, WrkResult, WrkResult)] = []
-    let summary1 = try wrk(summaryURL, connections: 1, seconds: seconds, token: suite.person)
-    let summary64 = try wrk(summaryURL, connections: 64, seconds: seconds, token: suite.person)
+    let summary1 = try await offThread { try wrk(summaryURL, connections: 1, seconds: seconds, token: suite.person) }
+    let summary64 = try await offThread { try wrk(summaryURL, connections: 64, seconds: seconds, token: suite.person) }
     rows.append(("GET /v1/me/record through the gateway (\(record))", summary1, summary64))
-    let sql1 = try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 1, seconds: seconds)
-    let sql64 = try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 64, seconds: seconds)
+    let sql1 = try await offThread { try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 1, seconds: seconds) }
+    let sql64 = try await offThread { try pgbenchScript(adminURL: suite.adminURL, script: scriptPath, clients: 64, seconds: seconds) }
     rows.append(("(a) pgbench: the summary's SQL, one statement per round trip", sql1, sql64))
-    let piped1 = try pgbenchScript(adminURL: suite.adminURL, script: pipelinedPath, clients: 1, seconds: seconds)
-    let piped64 = try pgbenchScript(adminURL: suite.adminURL, script: pipelinedPath, clients: 64, seconds: seconds)
+    let piped1 = try await offThread { try pgbenchScript(adminURL: suite.adminURL, script: pipelinedPath, clients: 1, seconds: seconds) }
+    let piped64 = try await offThread { try pgbenchScript(adminURL: suite.adminURL, script: pipelinedPath, clients: 64, seconds: seconds) }
     rows.append(("(a′) pgbench: the same SQL, records' statements pipelined as the service sends them", piped1, piped64))
-    let bare1 = try wrk("http://127.0.0.1:\(barePort)/fixed", connections: 1, seconds: seconds, token: nil)
-    let bare64 = try wrk("http://127.0.0.1:\(barePort)/fixed", connections: 64, seconds: seconds, token: nil)
+    let bare1 = try await offThread { try wrk("http://127.0.0.1:\(barePort)/fixed", connections: 1, seconds: seconds, token: nil) }
+    let bare64 = try await offThread { try wrk("http://127.0.0.1:\(barePort)/fixed", connections: 64, seconds: seconds, token: nil) }
     rows.append(("(b) bare Hummingbird handler, fixed small JSON", bare1, bare64))
 
     await stopServers()
@@ -224,4 +224,12 @@ func pgbenchScript(adminURL: String, script: String, clients: Int, seconds: Int)
         }
     }
     return WrkResult(rate: rate, p99: latencies.isEmpty ? .nan : percentile(latencies, 0.99))
+}
+
+/// Runs `body` (a blocking wait for a child process) on a thread of its own: it must not
+/// hold a thread that Swift's executor or an event loop needs meanwhile.
+func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
 }
