@@ -144,6 +144,51 @@ struct SignInTests {
         }
     }
 
+    @Test("signing out with someone else's refresh token is refused and leaves their session and history alone")
+    func signOutOthersToken() async throws {
+        try await IdentityHarness.with { h in
+            let victim = try await h.register("victim@example.org")
+            let other = try await h.register("other@example.org")
+            var signOut = Wholecare_Identity_V1_SignOutRequest()
+            signOut.refreshToken = victim.refreshToken
+            let refused = await #expect(throws: RPCError.self) {
+                try await h.api.signOut(signOut, options: IdentityHarness.bearer(other.accessToken))
+            }
+            #expect(refused?.code == .permissionDenied)
+            // The victim's session still refreshes: nothing was revoked.
+            var refresh = Wholecare_Identity_V1_RefreshRequest()
+            refresh.refreshToken = victim.refreshToken
+            let refreshed = try await h.api.refresh(refresh)
+            // And neither history records a sign-out that did not happen.
+            for token in [refreshed.accessToken, other.accessToken] {
+                let log = try await h.api.listAuthEvents(.init(), options: IdentityHarness.bearer(token)).events.map(\.event)
+                #expect(!log.contains("signed_out"))
+            }
+        }
+    }
+
+    @Test("a refreshed session continues: the new token refreshes again, and the reply names the account as it is now")
+    func refreshChain() async throws {
+        try await IdentityHarness.with { h in
+            let session = try await h.register("chain@example.org", name: "Chain")
+            var refresh = Wholecare_Identity_V1_RefreshRequest()
+            refresh.refreshToken = session.refreshToken
+            let second = try await h.api.refresh(refresh)
+            #expect(second.account.displayName == "Chain")
+            #expect(second.account.id == session.account.id)
+            refresh.refreshToken = second.refreshToken
+            let third = try await h.api.refresh(refresh)
+            #expect(third.refreshToken != second.refreshToken)
+            #expect(try await h.api.whoAmI(.init(), options: IdentityHarness.bearer(third.accessToken)).id == session.account.id)
+            // One session: signing out with the newest token ends it.
+            var signOut = Wholecare_Identity_V1_SignOutRequest()
+            signOut.refreshToken = third.refreshToken
+            _ = try await h.api.signOut(signOut, options: IdentityHarness.bearer(third.accessToken))
+            refresh.refreshToken = third.refreshToken
+            await #expect(throws: RPCError.self) { try await h.api.refresh(refresh) }
+        }
+    }
+
     @Test("a revoked family gets no new refresh token")
     func revokedFamilyGetsNoToken() async throws {
         try await IdentityHarness.with { h in
@@ -153,7 +198,7 @@ struct SignInTests {
             let firstHash = Array("first token".utf8), secondHash = Array("second token".utf8)
             #expect(try await h.store.storeRefreshToken(accountID: account, familyID: family, hash: firstHash,
                                                         expiresAt: Date().addingTimeInterval(3600)))
-            #expect(try await h.store.revokeFamily(ofToken: firstHash) == account)
+            #expect(try await h.store.signOut(tokenHash: firstHash, caller: account, eventAccount: nil) == .signedOut)
             #expect(try await h.store.storeRefreshToken(accountID: account, familyID: family, hash: secondHash,
                                                         expiresAt: Date().addingTimeInterval(3600)) == false)
         }

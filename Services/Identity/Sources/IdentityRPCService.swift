@@ -56,11 +56,12 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
             throw RPCError.invalidArgument(field: "password", problem.message)
         }
         let hash = try await hashing.hash(request.password)
-        guard let account = try await store.createAccount(kind: kind, email: email, displayName: name, passwordHash: hash) else {
+        guard let account = try await store.createAccount(kind: kind, email: email, displayName: name, passwordHash: hash,
+                                                          event: "registered") else {
             throw RPCError(code: .alreadyExists, message: "an account with this e-mail address already exists; sign in instead")
         }
-        try await store.recordEvent(accountID: account.id, "registered")
-        return try await startSession(for: account, event: nil)
+        guard let response = try await session(for: account, family: UUID()) else { throw Self.refreshRefused }
+        return response
     }
 
     public func signIn(request: Wholecare_Identity_V1_SignInRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_SignInResponse {
@@ -86,11 +87,8 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         }
         guard valid, let account else {
             let next = throttle.failing(at: current)
-            try await store.saveThrottle(emailHash: emailHash, next)
-            if let account {
-                let detail = next.retryAfter(now: current).map { "throttled for \(Int($0.rounded(.up))) s" } ?? ""
-                try await store.recordEvent(accountID: account.id, "sign_in_failed", detail: detail)
-            }
+            let detail = next.retryAfter(now: current).map { "throttled for \(Int($0.rounded(.up))) s" } ?? ""
+            try await store.saveThrottle(emailHash: emailHash, next, event: account.map { ($0.id, "sign_in_failed", detail) })
             throw Self.wrongCredentials
         }
         if throttle.consecutiveFailures > 0 { try await store.saveThrottle(emailHash: emailHash, throttle.succeeding(at: current)) }
@@ -104,11 +102,10 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
             }
         }
         // A password changed since it was checked here gives no session.
-        guard let response = try await session(for: account, family: UUID(), passwordHash: verified) else {
+        guard let response = try await session(for: account, family: UUID(), passwordHash: verified, event: "signed_in") else {
             try await store.recordEvent(accountID: account.id, "sign_in_failed", detail: "the password was changed meanwhile")
             throw Self.wrongCredentials
         }
-        try await store.recordEvent(accountID: account.id, "signed_in")
         return response
     }
 
@@ -143,30 +140,29 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
     public func refresh(request: Wholecare_Identity_V1_RefreshRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_SignInResponse {
         let refused = RPCError(code: .unauthenticated, message: "the refresh token is invalid, expired or revoked; sign in again")
         guard request.refreshToken.hasPrefix("wcr_"), request.refreshToken.count < 200 else { throw refused }
-        switch try await store.spendRefreshToken(hash: TokenIssuer.hash(request.refreshToken), now: now()) {
-        case .invalid:
+        let current = now()
+        let next = issuer.newRefreshToken()
+        // The old token spent and the new one stored in one step (a reused token revokes
+        // its session and is recorded as such, also in one step).
+        switch try await store.rotateRefreshToken(hash: TokenIssuer.hash(request.refreshToken), next: next.hash,
+                                                  nextExpiresAt: current.addingTimeInterval(issuer.refreshTokenLifetime), now: current) {
+        case .invalid, .reused:
             throw refused
-        case .reused(let accountID):
-            try await store.recordEvent(accountID: accountID, "refresh_reuse_detected",
-                                        detail: "a spent refresh token was presented again; that session was signed out")
-            throw refused
-        case .valid(let accountID, let familyID):
-            // The session was signed out (or the password changed) while this refresh ran: refused.
-            guard let account = try await store.account(id: accountID),
-                  let response = try await session(for: account, family: familyID) else { throw refused }
-            return response
+        case .rotated(let account):
+            return try response(for: account, refreshToken: next.token, now: current)
         }
     }
 
     public func signOut(request: Wholecare_Identity_V1_SignOutRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_SignOutResponse {
         let principal = try context.principal()
-        if !request.refreshToken.isEmpty, let owner = try await store.revokeFamily(ofToken: TokenIssuer.hash(request.refreshToken)) {
-            guard owner.lowercasedString == principal.subject.lowercased() else {
-                throw RPCError(code: .permissionDenied, message: "that refresh token belongs to someone else")
-            }
-        }
-        if let id = principal.subjectID, principal.isPerson || principal.kind == .professional || principal.kind == .administrator {
-            try await store.recordEvent(accountID: id, "signed_out")
+        let hasAccount = principal.isPerson || principal.kind == .professional || principal.kind == .administrator
+        // Whose token it is is checked before anything is revoked: another account's
+        // session is left alone, and nothing is recorded.
+        let outcome = try await store.signOut(tokenHash: request.refreshToken.isEmpty ? nil : TokenIssuer.hash(request.refreshToken),
+                                              caller: hasAccount ? principal.subjectID : nil,
+                                              eventAccount: hasAccount ? principal.subjectID : nil)
+        guard outcome == .signedOut else {
+            throw RPCError(code: .permissionDenied, message: "that refresh token belongs to someone else")
         }
         return Wholecare_Identity_V1_SignOutResponse()
     }
@@ -216,31 +212,30 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
         return response
     }
 
-    private func startSession(for account: AccountRow, event: String?) async throws -> Wholecare_Identity_V1_SignInResponse {
-        if let event { try await store.recordEvent(accountID: account.id, event) }
-        guard let response = try await session(for: account, family: UUID()) else { throw Self.refreshRefused }
-        return response
-    }
-
     static let refreshRefused = RPCError(code: .unauthenticated, message: "the refresh token is invalid, expired or revoked; sign in again")
 
     /// Access and refresh tokens for a new session, or one continuing `family`; nil if the
     /// family was revoked meanwhile, or `passwordHash` (what a sign-in checked) is no longer
-    /// the account's.
-    private func session(for account: AccountRow, family: UUID, passwordHash: String? = nil) async throws -> Wholecare_Identity_V1_SignInResponse? {
-        let kind = Self.principalKind(account.kind)
+    /// the account's. `event` is recorded with the refresh token, in one transaction.
+    private func session(for account: AccountRow, family: UUID, passwordHash: String? = nil,
+                         event: String? = nil) async throws -> Wholecare_Identity_V1_SignInResponse? {
         let current = now()
-        let access = try issuer.accessToken(
-            subject: account.id.lowercasedString, kind: kind, roles: account.roles, organisation: account.organisationID,
-            scopes: [], now: current)
         let refresh = issuer.newRefreshToken()
         guard try await store.storeRefreshToken(
             accountID: account.id, familyID: family, hash: refresh.hash, expiresAt: current.addingTimeInterval(issuer.refreshTokenLifetime),
-            passwordHash: passwordHash)
+            passwordHash: passwordHash, event: event.map { (account.id, $0, "") })
         else { return nil }
+        return try response(for: account, refreshToken: refresh.token, now: current)
+    }
+
+    /// A session's reply: a new access token for `account`, with its stored refresh token.
+    private func response(for account: AccountRow, refreshToken: String, now current: Date) throws -> Wholecare_Identity_V1_SignInResponse {
+        let access = try issuer.accessToken(
+            subject: account.id.lowercasedString, kind: Self.principalKind(account.kind), roles: account.roles,
+            organisation: account.organisationID, scopes: [], now: current)
         var response = Wholecare_Identity_V1_SignInResponse()
         response.accessToken = access.token
-        response.refreshToken = refresh.token
+        response.refreshToken = refreshToken
         response.expiresInSeconds = UInt32(issuer.accessTokenLifetime)
         response.refreshExpiresInSeconds = UInt32(clamping: Int(issuer.refreshTokenLifetime))
         response.tokenType = "Bearer"

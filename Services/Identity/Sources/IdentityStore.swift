@@ -77,11 +77,20 @@ public struct AuthEventRow: Sendable {
 }
 
 /// Outcome of presenting a refresh token.
-public enum RefreshOutcome: Sendable, Equatable {
-    case valid(accountID: UUID, familyID: UUID)
+public enum RefreshOutcome: Sendable {
+    /// The token was spent and its successor stored, in the same family: the account as
+    /// it is now, for the new access token.
+    case rotated(AccountRow)
     /// A token that was already spent: its whole family has now been revoked.
     case reused(accountID: UUID)
     case invalid
+}
+
+/// Outcome of signing out.
+public enum SignOutOutcome: Sendable, Equatable {
+    case signedOut
+    /// The refresh token presented is another account's: nothing was revoked or recorded.
+    case someoneElses
 }
 
 /// The identity schema's SQL. Every value is a bind.
@@ -103,14 +112,18 @@ public struct IdentityStore: Sendable {
             organisationID: try row.decode("organisation_id"), roles: try row.decode("roles"), createdAt: try row.decode("created_at"))
     }
 
-    /// Inserts an account; nil if the e-mail is taken.
+    /// Inserts an account; nil if the e-mail is taken. With `event`, the first line of the
+    /// account's history is written by the same statement, so neither exists without the other.
     public func createAccount(kind: String, email: String, displayName: String, passwordHash: String,
-                              organisationID: UUID? = nil, roles: [String] = []) async throws -> AccountRow? {
+                              organisationID: UUID? = nil, roles: [String] = [], event: String? = nil) async throws -> AccountRow? {
         do {
             let rows = try await db.query("""
-                INSERT INTO accounts (id, kind, email, display_name, password_hash, organisation_id, roles)
-                VALUES (\(UUID()), \(kind), \(email), \(displayName), \(passwordHash), \(organisationID), \(roles)::text[])
-                RETURNING \(unsafeRaw: Self.accountColumns)
+                WITH account AS (
+                    INSERT INTO accounts (id, kind, email, display_name, password_hash, organisation_id, roles)
+                    VALUES (\(UUID()), \(kind), \(email), \(displayName), \(passwordHash), \(organisationID), \(roles)::text[])
+                    RETURNING \(unsafeRaw: Self.accountColumns)),
+                event AS (INSERT INTO auth_events (account_id, event, detail) SELECT id, \(event)::text, '' FROM account WHERE \(event)::text IS NOT NULL)
+                SELECT \(unsafeRaw: Self.accountColumns) FROM account
                 """)
             return try Self.account(rows[0])
         } catch let error as PostgresError where error.isUniqueViolation {
@@ -168,23 +181,40 @@ public struct IdentityStore: Sendable {
         }
     }
 
-    /// Never cancelled in the server with its task (a failed sign-in counts whatever the caller does).
-    public func saveThrottle(emailHash: [UInt8], _ throttle: SignInThrottle) async throws {
-        try await StatementCancellation.shielded { try await db.query("""
+    /// Saves a sign-in's throttle state, and with `event` (a failed sign-in of a known
+    /// account) records it in the same transaction. Never cancelled in the server with its
+    /// task (a failed sign-in counts whatever the caller does).
+    public func saveThrottle(emailHash: [UInt8], _ throttle: SignInThrottle, event: Event? = nil) async throws {
+        let save: PostgresQuery = """
             INSERT INTO sign_in_throttle (email_hash, consecutive_failures, window_started_at, failures_in_window, next_attempt_at)
             VALUES (\(PostgresBytes(emailHash)), \(throttle.consecutiveFailures), \(throttle.windowStartedAt),
                     \(throttle.failuresInWindow), \(throttle.nextAttemptAt))
             ON CONFLICT (email_hash) DO UPDATE SET consecutive_failures = EXCLUDED.consecutive_failures,
                 window_started_at = EXCLUDED.window_started_at, failures_in_window = EXCLUDED.failures_in_window,
                 next_attempt_at = EXCLUDED.next_attempt_at
-            """) }
+            """
+        try await StatementCancellation.shielded {
+            guard let event else {
+                try await db.query(save)
+                return
+            }
+            try await db.withTransaction { session in
+                try await session.query(save)
+                try await session.query(Self.insert(event))
+            }
+        }
     }
 
     /// Never cancelled in the server with its task (an event is recorded whatever the caller does).
     public func recordEvent(accountID: UUID, _ event: String, detail: String = "") async throws {
-        try await StatementCancellation.shielded {
-            try await db.query("INSERT INTO auth_events (account_id, event, detail) VALUES (\(accountID), \(event), \(detail))")
-        }
+        try await StatementCancellation.shielded { try await db.query(Self.insert((accountID, event, detail))) }
+    }
+
+    /// An account event and what it records.
+    public typealias Event = (account: UUID, name: String, detail: String)
+
+    static func insert(_ event: Event) -> PostgresQuery {
+        "INSERT INTO auth_events (account_id, event, detail) VALUES (\(event.account), \(event.name), \(event.detail))"
     }
 
     public func events(accountID: UUID, limit: Int) async throws -> [AuthEventRow] {
@@ -205,65 +235,90 @@ public struct IdentityStore: Sendable {
     /// share-locked first, so a password change (which updates that row, then revokes
     /// every token) either comes before and is seen here, or waits and revokes this token
     /// too: a sign-in or refresh racing a password change never leaves a live token behind.
+    /// With `event` (a sign-in), the event is recorded in the same transaction as the token.
+    /// Never cancelled in the server with its task, so a token is never stored without its event.
     public func storeRefreshToken(accountID: UUID, familyID: UUID, hash: [UInt8], expiresAt: Date,
-                                  passwordHash: String? = nil) async throws -> Bool {
+                                  passwordHash: String? = nil, event: Event? = nil) async throws -> Bool {
         let id = UUID()
-        return try await db.withTransaction { session in
-            guard let row = try await session.query("SELECT password_hash FROM accounts WHERE id = \(accountID) FOR SHARE").first,
-                  try passwordHash.map({ try row.decode("password_hash", as: String.self) == $0 }) ?? true
-            else { return false }
-            return try await session.query("""
-                INSERT INTO refresh_tokens (id, account_id, family_id, token_hash, expires_at)
-                SELECT \(id), \(accountID), \(familyID), \(PostgresBytes(hash)), \(expiresAt)
-                WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = \(familyID) AND revoked_at IS NOT NULL)
-                """).affectedRows == 1
-        }
-    }
-
-    /// Spends a refresh token. A second presentation of the same token revokes its family.
-    /// Never cancelled in the server with its task (whoever presents a reused token must
-    /// not be able to stop the revocation by going away).
-    public func spendRefreshToken(hash: [UInt8], now: Date) async throws -> RefreshOutcome {
-        try await StatementCancellation.shielded { try await spendRefreshTokenNow(hash: hash, now: now) }
-    }
-
-    private func spendRefreshTokenNow(hash: [UInt8], now: Date) async throws -> RefreshOutcome {
-        try await db.withTransaction { session in
-            guard let row = try await session.query("""
-                SELECT account_id, family_id, expires_at, spent_at, revoked_at FROM refresh_tokens
-                WHERE token_hash = \(PostgresBytes(hash)) FOR UPDATE
-                """).first else { return .invalid }
-            let account: UUID = try row.decode("account_id")
-            let family: UUID = try row.decode("family_id")
-            if try row.decode("revoked_at", as: Date?.self) != nil { return .invalid }
-            if try row.decode("spent_at", as: Date?.self) != nil {
-                // The account's row first, as storing a token share-locks it: a token stored
-                // into this family concurrently is then either seen here or refused there.
-                try await session.query("SELECT 1 FROM accounts WHERE id = \(account) FOR NO KEY UPDATE")
-                try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
-                return .reused(accountID: account)
+        return try await StatementCancellation.shielded {
+            try await db.withTransaction { session in
+                guard let row = try await session.query("SELECT password_hash FROM accounts WHERE id = \(accountID) FOR SHARE").first,
+                      try passwordHash.map({ try row.decode("password_hash", as: String.self) == $0 }) ?? true
+                else { return false }
+                guard try await session.query("""
+                    INSERT INTO refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+                    SELECT \(id), \(accountID), \(familyID), \(PostgresBytes(hash)), \(expiresAt)
+                    WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = \(familyID) AND revoked_at IS NOT NULL)
+                    """).affectedRows == 1 else { return false }
+                if let event { try await session.query(Self.insert(event)) }
+                return true
             }
-            guard try row.decode("expires_at", as: Date.self) > now else { return .invalid }
-            try await session.query("UPDATE refresh_tokens SET spent_at = now() WHERE token_hash = \(PostgresBytes(hash))")
-            return .valid(accountID: account, familyID: family)
         }
     }
 
-    /// Revokes the family a (live) refresh token belongs to; returns its account. Never
-    /// cancelled in the server with its task.
-    public func revokeFamily(ofToken hash: [UInt8]) async throws -> UUID? {
+    /// Spends a refresh token and stores its successor (`next`, in the same family) in one
+    /// transaction, so a token is never spent without the one that replaces it: a caller
+    /// who goes away half-way does not leave a session whose next refresh looks like theft.
+    /// A second presentation of a spent token revokes its whole family and records
+    /// `refresh_reuse_detected`, also in one transaction. Never cancelled in the server with
+    /// its task (whoever presents a reused token must not be able to stop the revocation by
+    /// going away).
+    ///
+    /// The account's row is locked before the token's, the order sign-out and a password
+    /// change use; and exclusively, as storing a token share-locks it, so a token stored
+    /// into this family concurrently is either seen here or refused there.
+    public func rotateRefreshToken(hash: [UInt8], next: [UInt8], nextExpiresAt: Date, now: Date) async throws -> RefreshOutcome {
         try await StatementCancellation.shielded {
             try await db.withTransaction { session in
-                guard let row = try await session.query(
-                    "SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first
-                else { return nil }
+                guard let owner = try await session.query("SELECT account_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first
+                else { return .invalid }
+                let accountID: UUID = try owner.decode("account_id")
+                guard let account = try await session.query("""
+                    SELECT \(unsafeRaw: Self.accountColumns) FROM accounts WHERE id = \(accountID) FOR NO KEY UPDATE
+                    """).first.map(Self.account),
+                      let row = try await session.query("""
+                    SELECT family_id, expires_at, spent_at, revoked_at FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash)) FOR UPDATE
+                    """).first
+                else { return .invalid }
                 let family: UUID = try row.decode("family_id")
-                let account: UUID = try row.decode("account_id")
-                // As for reuse (see `spendRefreshTokenNow`): a token stored concurrently is
-                // revoked here or refused there.
-                try await session.query("SELECT 1 FROM accounts WHERE id = \(account) FOR NO KEY UPDATE")
-                try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
-                return account
+                // Revoked (sign-out, reuse, a password change): so is the whole family.
+                if try row.decode("revoked_at", as: Date?.self) != nil { return .invalid }
+                if try row.decode("spent_at", as: Date?.self) != nil {
+                    try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
+                    try await session.query(Self.insert((accountID, "refresh_reuse_detected",
+                                                         "a spent refresh token was presented again; that session was signed out")))
+                    return .reused(accountID: accountID)
+                }
+                guard try row.decode("expires_at", as: Date.self) > now else { return .invalid }
+                try await session.query("UPDATE refresh_tokens SET spent_at = now() WHERE token_hash = \(PostgresBytes(hash))")
+                try await session.query("""
+                    INSERT INTO refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+                    VALUES (\(UUID()), \(accountID), \(family), \(PostgresBytes(next)), \(nextExpiresAt))
+                    """)
+                return .rotated(account)
+            }
+        }
+    }
+
+    /// Signs out: revokes the family of the refresh token `hash` (if given and known) and
+    /// records `signed_out` for `eventAccount` (if given), in one transaction. A token that
+    /// is not `caller`'s is left alone, and nothing is written: `.someoneElses`. Never
+    /// cancelled in the server with its task.
+    public func signOut(tokenHash hash: [UInt8]?, caller: UUID?, eventAccount: UUID?) async throws -> SignOutOutcome {
+        try await StatementCancellation.shielded {
+            try await db.withTransaction { session in
+                if let hash, let row = try await session.query(
+                    "SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first {
+                    let account: UUID = try row.decode("account_id")
+                    guard account == caller else { return .someoneElses }
+                    let family: UUID = try row.decode("family_id")
+                    // As for reuse (see `rotateRefreshToken`): a token stored concurrently is
+                    // revoked here or refused there.
+                    try await session.query("SELECT 1 FROM accounts WHERE id = \(account) FOR NO KEY UPDATE")
+                    try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
+                }
+                if let eventAccount { try await session.query(Self.insert((eventAccount, "signed_out", ""))) }
+                return .signedOut
             }
         }
     }
@@ -414,9 +469,6 @@ public struct IdentityStore: Sendable {
             granteeName: try row.decode("grantee_name"))
     }
 
-    /// An account event and what it records.
-    typealias Event = (account: UUID, name: String, detail: String)
-
     /// Runs `write` and records the account event it returns in one transaction, which the
     /// caller's going away does not cut short: a change to who may see a person's record
     /// is never without its line in their history, nor the other way round.
@@ -424,10 +476,7 @@ public struct IdentityStore: Sendable {
         try await StatementCancellation.shielded {
             try await db.withTransaction { session in
                 let (value, event) = try await write(session)
-                if let event {
-                    try await session.query(
-                        "INSERT INTO auth_events (account_id, event, detail) VALUES (\(event.account), \(event.name), \(event.detail))")
-                }
+                if let event { try await session.query(Self.insert(event)) }
                 return value
             }
         }
