@@ -346,8 +346,9 @@ final class PostgresConnection: @unchecked Sendable {
     /// Whether the statement cache must be emptied (`DEALLOCATE ALL`, which the caller
     /// runs) so that every statement of a pipeline fits; the local cache is emptied here.
     private func makeRoomInCache(for keys: [StatementKey]) throws -> Bool {
+        guard keys.contains(where: { statementNames[$0] == nil }) else { return false }
         let unprepared = Set(keys).filter { statementNames[$0] == nil }.count
-        guard unprepared > 0, statementNames.count + unprepared > statementCacheLimit else { return false }
+        guard statementNames.count + unprepared > statementCacheLimit else { return false }
         guard unprepared <= statementCacheLimit else {
             throw PostgresError(kind: .server, safeMessage: "a pipeline has more new statements than the statement cache holds (\(statementCacheLimit))")
         }
@@ -468,13 +469,27 @@ final class PostgresConnection: @unchecked Sendable {
     }
 
     /// What a prepared statement is reused for: the same text with the same bind types.
+    ///
+    /// The text is hashed once, when the key is made: a pipeline's key is looked up more
+    /// than once, and hashing a statement's kilobyte of text each time showed in profiles.
     struct StatementKey: Hashable {
         let sql: String
         let types: [UInt32]
+        private let textHash: Int
 
         init(_ query: PostgresQuery) {
             sql = query.sql
             types = query.binds.map { UInt32($0.type.rawValue) }
+            textHash = sql.hashValue
+        }
+
+        static func == (a: StatementKey, b: StatementKey) -> Bool {
+            a.textHash == b.textHash && a.types == b.types && a.sql == b.sql
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(textHash)
+            hasher.combine(types)
         }
     }
 
