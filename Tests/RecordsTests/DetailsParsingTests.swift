@@ -25,11 +25,28 @@ struct DetailsParsingTests {
     func matchesJSONDecoder(_ text: String) throws {
         let expected = try JSONDecoder().decode([String: JSONValue].self, from: Data(text.utf8))
         #expect(JSONValue.parseObject(text) == expected)
+        // The summary's reader: the same members, looked up without a dictionary.
+        let members = try #require(Self.members(text))
+        for (key, value) in expected { #expect(members[key] == value) }
+        #expect(members["absent"] == nil)
+    }
+
+    static func members(_ text: String) -> JSONMembers? {
+        var text = text
+        return text.withUTF8 { JSONValue.parseMembers(utf8: $0) }
+    }
+
+    @Test("a key given twice reads as its last value, in both readers")
+    func repeatedKey() throws {
+        let text = #"{"dose": "one", "route": "oral", "dose": "two"}"#
+        #expect(JSONValue.parseObject(text)?["dose"] == .string("two"))
+        #expect(try #require(Self.members(text))["dose"] == .string("two"))
     }
 
     @Test("refuses what is not an object of strings, numbers, booleans and objects", arguments: refused)
     func refusesTheRest(_ text: String) {
         #expect(JSONValue.parseObject(text) == nil)
+        #expect(Self.members(text) == nil)
     }
 
     @Test("uuid and bytea text from PostgreSQL decode directly, and bad text is refused")

@@ -110,7 +110,7 @@ enum RecordsWire {
         guard let detailsText = try row.utf8(17) else {
             throw PostgresError(kind: .decoding, safeMessage: "column \"details\" is NULL", column: "details")
         }
-        let details = JSONValue.parseObject(utf8: detailsText) ?? [:]
+        let details = JSONValue.parseMembers(utf8: detailsText) ?? .empty
         switch kind {
         case .observation:
             w.message(20) { o in
