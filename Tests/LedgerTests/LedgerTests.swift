@@ -342,6 +342,17 @@ struct LedgerTests {
             settle.care.eligible = true
             settle.care.councilRatePence = 25_000
             settle.idempotencyKey = "s1"
+            // Someone who may not settle it gets the same refusal whatever amount they try,
+            // so the answer does not tell them the amount reserved.
+            for (amount, caller) in [(25_000, p.financeElsewhere), (30_001, p.financeElsewhere), (30_001, p.stranger.accessToken)] {
+                var probe = settle
+                probe.amountPence = Int64(amount)
+                probe.idempotencyKey = "probe-\(amount)"
+                let refused = await #expect(throws: RPCError.self) {
+                    try await h.ledger.settleCommitment(probe, options: LedgerHarness.bearer(caller))
+                }
+                #expect(refused?.code == .permissionDenied)
+            }
             _ = try await h.ledger.settleCommitment(settle, options: LedgerHarness.bearer(p.provider))
             let again = await #expect(throws: RPCError.self) {
                 var twice = settle

@@ -38,7 +38,7 @@ struct EntryLifecycleTests {
             let stale = await #expect(throws: RPCError.self) {
                 try await h.records.amendEntry(amend, options: RecordsHarness.bearer(p.coordinator.token))
             }
-            #expect(stale?.code == .permissionDenied)
+            #expect(stale?.code == .failedPrecondition)
 
             var error = Wholecare_Records_V1_MarkEnteredInErrorRequest()
             error.entryID = second.id

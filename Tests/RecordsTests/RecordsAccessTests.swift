@@ -74,6 +74,39 @@ struct RecordsAccessTests {
         (.administrator, false, false),
     ]
 
+    @Test("a professional who may write to the record but did not write an entry is refused its amendment, and the log shows a denial, not an allowed write")
+    func revisionRefusalIsLoggedAsDenial() async throws {
+        try await RecordsHarness.with { h in
+            let p = try await h.people()
+            let person = p.person.account.id
+            let mine = try await h.add(RecordsHarness.note("Walked to the shop"), for: person, token: p.person.accessToken)
+            var amend = Wholecare_Records_V1_AmendEntryRequest()
+            amend.entryID = mine.id
+            amend.entry = RecordsHarness.note("Did not walk")
+            let refused = await #expect(throws: RPCError.self) {
+                try await h.records.amendEntry(amend, options: RecordsHarness.bearer(p.coordinator.token))
+            }
+            #expect(refused?.code == .permissionDenied)
+            var mark = Wholecare_Records_V1_MarkEnteredInErrorRequest()
+            mark.entryID = mine.id
+            mark.reason = "not so"
+            let unmarked = await #expect(throws: RPCError.self) {
+                try await h.records.markEnteredInError(mark, options: RecordsHarness.bearer(p.coordinator.token))
+            }
+            #expect(unmarked?.code == .permissionDenied)
+            var list = Wholecare_Records_V1_ListAccessLogRequest()
+            list.personID = person
+            let log = try await h.records.listAccessLog(list, options: RecordsHarness.bearer(p.person.accessToken)).entries
+            #expect(log.count == 2)
+            #expect(log.allSatisfy { !$0.allowed && $0.basis.hasPrefix("denied") && $0.accessorName == "Pro cc@northshire.test" })
+            // The entry is unchanged.
+            var get = Wholecare_Records_V1_GetEntryRequest()
+            get.entryID = mine.id
+            let entry = try await h.records.getEntry(get, options: RecordsHarness.bearer(p.person.accessToken))
+            #expect(entry.version == 1 && entry.status == mine.status && entry.text == "Walked to the shop")
+        }
+    }
+
     @Test("a caller without access learns nothing about an entry from the answer, and the attempt is logged as denied")
     func noProbingWithoutAccess() async throws {
         try await RecordsHarness.with { h in

@@ -443,6 +443,10 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
     public func settleCommitment(request: Wholecare_Ledger_V1_SettleCommitmentRequest, context: ServerContext) async throws -> Wholecare_Ledger_V1_Transaction {
         let principal = try context.principal()
         let (commitment, info) = try await openCommitment(request.commitmentID)
+        // Who may settle it is decided before anything about it is compared, so that a
+        // caller without access learns nothing of it (not its amount) from the answer.
+        try Self.requireOwnOrganisation(principal, commitment.providerOrganisationID)
+        try await requireAny(principal, [.postInvoice, .allocateBudget(funder: info.funderOrganisationID)], info)
         let paid = try LedgerRules.amount(request.amountPence)
         guard paid <= commitment.amount else { throw RPCError.invalidArgument(field: "amount_pence", "must not exceed the commitment") }
         let key = try idempotencyKey(request.idempotencyKey, context)
@@ -453,8 +457,6 @@ public struct LedgerRPCService: Wholecare_Ledger_V1_Ledger.ServiceProtocol {
               request.care.councilRatePence <= LedgerRules.maximumAmount else {
             throw RPCError.invalidArgument(field: "care", "daily living must be within the amount, the council rate not negative")
         }
-        try Self.requireOwnOrganisation(principal, commitment.providerOrganisationID)
-        try await requireAny(principal, [.postInvoice, .allocateBudget(funder: info.funderOrganisationID)], info)
         var t = NewTransaction(kind: "settlement", budget: info, amount: paid, createdBy: Self.scope(principal), idempotencyKey: key)
         t.invoiceReference = try Validate.text(request.invoiceReference, field: "invoice_reference", max: 100, allowEmpty: true)
         t.providerOrganisationID = commitment.providerOrganisationID

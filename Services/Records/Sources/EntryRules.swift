@@ -219,12 +219,18 @@ public enum EntryRules {
         return (Timestamp.format(instant), date)
     }
 
-    /// Who may amend or mark an entry in error: its author, or (for entries from an
-    /// organisation) anyone acting for that organisation with write access. Never someone
-    /// else's self-entered entry, never a non-current version.
-    public static func mayRevise(status: String, sourceKind: String, authorID: UUID, sourceOrganisation: UUID?,
-                                 principal: Principal) -> Bool {
-        guard status != "superseded", status != "entered_in_error" else { return false }
+    // Who may amend or mark an entry in error: its author, or (for entries from an
+    // organisation) anyone acting for that organisation with write access; never someone
+    // else's self-entered entry, never a non-current version.
+
+    /// Only an entry's current version can be amended or marked in error.
+    public static func isRevisable(status: String) -> Bool {
+        status != "superseded" && status != "entered_in_error"
+    }
+
+    /// Whether `principal` wrote the entry, or (for what a professional or provider system
+    /// recorded) belongs to the organisation it was recorded for.
+    public static func isAuthor(sourceKind: String, authorID: UUID, sourceOrganisation: UUID?, principal: Principal) -> Bool {
         if principal.subjectID == authorID { return true }
         if sourceKind != "self", let organisation = sourceOrganisation, principal.organisationID == organisation,
            principal.kind == .professional || principal.kind == .providerSystem {

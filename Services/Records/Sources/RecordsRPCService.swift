@@ -32,12 +32,17 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     // MARK: - Authorization and the access log
 
     /// Decides, logs (unless the person is looking at their own record), and throws
-    /// PERMISSION_DENIED when refused.
+    /// PERMISSION_DENIED when refused. `unless` is a further rule of the call's own (who may
+    /// revise an entry), applied to a caller the policy allows: its refusal reason makes
+    /// the decision a denial, logged as one, so the log never shows an allowed write that
+    /// was then refused.
     @discardableResult
-    func authorize(_ context: ServerContext, person: UUID, _ action: PersonAction, part: String, purpose: String) async throws -> Principal {
+    func authorize(_ context: ServerContext, person: UUID, _ action: PersonAction, part: String, purpose: String,
+                   unless refusal: ((Principal) -> String?)? = nil) async throws -> Principal {
         let principal = try context.principal()
         let purpose = String(purpose.trimmingCharacters(in: .whitespacesAndNewlines).prefix(200))
-        let decision = try await identity.authorizer.decide(principal, action, person: person)
+        var decision = try await identity.authorizer.decide(principal, action, person: person)
+        if decision.isAllowed, let reason = refusal?(principal) { decision = .deny(reason) }
         let isSelf = principal.subjectID == person && principal.isPerson
         // Every access to someone's record is logged, denials too; calls naming no one's id
         // are not (the log is the person's, and made-up ids must not fill it).
@@ -68,6 +73,13 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
             throw RPCError(code: .permissionDenied, message: "not allowed to \(action) of this person: \(reason)")
         }
         return principal
+    }
+
+    /// Why `principal` may not amend or mark `entry` in error although they may write to
+    /// the record (nil if they may): only its author, or their organisation, may.
+    static func revisionRefusal(_ entry: RecordEntry, by principal: Principal) -> String? {
+        EntryRules.isAuthor(sourceKind: entry.sourceKind, authorID: entry.authorID, sourceOrganisation: entry.sourceOrganisationID,
+                            principal: principal) ? nil : "only the entry's author (or their organisation) may revise it"
     }
 
     /// How the writer appears on what they write.
@@ -113,13 +125,13 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         guard let existing = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
         // Authorised (and logged) before anything about the entry is compared, so that a
         // caller without access learns nothing of it from the answer.
-        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)", purpose: request.purpose)
+        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)",
+                                            purpose: request.purpose, unless: { Self.revisionRefusal(existing, by: $0) })
         guard replacement.kind == existing.kind else {
             throw RPCError.invalidArgument(field: "entry.kind", "an amendment keeps the entry's kind")
         }
-        guard EntryRules.mayRevise(status: existing.status, sourceKind: existing.sourceKind, authorID: existing.authorID,
-                                   sourceOrganisation: existing.sourceOrganisationID, principal: principal) else {
-            throw RPCError(code: .permissionDenied, message: "only the entry's author (or their organisation) may amend its current version")
+        guard EntryRules.isRevisable(status: existing.status) else {
+            throw RPCError(code: .failedPrecondition, message: "only the current version of an entry can be amended")
         }
         switch try await store.amend(id: id, with: replacement, source: try await source(for: principal, person: existing.personID)) {
         case .revised(let entry): return RecordsProto.entry(entry, viewer: principal)
@@ -131,10 +143,10 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         let id = try Validate.uuid(request.entryID, field: "entry_id")
         let reason = try Validate.text(request.reason, field: "reason", max: 2000, multiline: true)
         guard let existing = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
-        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)", purpose: request.purpose)
-        guard EntryRules.mayRevise(status: existing.status, sourceKind: existing.sourceKind, authorID: existing.authorID,
-                                   sourceOrganisation: existing.sourceOrganisationID, principal: principal) else {
-            throw RPCError(code: .permissionDenied, message: "only the entry's author (or their organisation) may mark it entered in error")
+        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)",
+                                            purpose: request.purpose, unless: { Self.revisionRefusal(existing, by: $0) })
+        guard EntryRules.isRevisable(status: existing.status) else {
+            throw RPCError(code: .failedPrecondition, message: "only the current version of an entry can be marked in error")
         }
         switch try await store.markEnteredInError(id: id, reason: reason) {
         case .revised(let entry): return RecordsProto.entry(entry, viewer: principal)
