@@ -167,6 +167,44 @@ struct GatewayTests {
         }
     }
 
+    @Test("a browser's refresh from its cookie needs the CSRF token and replaces the cookies; sign-out clears them even when refused")
+    func cookieRefreshAndSignOut() async throws {
+        try await GatewayHarness.with { h in
+            _ = try await h.register("pat@example.org")
+            _ = try await h.register("sam@example.org", name: "Sam Lee")
+            let other = try await h.call(.post, "/v1/auth/sign-in", json: ["email": "sam@example.org", "password": "plausible kettle harvest lantern"])
+            let signIn = try await h.call(.post, "/v1/auth/sign-in", json: ["email": "pat@example.org", "password": "plausible kettle harvest lantern"],
+                                          headers: [HTTPField.Name("X-Session")!: "cookie"])
+            func cookie(_ reply: GatewayHarness.Reply, _ name: String) -> String? {
+                reply.headers[values: .setCookie].first { $0.hasPrefix(name + "=") }
+                    .map { String($0.split(separator: ";")[0].split(separator: "=", maxSplits: 1).last ?? "") }
+            }
+            let refresh = try #require(cookie(signIn, "wc_refresh")), csrf = try #require(cookie(signIn, "wc_csrf"))
+            let access = try #require(cookie(signIn, "wc_access"))
+            // Without the CSRF token another page of the site could spend the session's token.
+            let forged = try await h.call(.post, "/v1/auth/refresh", headers: [.cookie: "wc_refresh=\(refresh); wc_csrf=\(csrf)"])
+            #expect(forged.status == .forbidden)
+            #expect(forged.json["type"] as? String == "https://wholecare.dev/problems/csrf")
+            let refreshed = try await h.call(.post, "/v1/auth/refresh", headers: [.cookie: "wc_refresh=\(refresh); wc_csrf=\(csrf)",
+                                                                                HTTPField.Name("X-CSRF-Token")!: csrf])
+            #expect(refreshed.status == .ok)
+            // The spent token's successor is in the cookie, though X-Session was not sent.
+            let next = try #require(cookie(refreshed, "wc_refresh"))
+            #expect(next != refresh && next == refreshed.json["refresh_token"] as? String)
+            // Signing out with another session's refresh token is refused, and the browser's
+            // cookies are cleared all the same.
+            let newCSRF = try #require(cookie(refreshed, "wc_csrf")), newAccess = try #require(cookie(refreshed, "wc_access"))
+            #expect(newAccess != access)
+            let otherRefresh = try #require(other.json["refresh_token"] as? String)
+            let refused = try await h.call(.post, "/v1/auth/sign-out", json: ["refresh_token": otherRefresh],
+                                           headers: [.cookie: "wc_access=\(newAccess); wc_csrf=\(newCSRF)", HTTPField.Name("X-CSRF-Token")!: newCSRF])
+            #expect(refused.status == .forbidden)
+            let cleared = refused.headers[values: .setCookie]
+            #expect(["wc_access", "wc_refresh", "wc_csrf"].allSatisfy { name in cleared.contains { $0.hasPrefix(name + "=;") && $0.contains("Max-Age=0") } },
+                    "\(cleared)")
+        }
+    }
+
     @Test("sign-in is rate limited per client and per account, with Retry-After")
     func rateLimit() async throws {
         try await GatewayHarness.with(settings: { $0.authAttemptsPerMinute = 3 }) { h in
@@ -200,6 +238,9 @@ struct GatewayTests {
             #expect(first == [.unauthorized, .unauthorized, .tooManyRequests])
             let other = try await attempts(h, ["203.0.113.8"])
             #expect(other == [.unauthorized], "another client behind the same proxy is not limited")
+            // An IPv6 client is counted by its /64, whichever address in it it picks.
+            let sixes = try await attempts(h, ["2001:db8:1:2::1", "[2001:db8:1:2::abcd]:443", "2001:db8:1:2:ffff::9", "2001:db8:1:3::1"])
+            #expect(sixes == [.unauthorized, .unauthorized, .tooManyRequests, .unauthorized])
         }
         try await GatewayHarness.with(settings: { $0.authAttemptsPerMinute = 2 }) { h in
             let spoofed = try await attempts(h, ["203.0.113.1", "203.0.113.2", "203.0.113.3"])
@@ -219,6 +260,9 @@ struct GatewayTests {
         #expect(AddressRange("::ffff:10.1.0.0/112")!.contains("10.1.7.7") && AddressRange("::ffff:10.1.0.0/90") == nil)
         #expect(API.hostPart("203.0.113.7:4711") == "203.0.113.7" && API.hostPart("[2001:db8::1]:443") == "2001:db8::1")
         #expect(API.hostPart("2001:db8::1") == "2001:db8::1" && API.hostPart("203.0.113.7") == "203.0.113.7")
+        #expect(API.rateLimitKey("2001:db8:1:2:3:4:5:6") == "2001:0db8:0001:0002::/64" && API.rateLimitKey("2001:db8:1:2::9") == API.rateLimitKey("2001:db8:1:2:3:4:5:6"))
+        #expect(API.rateLimitKey("203.0.113.7") == "203.0.113.7" && API.rateLimitKey("::ffff:203.0.113.7") == "203.0.113.7")
+        #expect(API.rateLimitKey("unknown") == "unknown")
     }
 
     @Test("security headers, CORS only for configured origins, unknown routes and oversized bodies")
@@ -261,5 +305,7 @@ struct GatewayTests {
         #expect(Int(Problem.status(for: code).0.code) == http)
         let problem = Problem(RPCError(code: code, message: "SELECT secret FROM people"))
         if http == 500 { #expect(problem.detail == "something went wrong on our side") }
+        // Every 429 says when to come back, even when the service gave no figure.
+        #expect((problem.headers[.retryAfter] != nil) == (http == 429))
     }
 }

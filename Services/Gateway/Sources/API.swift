@@ -100,9 +100,12 @@ public struct API: Sendable {
         return value
     }
 
-    /// Sign-in and registration limits: per client address and per account.
+    /// Sign-in and registration limits: per client address and per account. The account
+    /// is the e-mail as identity reads it (trimmed, lower-cased), so spellings of one
+    /// account that identity treats as the same share one limit.
     func rateLimit(_ request: Request, _ context: GatewayContext, account: String) throws {
-        let retry = [byAddress.attempt("ip:" + clientAddress(request, context)), byAccount.attempt("acct:" + account.lowercased())].compactMap { $0 }.max()
+        let accountKey = "acct:" + account.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let retry = [byAddress.attempt("ip:" + Self.rateLimitKey(clientAddress(request, context))), byAccount.attempt(accountKey)].compactMap { $0 }.max()
         if let retry {
             var problem = Problem(status: .tooManyRequests, type: "too-many-requests", title: "Too Many Requests",
                                   detail: "too many attempts; try again in \(retry) seconds")

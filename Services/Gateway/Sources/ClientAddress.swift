@@ -74,6 +74,24 @@ extension API {
         return context.remoteAddress
     }
 
+    /// What a per-address limit counts by: an IPv4 address as it is; an IPv6 address by its
+    /// /64, the network one customer is given, within which a client can pick any address.
+    public static func rateLimitKey(_ address: String) -> String {
+        guard let bytes = AddressRange.parse(address) else { return address }
+        // IPv4, also when written IPv4-mapped (`::ffff:203.0.113.7`): one way of writing it.
+        guard bytes.count == 16 else { return bytes.map { String($0) }.joined(separator: ".") }
+        let hex = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        for index in stride(from: 0, to: 8, by: 2) {
+            for byte in [bytes[index], bytes[index + 1]] {
+                text.append(hex[Int(byte >> 4)])
+                text.append(hex[Int(byte & 0x0f)])
+            }
+            text.append(UInt8(ascii: ":"))
+        }
+        return String(decoding: text, as: UTF8.self) + ":/64"
+    }
+
     /// `203.0.113.7:4711` → `203.0.113.7`, `[2001:db8::1]:443` → `2001:db8::1`; a bare
     /// address is returned as it is (some balancers write ports, RFC 7239 style).
     public static func hostPart(_ entry: String) -> String {

@@ -21,14 +21,7 @@ struct Credentials {
             }
             token = String(header.dropFirst(7))
         } else if let cookie = request.cookies[accessCookie]?.value, !cookie.isEmpty {
-            if ![.get, .head, .options].contains(request.method) {
-                // Double-submit: the header must repeat the CSRF cookie, which another site cannot read.
-                guard let header = request.headers[.xCSRFToken], let expected = request.cookies[csrfCookie]?.value,
-                      !expected.isEmpty, constantTimeEquals(Array(header.utf8), Array(expected.utf8)) else {
-                    throw Problem(status: .forbidden, type: "csrf", title: "Forbidden",
-                                  detail: "state-changing requests from a browser session need the X-CSRF-Token header")
-                }
-            }
+            if ![.get, .head, .options].contains(request.method) { try requireCSRFToken(request) }
             token = cookie
         } else {
             throw Problem(status: .unauthorized, type: "unauthenticated", title: "Unauthorized", detail: "sign in first")
@@ -38,6 +31,17 @@ struct Credentials {
         } catch is TokenRejection {
             throw Problem(status: .unauthorized, type: "unauthenticated", title: "Unauthorized",
                           detail: "the access token is invalid or expired; refresh it or sign in again")
+        }
+    }
+
+    /// Double submit: a request that a browser's cookies authenticate and that changes
+    /// something must repeat the CSRF cookie (which no other site can read) in the
+    /// `X-CSRF-Token` header; else a 403 problem.
+    static func requireCSRFToken(_ request: Request) throws {
+        guard let header = request.headers[.xCSRFToken], let expected = request.cookies[csrfCookie]?.value,
+              !expected.isEmpty, constantTimeEquals(Array(header.utf8), Array(expected.utf8)) else {
+            throw Problem(status: .forbidden, type: "csrf", title: "Forbidden",
+                          detail: "state-changing requests from a browser session need the X-CSRF-Token header")
         }
     }
 

@@ -46,8 +46,7 @@ struct GatewayMiddleware: RouterMiddleware {
                 }
             } catch {
                 logger.error("unhandled error", metadata: ["request_id": "\(context.requestID)", "error": "\(type(of: error))"])
-                response = Problem(status: .internalServerError, type: "internal", title: "Internal Server Error",
-                                   detail: "something went wrong on our side").response(requestID: context.requestID)
+                response = Problem.internal.response(requestID: context.requestID)
             }
         }
         response.headers[.xRequestID] = context.requestID

@@ -47,6 +47,10 @@ public struct Problem: Error, Sendable {
     /// An RPC failure as a problem: the message is the service's (already safe) message,
     /// except for internal errors, which say nothing, and for unavailable services and
     /// expired deadlines, whose messages come from the transport and name internal hosts.
+    /// What any unexpected failure answers: nothing of the failure itself.
+    public static let `internal` = Problem(status: .internalServerError, type: "internal", title: "Internal Server Error",
+                                           detail: "something went wrong on our side")
+
     public init(_ error: RPCError) {
         let (status, type) = Self.status(for: error.code)
         let detail: String
@@ -57,7 +61,8 @@ public struct Problem: Error, Sendable {
         default: detail = error.message
         }
         self.init(status: status, type: type, title: status.reasonPhrase, detail: detail, field: error.metadata[MetadataKey.field])
-        if let retry = error.metadata["retry-after"] { headers[.retryAfter] = retry }
+        // Every 429 says when to come back (RFC 6585): the service's own figure, or a second.
+        if let retry = error.metadata["retry-after"] ?? (status == .tooManyRequests ? "1" : nil) { headers[.retryAfter] = retry }
     }
 
     public static func badRequest(_ detail: String, field: String? = nil) -> Problem {

@@ -85,21 +85,39 @@ extension API {
         }
         r.add(.post, "/v1/auth/refresh", "refresh") { request, context in
             var body = try await api.body(request, context, Wholecare_Identity_V1_RefreshRequest.self)
-            if body.refreshToken.isEmpty, let cookie = request.cookies[Credentials.refreshCookie]?.value { body.refreshToken = cookie }
+            var fromCookie = false
+            if body.refreshToken.isEmpty, let cookie = request.cookies[Credentials.refreshCookie]?.value, !cookie.isEmpty {
+                // The browser's own session: with its CSRF token, or another page of the same
+                // site could spend the token unseen, and the browser's next refresh (of the
+                // spent one) would sign it out as if the token had been stolen.
+                try Credentials.requireCSRFToken(request)
+                body.refreshToken = cookie
+                fromCookie = true
+            }
             guard !body.refreshToken.isEmpty else {
                 throw Problem(status: .unauthorized, type: "unauthenticated", title: "Unauthorized",
                               detail: "no refresh token (in the body or the wc_refresh cookie); sign in again")
             }
             let session = try await api.identity.refresh(body, options: api.options(request, context))
-            return try api.sessionResponse(session, request: request, status: .ok)
+            // A token spent from the cookie is replaced in the cookie, whatever was asked.
+            return try api.sessionResponse(session, request: request, status: .ok, cookies: fromCookie)
         }
         r.add(.post, "/v1/auth/sign-out", "signOut") { request, context in
             let caller = try await api.caller(request, context)
             var body = try await api.body(request, context, Wholecare_Identity_V1_SignOutRequest.self)
             if body.refreshToken.isEmpty, let cookie = request.cookies[Credentials.refreshCookie]?.value { body.refreshToken = cookie }
-            _ = try await api.identity.signOut(body, options: api.options(request, context, token: caller.token))
+            let cleared = Credentials.clearedCookies(secure: api.settings.secureCookies)
+            do {
+                _ = try await api.identity.signOut(body, options: api.options(request, context, token: caller.token))
+            } catch {
+                // The browser forgets the session whatever identity answered (refused, or
+                // not reachable): the problem carries the cleared cookies too.
+                var problem = (error as? Problem) ?? (error as? RPCError).map(Problem.init) ?? Problem.internal
+                for cookie in cleared { problem.headers.append(HTTPField(name: .setCookie, value: cookie.description)) }
+                throw problem
+            }
             var response = API.noContent
-            for cookie in Credentials.clearedCookies(secure: api.settings.secureCookies) { response.setCookie(cookie) }
+            for cookie in cleared { response.setCookie(cookie) }
             return response
         }
         r.add(.get, "/v1/me", "getMe") { request, context in
@@ -120,10 +138,12 @@ extension API {
         }
     }
 
-    /// Tokens in the body; for browsers that ask (`X-Session: cookie`) also as cookies.
-    func sessionResponse(_ session: Wholecare_Identity_V1_SignInResponse, request: Request, status: HTTPResponse.Status) throws -> Response {
+    /// Tokens in the body; for browsers that ask (`X-Session: cookie`), or with `cookies`,
+    /// also as cookies.
+    func sessionResponse(_ session: Wholecare_Identity_V1_SignInResponse, request: Request, status: HTTPResponse.Status,
+                         cookies: Bool = false) throws -> Response {
         var response = try ProtoJSON.response(session, status: status)
-        if request.headers[HTTPField.Name("X-Session")!]?.lowercased() == "cookie" {
+        if cookies || request.headers[HTTPField.Name("X-Session")!]?.lowercased() == "cookie" {
             // The refresh cookie lives as long as the refresh token (30 days if identity did not say).
             let refreshSeconds = session.refreshExpiresInSeconds > 0 ? Int(session.refreshExpiresInSeconds) : 30 * 86_400
             for cookie in Credentials.sessionCookies(access: session.accessToken, accessSeconds: Int(session.expiresInSeconds),

@@ -26,7 +26,7 @@ public final class PasswordHashingPool: Sendable {
     private func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         guard queued.wrappingAdd(1, ordering: .relaxed).newValue <= maxQueued else {
             queued.wrappingSubtract(1, ordering: .relaxed)
-            throw RPCError(code: .resourceExhausted, message: "too many sign-ins at once; try again shortly")
+            throw RPCError(code: .resourceExhausted, message: "too many sign-ins at once; try again shortly", metadata: ["retry-after": "1"])
         }
         defer { queued.wrappingSubtract(1, ordering: .relaxed) }
         return try await pool.runIfActive(body)
