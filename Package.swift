@@ -177,7 +177,7 @@ targets += [
     .testTarget(
         name: "RPCTests",
         dependencies: ["RPC", "RPCTransport", "Contracts", "TestSupport", nioCore, nioPosix,
-                       .product(name: "NIOTestUtils", package: "swift-nio")],
+                       .product(name: "NIOTestUtils", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")],
         path: "Tests/RPCTests",
         swiftSettings: swiftSettings
     ),

@@ -36,4 +36,9 @@ public enum RPCProtocol {
     public static let version: UInt32 = 1
     /// The default largest frame, in bytes after the length prefix.
     public static let defaultMaxFrameSize = 4 * 1024 * 1024
+    /// The most metadata entries a request may carry, and their most bytes (keys and
+    /// values): a token, a trace id and a key are all a call needs. A request with more is
+    /// refused (INVALID_ARGUMENT) before anything is made of its metadata.
+    public static let maxMetadataEntries = 64
+    public static let maxMetadataBytes = 16 * 1024
 }

@@ -91,4 +91,12 @@ public enum MetadataKey {
     public static let onBehalfOf = "on-behalf-of"
 
     public static let reserved: Set<String> = [authorization, timeout, traceID, idempotencyKey]
+
+    /// What a trace id may be: 1 to 64 ASCII letters, digits, `-` and `_`. A trace id is
+    /// written into log lines and passed on to other services, so any other is dropped
+    /// where it arrives (and a new one made where ids are made).
+    public static func isValidTraceID(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 64
+            && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F }
+    }
 }

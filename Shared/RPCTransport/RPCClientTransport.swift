@@ -210,9 +210,12 @@ final class ClientConnection: Sendable {
         } catch let error as RPCError {
             throw error
         } catch ChannelError.connectTimeout {
-            throw RPCError(code: .unavailable, message: "cannot connect to \(configuration.host):\(configuration.port): timed out")
+            // No address in the message: a service's callers may be outside (a provider
+            // system calling it), and an error it cannot handle travels on to them. The log
+            // of the failed attempt names the address.
+            throw RPCError(code: .unavailable, message: "a service this call needs did not answer in time")
         } catch {
-            throw RPCError(code: .unavailable, message: "cannot connect to \(configuration.host):\(configuration.port)")
+            throw RPCError(code: .unavailable, message: "a service this call needs cannot be reached")
         }
     }
 
@@ -231,7 +234,9 @@ final class ClientConnection: Sendable {
                                   configuration.initialBackoff.nanoseconds * Int64(1 << min(failures, 20)))
                 let pause = TimeAmount.nanoseconds(Int64.random(in: 0...max(ceiling, 1)))
                 state = .backoff(until: .now() + pause, failures: failures + 1)
-                logger.debug("connect failed; backing off", metadata: ["pause_ms": "\(pause.nanoseconds / 1_000_000)"])
+                logger.warning("connect failed; backing off", metadata: [
+                    "server": "\(configuration.host):\(configuration.port)", "pause_ms": "\(pause.nanoseconds / 1_000_000)",
+                ])
             }
         }
     }

@@ -176,19 +176,31 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        // Backpressure: while the connection has as many calls as it may run, do not ask
-        // the socket for more; TCP flow control then slows the client down.
-        if inFlight + waitingIDs.count >= configuration.maxConcurrentCallsPerConnection {
-            readPending = true
-        } else {
+        // Backpressure: while the connection has as many calls as it may run, or the
+        // client is not reading what it is sent (the socket's send buffer is full), do not
+        // ask the socket for more; TCP flow control then slows the client down. Else a
+        // client that never reads could make the server keep its replies (to pings, too)
+        // without limit.
+        if mayRead {
             context.read()
+        } else {
+            readPending = true
         }
     }
 
+    private var mayRead: Bool {
+        !closing && inFlight + waitingIDs.count < configuration.maxConcurrentCallsPerConnection && (context?.channel.isWritable ?? true)
+    }
+
     private func resumeReadingIfPossible() {
-        guard readPending, inFlight + waitingIDs.count < configuration.maxConcurrentCallsPerConnection, let context else { return }
+        guard readPending, mayRead, let context else { return }
         readPending = false
         context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeReadingIfPossible()
+        context.fireChannelWritabilityChanged()
     }
 
     // MARK: - Calls
@@ -206,6 +218,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         }
         if draining {
             respond(id: id, .failure(RPCError(code: .unavailable, message: "the server is shutting down; retry on another connection")))
+            return
+        }
+        // Refused before it is kept (queued) or made into `Metadata`.
+        guard request.metadata.count <= RPCProtocol.maxMetadataEntries,
+              request.metadata.reduce(0, { $0 + $1.key.utf8.count + $1.value.utf8.count }) <= RPCProtocol.maxMetadataBytes else {
+            respond(id: id, .failure(RPCError(code: .invalidArgument, message:
+                "too much metadata: at most \(RPCProtocol.maxMetadataEntries) entries and \(RPCProtocol.maxMetadataBytes) bytes")))
             return
         }
         highestCallID = max(highestCallID, id)
@@ -237,7 +256,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private func startCall(id: UInt64, request: Wholecare_Rpc_V1_Request, arrival: ContinuousClock.Instant) {
         guard let context else { return }
         let deadline = request.timeoutMicros == 0 ? nil : arrival + .microseconds(Int64(clamping: request.timeoutMicros))
-        let metadata = Metadata(entries: request.metadata)
+        var metadata = Metadata(entries: request.metadata)
+        // A trace id is logged and passed on: one that is not a plain short id is dropped.
+        if let trace = metadata[MetadataKey.traceID], !MetadataKey.isValidTraceID(trace) { metadata.remove(MetadataKey.traceID) }
         // The context adds method and trace id to the logger only when something logs.
         let serverContext = ServerContext(
             method: request.method, metadata: metadata, deadline: deadline, peer: peer, logger: logger)
@@ -408,7 +429,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         unfinished.removeAll()
         waiting.removeAll()
         waitingIDs.removeAll()
-        context.close(promise: nil)
+        closeAfterWrites(context)
     }
 
     private func sendGoAway(_ code: RPCError.Code, _ reason: String) {
@@ -437,6 +458,20 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         guard draining, inFlight == 0, waitingIDs.isEmpty, let context, !closing else { return }
         closing = true
         flushIfNeeded()
-        context.close(promise: nil)
+        closeAfterWrites(context)
+    }
+
+    /// Closes once everything written so far has reached the socket (NIO drops writes
+    /// still pending when a channel closes: the last replies, a GOAWAY), or after `grace`
+    /// if the client does not read them.
+    private func closeAfterWrites(_ context: ChannelHandlerContext, grace: TimeAmount = .seconds(5)) {
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+        let channel = context.channel
+        let timer = context.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+        written.futureResult.whenComplete { _ in
+            timer.cancel()
+            channel.close(promise: nil)
+        }
     }
 }

@@ -104,6 +104,37 @@ struct ServerRobustnessTests {
         await test.server.shutdown()
     }
 
+    @Test("a request with too much metadata is refused with INVALID_ARGUMENT, and the connection keeps working")
+    func tooMuchMetadata() async throws {
+        let test = try await TestServer.start()
+        let raw = try RawConnection(port: test.port)
+        try await raw.sendHello()
+        func entry(_ key: String, _ value: String) -> Wholecare_Rpc_V1_MetadataEntry {
+            var entry = Wholecare_Rpc_V1_MetadataEntry()
+            entry.key = key
+            entry.value = value
+            return entry
+        }
+        let echo = Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName
+        var many = try RawConnection.request(id: 1, method: echo, message: echoRequest("many"))
+        many.request.metadata = (0...RPCProtocol.maxMetadataEntries).map { entry("x-\($0)", "") }
+        var large = try RawConnection.request(id: 2, method: echo, message: echoRequest("large"))
+        large.request.metadata = [entry("trace-id", String(repeating: "t", count: RPCProtocol.maxMetadataBytes))]
+        var fine = try RawConnection.request(id: 3, method: echo, message: echoRequest("fine"))
+        fine.request.metadata = (0..<RPCProtocol.maxMetadataEntries).map { entry("x-\($0)", "v") }
+        for (frame, expected) in [(many, RPCError.Code.invalidArgument), (large, .invalidArgument), (fine, .ok)] {
+            try raw.send(frame: frame)
+            let reply = try await raw.nextFrame()
+            guard case .response(let response) = reply?.kind else {
+                Issue.record("expected a response, got \(String(describing: reply))")
+                return
+            }
+            #expect(reply?.callID == frame.callID)
+            #expect(response.status == UInt32(expected.rawValue))
+        }
+        await test.server.shutdown()
+    }
+
     @Test("a duplicate call id while the first is in flight closes the connection")
     func duplicateCallID() async throws {
         let test = try await TestServer.start()

@@ -4,6 +4,16 @@ import Testing
 
 @Suite("Input validation")
 struct ValidationTests {
+    @Test("trace ids are short plain ids; anything else is not passed on or logged")
+    func traceIDs() {
+        #expect(MetadataKey.isValidTraceID("3f1c2a4e-1111-4222-8333-944455556666"))
+        #expect(MetadataKey.isValidTraceID("req_42-A"))
+        #expect(MetadataKey.isValidTraceID(String(repeating: "a", count: 64)))
+        for bad in ["", String(repeating: "a", count: 65), "line\nbreak", "{\"json\": 1}", "spaced id", "é", "a/b"] {
+            #expect(!MetadataKey.isValidTraceID(bad), "\(bad)")
+        }
+    }
+
     @Test("ids: the hyphenated form in either case parses to Foundation's value; anything else is refused naming the field")
     func uuids() throws {
         for _ in 0..<200 {

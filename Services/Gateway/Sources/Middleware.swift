@@ -17,7 +17,7 @@ struct GatewayMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
         var context = context
         let incoming = request.headers[.xRequestID] ?? ""
-        context.requestID = Self.isSafeID(incoming) ? incoming : UUID.random().lowercasedString
+        context.requestID = MetadataKey.isValidTraceID(incoming) ? incoming : UUID.random().lowercasedString
         let started = ContinuousClock.now
         let origin = request.headers[.origin]
         var response: Response
@@ -76,10 +76,6 @@ struct GatewayMiddleware: RouterMiddleware {
         headers[.accessControlAllowHeaders] = "Authorization, Content-Type, Idempotency-Key, X-CSRF-Token, X-Request-Id, X-Session"
         headers[.accessControlMaxAge] = "600"
         return Response(status: .noContent, headers: headers)
-    }
-
-    static func isSafeID(_ text: String) -> Bool {
-        !text.isEmpty && text.count <= 64 && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
     }
 
     static func addSecurityHeaders(_ headers: inout HTTPFields) {
