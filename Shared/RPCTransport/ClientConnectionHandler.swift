@@ -20,6 +20,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var calls: [UInt64: PendingCall] = [:]
     private var cancelledEarly: Set<UInt64> = []
+    /// The highest call id started here. A cancel for a lower id that is not in `calls`
+    /// came after its call ended, and is not kept in `cancelledEarly` (where it would stay).
+    private var highestStartedID: UInt64 = 0
     private var serverMaxFrameSize: Int = RPCProtocol.defaultMaxFrameSize
     private var goingAway = false
     private var closed = false
@@ -66,6 +69,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             continuation.resume(throwing: RPCError(code: .cancelled, message: "the call was cancelled"))
             return
         }
+        highestStartedID = max(highestStartedID, id)
         guard !closed, !goingAway, let context else {
             continuation.resume(throwing: RPCError(code: .unavailable, message: "the connection is closing; retry"))
             return
@@ -114,7 +118,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     func cancel(id: UInt64) {
         guard let call = calls.removeValue(forKey: id) else {
-            cancelledEarly.insert(id)
+            // Not started yet (its start is still on its way to this loop), or already over.
+            if id > highestStartedID { cancelledEarly.insert(id) }
             return
         }
         call.timer?.cancel()
