@@ -19,6 +19,8 @@ public final class RPCServer: Service, Sendable {
     private struct State {
         var listener: (any Channel)?
         var connections: [ObjectIdentifier: ServerConnectionHandle] = [:]
+        /// Connections held, by client address (`addressKey`).
+        var perAddress: [String: Int] = [:]
         var stopping = false
         var serving = true
     }
@@ -64,17 +66,26 @@ public final class RPCServer: Service, Sendable {
 
     private func initializeConnection(_ channel: any Channel) throws {
         let count = connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
+        let address = Self.addressKey(channel.remoteAddress)
+        let (stopping, fromAddress) = state.withLock { state -> (Bool, Int) in
+            state.perAddress[address, default: 0] += 1
+            return (state.stopping, state.perAddress[address]!)
+        }
         channel.closeFuture.whenComplete { [self] _ in
             connectionCount.wrappingSubtract(1, ordering: .relaxed)
-            state.withLock { _ = $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+            state.withLock { state in
+                _ = state.connections.removeValue(forKey: ObjectIdentifier(channel))
+                let left = (state.perAddress[address] ?? 1) - 1
+                state.perAddress[address] = left > 0 ? left : nil
+            }
         }
         let sync = channel.pipeline.syncOperations
-        let stopping = state.withLock { $0.stopping }
-        if count > configuration.maxConnections || stopping {
-            // Over the cap: say why, then close. The client backs off and retries.
+        if count > configuration.maxConnections || fromAddress > configuration.maxConnectionsPerAddress || stopping {
+            // Over a cap: say why, then close. The client backs off and retries.
             try sync.addHandler(RefusingHandler(
                 status: stopping ? .unavailable : .resourceExhausted,
-                reason: stopping ? "server is shutting down" : "too many connections"))
+                reason: stopping ? "server is shutting down"
+                    : count > configuration.maxConnections ? "too many connections" : "too many connections from this address"))
             return
         }
         var connectionLogger = logger
@@ -89,6 +100,23 @@ public final class RPCServer: Service, Sendable {
         try sync.addHandler(handler)
         let handle = ServerConnectionHandle(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
         state.withLock { $0.connections[ObjectIdentifier(channel)] = handle }
+    }
+
+    /// What the per-address cap counts by: the IP address; an IPv6 one by its /64 (the
+    /// network one customer is given, where a client can pick any address).
+    static func addressKey(_ address: SocketAddress?) -> String {
+        switch address {
+        case .v6(let v6)?:
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
+                return bytes[12...].map { String($0) }.joined(separator: ".")  // IPv4-mapped
+            }
+            return bytes[0..<8].map { String($0, radix: 16) }.joined(separator: ":") + "::/64"
+        case let address?:
+            return address.ipAddress ?? "unknown"
+        case nil:
+            return "unknown"
+        }
     }
 
     /// Stops accepting, sends GOAWAY on every connection, lets in-flight calls finish

@@ -15,6 +15,9 @@ public struct RPCServerConfiguration: Sendable {
     public var maxConcurrentCallsPerConnection: Int
     /// Connections held at once; more are told GOAWAY (RESOURCE_EXHAUSTED) and closed.
     public var maxConnections: Int
+    /// Connections held at once from one address (IPv6: one /64), so that one client
+    /// cannot take every place; more are refused as above.
+    public var maxConnectionsPerAddress: Int
     /// A connection with no traffic and no calls in flight for this long is closed.
     public var idleTimeout: TimeAmount
     /// Time allowed for one frame to arrive once its first byte has.
@@ -31,7 +34,7 @@ public struct RPCServerConfiguration: Sendable {
     public init(
         host: String = "127.0.0.1", port: Int, serverName: String = "wholecare",
         maxFrameSize: Int = RPCProtocol.defaultMaxFrameSize, maxConcurrentCallsPerConnection: Int = 1024,
-        maxConnections: Int = 4096, idleTimeout: TimeAmount = .minutes(5), frameArrivalBudget: TimeAmount = .seconds(10),
+        maxConnections: Int = 4096, maxConnectionsPerAddress: Int = 256, idleTimeout: TimeAmount = .minutes(5), frameArrivalBudget: TimeAmount = .seconds(10),
         helloTimeout: TimeAmount = .seconds(10), drainTimeout: TimeAmount = .seconds(10), runHandlersOnEventLoop: Bool = true
     ) {
         self.runHandlersOnEventLoop = runHandlersOnEventLoop
@@ -41,6 +44,7 @@ public struct RPCServerConfiguration: Sendable {
         self.maxFrameSize = maxFrameSize
         self.maxConcurrentCallsPerConnection = maxConcurrentCallsPerConnection
         self.maxConnections = maxConnections
+        self.maxConnectionsPerAddress = maxConnectionsPerAddress
         self.idleTimeout = idleTimeout
         self.frameArrivalBudget = frameArrivalBudget
         self.helloTimeout = helloTimeout

@@ -62,7 +62,8 @@ public struct ServiceRunner: Sendable {
             host: bindHost, port: rpcPort, serverName: name,
             maxFrameSize: try environment.int("RPC_MAX_FRAME_SIZE", default: RPCProtocol.defaultMaxFrameSize, range: 1024...(64 << 20)),
             maxConcurrentCallsPerConnection: try environment.int("RPC_MAX_CONCURRENT_CALLS", default: 1024, range: 1...100_000),
-            maxConnections: try environment.int("RPC_MAX_CONNECTIONS", default: 4096, range: 1...1_000_000))
+            maxConnections: try environment.int("RPC_MAX_CONNECTIONS", default: 4096, range: 1...1_000_000),
+            maxConnectionsPerAddress: try environment.int("RPC_MAX_CONNECTIONS_PER_ADDRESS", default: 256, range: 1...1_000_000))
         var rpcLogger = logger
         rpcLogger[metadataKey: "component"] = "rpc"
         return RPCServer(configuration: configuration, router: router, logger: rpcLogger)

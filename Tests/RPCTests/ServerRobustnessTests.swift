@@ -2,7 +2,7 @@ import Contracts
 import Foundation
 import NIOCore
 import RPC
-import RPCTransport
+@testable import RPCTransport
 import Testing
 
 /// Bad peers: each case gets the status or close that docs/rpc-protocol.md documents,
@@ -262,6 +262,36 @@ struct ServerRobustnessTests {
         #expect(goaway.status == UInt32(RPCError.Code.resourceExhausted.rawValue))
         #expect(await third.closedByServer())
         _ = (first, second)
+        await test.server.shutdown()
+    }
+
+    @Test("connections beyond the cap for one address are refused, and the places come back when they close")
+    func perAddressCap() async throws {
+        let test = try await TestServer.start { $0.maxConnectionsPerAddress = 2 }
+        var held = [try RawConnection(port: test.port), try RawConnection(port: test.port)]
+        for connection in held { try await connection.sendHello() }
+        let third = try RawConnection(port: test.port)
+        guard case .goaway(let goaway) = try await third.nextFrame()?.kind else {
+            Issue.record("expected GOAWAY on the third connection from the same address")
+            return
+        }
+        #expect(goaway.status == UInt32(RPCError.Code.resourceExhausted.rawValue))
+        #expect(goaway.reason == "too many connections from this address")
+        // One closes: a new connection is served again.
+        held.removeLast()
+        for _ in 0..<100 where test.server.openConnections > 1 { try await Task.sleep(for: .milliseconds(20)) }
+        let again = try RawConnection(port: test.port)
+        try await again.sendHello()
+        try again.send(frame: RawConnection.request(id: 1, method: Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName, message: echoRequest("back")))
+        guard case .response(let response) = try await again.nextFrame()?.kind else {
+            Issue.record("expected a response once a place was free")
+            return
+        }
+        #expect(try Wholecare_Diagnostics_V1_EchoResponse(serializedBytes: response.payload).text == "back")
+        #expect(RPCServer.addressKey(try SocketAddress(ipAddress: "2001:db8:1:2::9", port: 1))
+                == RPCServer.addressKey(try SocketAddress(ipAddress: "2001:db8:1:2:ffff::1", port: 2)))
+        #expect(RPCServer.addressKey(try SocketAddress(ipAddress: "::ffff:203.0.113.7", port: 1)) == "203.0.113.7")
+        _ = held
         await test.server.shutdown()
     }
 }
