@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import RPC
+import Synchronization
 
 /// The client side of one connection: sends the hello, writes requests (one flush per
 /// loop tick), matches responses to calls, enforces deadlines, sends cancels, answers and
@@ -19,10 +20,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private var calls: [UInt64: PendingCall] = [:]
-    private var cancelledEarly: Set<UInt64> = []
-    /// The highest call id started here. A cancel for a lower id that is not in `calls`
-    /// came after its call ended, and is not kept in `cancelledEarly` (where it would stay).
-    private var highestStartedID: UInt64 = 0
     private var serverMaxFrameSize: Int = RPCProtocol.defaultMaxFrameSize
     private var goingAway = false
     private var closed = false
@@ -64,12 +61,18 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     // MARK: - Calls (called on the event loop)
 
-    func start(id: UInt64, request: ClientRequest, continuation: CheckedContinuation<RawResponse, any Error>) {
-        if cancelledEarly.remove(id) != nil {
+    /// Starts call `id` unless its caller has already given up: `cancellation` is set by the
+    /// caller's task before its cancel is sent to this loop, so a cancel that reaches the
+    /// loop before its start (starts and cancels of different calls arrive in any order)
+    /// is seen here, and nothing is kept for a cancel that finds its call already over.
+    func start(
+        id: UInt64, request: ClientRequest, cancellation: CallCancellation,
+        continuation: CheckedContinuation<RawResponse, any Error>
+    ) {
+        if cancellation.isCancelled {
             continuation.resume(throwing: RPCError(code: .cancelled, message: "the call was cancelled"))
             return
         }
-        highestStartedID = max(highestStartedID, id)
         guard !closed, !goingAway, let context else {
             continuation.resume(throwing: RPCError(code: .unavailable, message: "the connection is closing; retry"))
             return
@@ -117,11 +120,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     func cancel(id: UInt64) {
-        guard let call = calls.removeValue(forKey: id) else {
-            // Not started yet (its start is still on its way to this loop), or already over.
-            if id > highestStartedID { cancelledEarly.insert(id) }
-            return
-        }
+        // Not started yet (its start will see the caller's `CallCancellation`), or already over.
+        guard let call = calls.removeValue(forKey: id) else { return }
         call.timer?.cancel()
         call.continuation.resume(throwing: RPCError(code: .cancelled, message: "the call was cancelled"))
         sendCancel(id: id)
@@ -250,4 +250,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             handler.context?.flush()
         }
     }
+}
+
+/// Set once by a call's task when it is cancelled, before the cancel is sent to the
+/// connection's loop; read by the loop when it starts the call.
+final class CallCancellation: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isCancelled: Bool { flag.load(ordering: .acquiring) }
+    func cancel() { flag.store(true, ordering: .releasing) }
 }

@@ -134,15 +134,19 @@ final class ClientConnection: Sendable {
         let id = connection.callIDs.next()
         let handler = connection.handler
         let loop = connection.channel.eventLoop
+        let cancellation = CallCancellation()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RawResponse, any Error>) in
                 if loop.inEventLoop {
-                    handler.value.start(id: id, request: request, continuation: continuation)
+                    handler.value.start(id: id, request: request, cancellation: cancellation, continuation: continuation)
                 } else {
-                    loop.execute { handler.value.start(id: id, request: request, continuation: continuation) }
+                    loop.execute {
+                        handler.value.start(id: id, request: request, cancellation: cancellation, continuation: continuation)
+                    }
                 }
             }
         } onCancel: {
+            cancellation.cancel()
             loop.execute { handler.value.cancel(id: id) }
         }
     }

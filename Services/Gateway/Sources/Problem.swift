@@ -44,13 +44,13 @@ public struct Problem: Error, Sendable {
         }
     }
 
-    /// An RPC failure as a problem: the message is the service's (already safe) message,
-    /// except for internal errors, which say nothing, and for unavailable services and
-    /// expired deadlines, whose messages come from the transport and name internal hosts.
     /// What any unexpected failure answers: nothing of the failure itself.
     public static let `internal` = Problem(status: .internalServerError, type: "internal", title: "Internal Server Error",
                                            detail: "something went wrong on our side")
 
+    /// An RPC failure as a problem: the message is the service's (already safe) message,
+    /// except for internal errors, which say nothing, and for unavailable services and
+    /// expired deadlines, whose messages come from the transport and name internal hosts.
     public init(_ error: RPCError) {
         let (status, type) = Self.status(for: error.code)
         let detail: String

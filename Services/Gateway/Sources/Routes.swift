@@ -112,7 +112,12 @@ extension API {
             } catch {
                 // The browser forgets the session whatever identity answered (refused, or
                 // not reachable): the problem carries the cleared cookies too.
-                var problem = (error as? Problem) ?? (error as? RPCError).map(Problem.init) ?? Problem.internal
+                let known = (error as? Problem) ?? (error as? RPCError).map(Problem.init)
+                if known == nil {
+                    api.logger.error("unhandled error in sign-out", metadata: [
+                        "request_id": "\(context.requestID)", "error": "\(type(of: error))"])
+                }
+                var problem = known ?? Problem.internal
                 for cookie in cleared { problem.headers.append(HTTPField(name: .setCookie, value: cookie.description)) }
                 throw problem
             }
