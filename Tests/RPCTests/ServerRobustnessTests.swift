@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import Logging
 import NIOCore
 import RPC
 @testable import RPCTransport
@@ -133,6 +134,46 @@ struct ServerRobustnessTests {
             #expect(response.status == UInt32(expected.rawValue))
         }
         await test.server.shutdown()
+    }
+
+    @Test("a trace id that is not a plain short id never reaches the handler (nor its logs or onward calls); a valid one does")
+    func invalidTraceIDDropped() async throws {
+        // A method that answers with the trace id its handler was given.
+        var router = RPCRouter()
+        let see = MethodDescriptor<Wholecare_Diagnostics_V1_EchoRequest, Wholecare_Diagnostics_V1_EchoResponse>(
+            service: "test.v1.Trace", method: "See", idempotent: true)
+        router.register(see) { _, context in
+            var response = Wholecare_Diagnostics_V1_EchoResponse()
+            response.text = context.metadata[MetadataKey.traceID] ?? "<none>"
+            return response
+        }
+        let server = RPCServer(configuration: RPCServerConfiguration(port: 0, serverName: "test"), router: router,
+                               logger: Logger(label: "test.rpc.server"))
+        let port = try await server.start()
+        let raw = try RawConnection(port: port)
+        try await raw.sendHello()
+        let cases: [(sent: String, seen: String)] = [
+            ("req-42_A", "req-42_A"),
+            ("line\nbreak", "<none>"),
+            ("{\"injected\": true}", "<none>"),
+            (String(repeating: "t", count: 65), "<none>"),
+        ]
+        for (index, (sent, seen)) in cases.enumerated() {
+            var frame = try RawConnection.request(id: UInt64(index + 1), method: see.fullName, message: echoRequest(""))
+            var entry = Wholecare_Rpc_V1_MetadataEntry()
+            entry.key = MetadataKey.traceID
+            entry.value = sent
+            frame.request.metadata = [entry]
+            try raw.send(frame: frame)
+            let reply = try await raw.nextFrame()
+            guard case .response(let response) = reply?.kind, response.status == 0 else {
+                Issue.record("expected a successful response, got \(String(describing: reply))")
+                continue
+            }
+            let answer = try Wholecare_Diagnostics_V1_EchoResponse(serializedBytes: response.payload)
+            #expect(answer.text == seen, "trace id \(sent.debugDescription)")
+        }
+        await server.shutdown()
     }
 
     @Test("a duplicate call id while the first is in flight closes the connection")
