@@ -176,6 +176,38 @@ struct ServerRobustnessTests {
         await server.shutdown()
     }
 
+    @Test("a graceful shutdown delivers a reply and the GOAWAY that a slow reader has not yet taken before it closes")
+    func drainWaitsForTheSocket() async throws {
+        let test = try await TestServer.start()
+        let raw = try RawConnection(port: test.port, receiveBuffer: 4096)
+        try await raw.sendHello()
+        // A reply far larger than the socket buffers can hold while the client does not read.
+        var request = echoRequest("large")
+        request.data = Data((0..<(4 * 1024 * 1024 - 4096)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let expected = request.data
+        try raw.send(frame: RawConnection.request(
+            id: 1, method: Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName, message: request))
+        try await Task.sleep(for: .milliseconds(300)) // the call is answered; its reply waits for the client
+        let stopping = Task { await test.server.shutdown() }
+        try await Task.sleep(for: .milliseconds(300)) // the drain has begun and found nothing in flight
+        let reply = try await raw.nextFrame()
+        guard case .response(let response) = reply?.kind else {
+            Issue.record("the reply was lost: got \(String(describing: reply?.kind))")
+            await stopping.value
+            return
+        }
+        #expect(response.status == 0)
+        #expect(try Wholecare_Diagnostics_V1_EchoResponse(serializedBytes: response.payload).data == expected)
+        guard case .goaway(let goaway) = try await raw.nextFrame()?.kind else {
+            Issue.record("no GOAWAY after the reply")
+            await stopping.value
+            return
+        }
+        #expect(goaway.status == 0 && goaway.lastCallID == 1)
+        #expect(await raw.closedByServer())
+        await stopping.value
+    }
+
     @Test("a duplicate call id while the first is in flight closes the connection")
     func duplicateCallID() async throws {
         let test = try await TestServer.start()
