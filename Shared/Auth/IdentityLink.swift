@@ -25,8 +25,9 @@ public struct IdentityLink: Sendable {
         var request = Wholecare_Identity_V1_GetDisplayNamesRequest()
         request.accountIds = missing.map(\.lowercasedString)
         // Asked in the service's own name (display names are not personal data categories).
-        let token = try await credentials.token()
-        let response = try await anonymousIdentity.getDisplayNames(request, options: CallOptions(metadata: ["authorization": "Bearer " + token]))
+        let response = try await credentials.inOwnName { authorization in
+            try await anonymousIdentity.getDisplayNames(request, options: CallOptions(metadata: ["authorization": authorization]))
+        }
         names.withLock { cache in
             if cache.count > 20_000 { cache.removeAll() }
             for (key, name) in response.names {
@@ -55,8 +56,9 @@ public struct IdentityLink: Sendable {
             return nil
         }
         if let cached { return cached }
-        let token = try await credentials.token()
-        let response = try await anonymousIdentity.listOrganisations(.init(), options: CallOptions(metadata: ["authorization": "Bearer " + token]))
+        let response = try await credentials.inOwnName { authorization in
+            try await anonymousIdentity.listOrganisations(.init(), options: CallOptions(metadata: ["authorization": authorization]))
+        }
         let list = Set(response.organisations.compactMap { UUID(hyphenated: $0.id) })
         organisationList.withLock { state in
             if state.at.map({ $0 < now }) != false { (state.ids, state.at) = (list, now) }  // an older fetch never wins
@@ -126,8 +128,9 @@ public struct IdentityLink: Sendable {
             request.subjectOrganisationID = principal.organisationID?.lowercasedString ?? ""
             request.personID = person.lowercasedString
             // The service asks for facts in its own name, not the person's.
-            let token = try await credentials.token()
-            let facts = try await anonymous.getAccessFacts(request, options: CallOptions(metadata: ["authorization": "Bearer " + token]))
+            let facts = try await credentials.inOwnName { authorization in
+                try await anonymous.getAccessFacts(request, options: CallOptions(metadata: ["authorization": authorization]))
+            }
             return IdentityLink.policyFacts(facts)
         }
     }
@@ -138,9 +141,10 @@ public struct IdentityLink: Sendable {
         var request = Wholecare_Identity_V1_ListCareTeamChangesRequest()
         request.afterSequence = sequence
         request.pageSize = pageSize
-        let token = try await credentials.token()
-        return try await anonymousIdentity.listCareTeamChanges(
-            request, options: CallOptions(timeout: .seconds(10), metadata: ["authorization": "Bearer " + token]))
+        return try await credentials.inOwnName { authorization in
+            try await anonymousIdentity.listCareTeamChanges(
+                request, options: CallOptions(timeout: .seconds(10), metadata: ["authorization": authorization]))
+        }
     }
 
     static func policyFacts(_ facts: Wholecare_Identity_V1_AccessFacts) -> AccessFacts {

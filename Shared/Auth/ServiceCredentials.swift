@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import RPC
 import Synchronization
 
@@ -29,11 +30,43 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
         return try await next(request)
     }
 
-    /// The cached token, renewed when less than a minute is left.
+    /// The cached token, renewed when less than a minute is left. Identity refusing the
+    /// service's own client id and secret is this deployment's fault, never the caller's:
+    /// INTERNAL (see `refused`), not the UNAUTHENTICATED that would tell a person to sign in again.
     public func token() async throws -> String {
         if let current = state.withLock({ $0 }), current.expiresAt.timeIntervalSinceNow > 60 { return current.token }
-        let fresh = try await source()
+        let fresh: (token: String, expiresAt: Date)
+        do {
+            fresh = try await source()
+        } catch let error as RPCError where Self.isRefusal(error) {
+            throw refused(error)
+        }
         state.withLock { $0 = fresh }
         return fresh.token
+    }
+
+    /// Makes a call in the service's own name (no person's token goes with it), given the
+    /// `authorization` value to send. A refusal of the service's token is answered as for
+    /// `token()`, and the cached token is dropped so that the next call signs in afresh (a
+    /// client whose secret was rotated, or an identity restarted with new keys).
+    public func inOwnName<T>(_ call: (_ authorization: String) async throws -> T) async throws -> T {
+        let authorization = "Bearer " + (try await token())
+        do {
+            return try await call(authorization)
+        } catch let error as RPCError where Self.isRefusal(error) {
+            state.withLock { $0 = nil }
+            throw refused(error)
+        }
+    }
+
+    private static func isRefusal(_ error: RPCError) -> Bool {
+        error.code == .unauthenticated || error.code == .permissionDenied
+    }
+
+    private func refused(_ error: RPCError) -> RPCError {
+        let logger = ServerContext.current?.logger ?? Logger(label: "wholecare.service-credentials")
+        logger.error("identity refused this service's own credentials; check SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET",
+                     metadata: ["status": "\(error.code)"])
+        return RPCError(code: .internal, message: "this service could not authenticate to identity")
     }
 }

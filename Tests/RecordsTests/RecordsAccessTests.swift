@@ -57,6 +57,22 @@ struct RecordsAccessTests {
         }
     }
 
+    @Test("identity refusing records' own credentials is records' fault: the caller gets INTERNAL, never UNAUTHENTICATED (which would tell them to sign in again)")
+    func ownCredentialsRefused() async throws {
+        try await RecordsHarness.with(linkSecret: "not-the-secret") { h in
+            let p = try await h.people()
+            var summary = Wholecare_Records_V1_GetSummaryRequest()
+            summary.personID = p.person.account.id
+            summary.purpose = "weekly review"
+            // The coordinator's token is good; deciding needs identity's facts, asked in records' own name.
+            let error = await #expect(throws: RPCError.self) {
+                try await h.records.getSummary(summary, options: RecordsHarness.bearer(p.coordinator.token))
+            }
+            #expect(error?.code == .internal)
+            #expect(error?.message.contains("secret") != true)
+        }
+    }
+
     enum Who: String, CaseIterable, Sendable {
         case person, carerWithRecordRead, coordinator, professionalWithoutRelationship, providerWithConsent,
              providerWithoutConsent, stranger, administrator

@@ -35,7 +35,8 @@ struct RecordsHarness {
         let providerNoConsent: String
     }
 
-    static func with<T: Sendable>(refusals: RefusalLog = RefusalLog(), cipher: FieldCipher? = nil,
+    /// `linkSecret` replaces the secret records' link presents (a misconfigured deployment).
+    static func with<T: Sendable>(refusals: RefusalLog = RefusalLog(), cipher: FieldCipher? = nil, linkSecret: String? = nil,
                                   _ body: (RecordsHarness) async throws -> T) async throws -> T {
         try await IdentityHarness.with { identity in
             try await TestDatabase.withFreshSchema(maxConnections: 6) { db, schema in
@@ -43,7 +44,7 @@ struct RecordsHarness {
                 let secret = SecureRandom.token(byteCount: 32)
                 try await identity.store.createClient(clientID: "svc-records", secretHash: Digest.sha256(secret), kind: "service",
                                                       name: "records", organisationID: nil)
-                let link = IdentityLink(channel: identity.channel, clientID: "svc-records", secret: secret, factsTTL: .zero)
+                let link = IdentityLink(channel: identity.channel, clientID: "svc-records", secret: linkSecret ?? secret, factsTTL: .zero)
                 let cipher = try cipher ?? FieldCipher(keys: ["test-1": SecureRandom.bytes(32)], currentKeyID: "test-1")
                 let store = RecordsStore(db: db, cipher: cipher)
                 var router = RPCRouter()
