@@ -65,8 +65,13 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
 
     private func refused(_ error: RPCError) -> RPCError {
         let logger = ServerContext.current?.logger ?? Logger(label: "wholecare.service-credentials")
-        logger.error("identity refused this service's own credentials; check SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET",
-                     metadata: ["status": "\(error.code)"])
+        if error.code == .unauthenticated {
+            logger.error("identity refused this service's own credentials; check SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET",
+                         metadata: ["status": "\(error.code)"])
+        } else {
+            logger.error("identity refused a call this service made in its own name; check what its client id may do (IDENTITY_CARE_TEAM_FEED_CLIENTS for the care-team feed)",
+                         metadata: ["status": "\(error.code)"])
+        }
         return RPCError(code: .internal, message: "this service could not authenticate to identity")
     }
 }

@@ -167,7 +167,7 @@ struct GatewayTests {
         }
     }
 
-    @Test("a browser's refresh from its cookie needs the CSRF token and replaces the cookies; sign-out clears them even when refused")
+    @Test("a browser's refresh from its cookie needs the CSRF token and replaces the cookies; sign-out clears them even when refused, and works with the refresh cookie alone once the access cookie has lapsed")
     func cookieRefreshAndSignOut() async throws {
         try await GatewayHarness.with { h in
             _ = try await h.register("pat@example.org")
@@ -202,6 +202,21 @@ struct GatewayTests {
             let cleared = refused.headers[values: .setCookie]
             #expect(["wc_access", "wc_refresh", "wc_csrf"].allSatisfy { name in cleared.contains { $0.hasPrefix(name + "=;") && $0.contains("Max-Age=0") } },
                     "\(cleared)")
+
+            // Later the access cookie has lapsed (its Max-Age is the access token's life); the
+            // refresh cookie alone ends the session, with the CSRF token as for a refresh.
+            let lapsed: HTTPFields = [.cookie: "wc_refresh=\(next); wc_csrf=\(newCSRF)"]
+            let forgedOut = try await h.call(.post, "/v1/auth/sign-out", headers: lapsed)
+            #expect(forgedOut.status == .forbidden)
+            var withCSRF = lapsed
+            withCSRF[HTTPField.Name("X-CSRF-Token")!] = newCSRF
+            let signedOut = try await h.call(.post, "/v1/auth/sign-out", headers: withCSRF)
+            #expect(signedOut.status == .noContent)
+            #expect(signedOut.headers[values: .setCookie].contains { $0.hasPrefix("wc_refresh=;") && $0.contains("Max-Age=0") })
+            let afterwards = try await h.call(.post, "/v1/auth/refresh", json: ["refresh_token": next])
+            #expect(afterwards.status == .unauthorized, "the session's refresh token still works after sign-out")
+            // With no credential at all there is nothing to sign out.
+            #expect(try await h.call(.post, "/v1/auth/sign-out").status == .unauthorized)
         }
     }
 

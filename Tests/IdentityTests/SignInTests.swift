@@ -167,6 +167,33 @@ struct SignInTests {
         }
     }
 
+    @Test("with no access token, the refresh token alone ends its session and the history shows it; with neither, UNAUTHENTICATED")
+    func signOutWithRefreshTokenOnly() async throws {
+        try await IdentityHarness.with { h in
+            let session = try await h.register("lapsed@example.org")
+            let otherDevice = try await h.signIn("lapsed@example.org")
+            // Neither credential: refused, nothing happens.
+            let refused = await #expect(throws: RPCError.self) { try await h.api.signOut(.init()) }
+            #expect(refused?.code == .unauthenticated)
+            // A made-up refresh token: nothing to revoke, nothing recorded, and no hint either way.
+            var unknown = Wholecare_Identity_V1_SignOutRequest()
+            unknown.refreshToken = "not-a-token-anyone-was-given"
+            _ = try await h.api.signOut(unknown)
+            // The real one ends this session only.
+            var signOut = Wholecare_Identity_V1_SignOutRequest()
+            signOut.refreshToken = session.refreshToken
+            _ = try await h.api.signOut(signOut)
+            var refresh = Wholecare_Identity_V1_RefreshRequest()
+            refresh.refreshToken = session.refreshToken
+            let spent = await #expect(throws: RPCError.self) { try await h.api.refresh(refresh) }
+            #expect(spent?.code == .unauthenticated)
+            refresh.refreshToken = otherDevice.refreshToken
+            let other = try await h.api.refresh(refresh)
+            let log = try await h.api.listAuthEvents(.init(), options: IdentityHarness.bearer(other.accessToken)).events.map(\.event)
+            #expect(log.filter { $0 == "signed_out" }.count == 1)
+        }
+    }
+
     @Test("a refreshed session continues: the new token refreshes again, and the reply names the account as it is now")
     func refreshChain() async throws {
         try await IdentityHarness.with { h in

@@ -126,8 +126,14 @@ struct CareTeamCopyTests {
             try await h.identity.store.createClient(clientID: "svc-ledger", secretHash: Digest.sha256(secret), kind: "service",
                                                     name: "ledger", organisationID: nil)
             let ledger = IdentityLink(channel: h.identity.channel, clientID: "svc-ledger", secret: secret)
-            let other = await #expect(throws: RPCError.self) { try await ledger.careTeamChanges(after: 0, pageSize: 10) }
+            let ledgerToken = try await ledger.credentials.token()
+            let other = await #expect(throws: RPCError.self) {
+                try await h.identity.api.listCareTeamChanges(.init(), options: RecordsHarness.bearer(ledgerToken))
+            }
             #expect(other?.code == .permissionDenied)
+            // Through the ledger's link that refusal is the deployment's fault, not a caller's.
+            let relayed = await #expect(throws: RPCError.self) { try await ledger.careTeamChanges(after: 0, pageSize: 10) }
+            #expect(relayed?.code == .internal)
             for (after, size) in [(Int64(-1), Int32(10)), (0, 1001), (0, -1)] {
                 let refused = await #expect(throws: RPCError.self) { try await h.link.careTeamChanges(after: after, pageSize: size) }
                 #expect(refused?.code == .invalidArgument)

@@ -201,6 +201,14 @@ add("/v1/auth/sign-in", "post", op("signIn", "Sign in with e-mail and password",
 add("/v1/auth/refresh", "post", op("refresh", "Exchange a refresh token (body or cookie) for a new pair", "auth",
     "A new token pair; the old refresh token is spent.", ref("identity.SignInResponse"), "requests.Refresh", secured=False, body_required=False))
 add("/v1/auth/sign-out", "post", op("signOut", "Sign out this session", "auth", "Signed out.", None, "requests.SignOut", status="204", body_required=False))
+# The refresh token alone (body, or the wc_refresh cookie with X-CSRF-Token) also ends its
+# session: a browser's access cookie lapses long before its refresh cookie.
+paths["/v1/auth/sign-out"]["post"]["security"] = [{"bearerAuth": []}, {"cookieAuth": []}, {}]
+paths["/v1/auth/sign-out"]["post"]["description"] = (
+    "Revokes the session of the refresh token in the body or the wc_refresh cookie, and clears the session cookies. "
+    "With a valid access token the refresh token must be yours. Without one, the refresh token itself is the credential "
+    "(from the cookie, with X-CSRF-Token), so a session whose access token has expired can still be ended; "
+    "an unknown refresh token then revokes nothing. With neither, 401.")
 add("/v1/me", "get", op("getMe", "Your account", "me", "Your account.", ref("identity.Account")))
 add("/v1/me/password", "put", op("changePassword", "Change your password (signs out other sessions)", "me", "Changed; a fresh session.",
     ref("identity.SignInResponse"), "requests.ChangePassword"))

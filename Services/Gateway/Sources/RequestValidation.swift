@@ -214,7 +214,9 @@ struct OperationRules: Sendable {
     let parameters: [Parameter]
     let body: JSONSchema?
     let bodyRequired: Bool
-    /// False for operations the document marks `security: []` (registration, sign-in).
+    /// False for operations the document marks `security: []` (registration, sign-in) or
+    /// whose security list allows `{}`, no credential (sign-out, which also takes a refresh
+    /// token alone); such handlers authenticate for themselves.
     let secured: Bool
 
     /// Rules for every operation in the document, by operation id.
@@ -240,7 +242,9 @@ struct OperationRules: Sendable {
                     body = try JSONSchema(schema, components: components)
                     bodyRequired = requestBody["required"] as? Bool ?? false
                 }
-                let secured = !((operation["security"] as? [Any])?.isEmpty ?? false)
+                // `security: []`, or a list with an empty requirement `{}`: a token is optional.
+                let security = operation["security"] as? [[String: Any]]
+                let secured = !(security.map { $0.isEmpty || $0.contains { $0.isEmpty } } ?? false)
                 rules[id] = OperationRules(parameters: parameters, body: body, bodyRequired: bodyRequired, secured: secured)
             }
         }

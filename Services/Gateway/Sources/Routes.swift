@@ -103,12 +103,26 @@ extension API {
             return try api.sessionResponse(session, request: request, status: .ok, cookies: fromCookie)
         }
         r.add(.post, "/v1/auth/sign-out", "signOut") { request, context in
-            let caller = try await api.caller(request, context)
+            // The access token, if it is still good. A browser's access cookie lapses long
+            // before its refresh cookie: the session can then be ended with the refresh
+            // token alone (holding it, one could refresh and sign out anyway).
+            var caller: Principal?
+            var unauthenticated: Problem?
+            do {
+                caller = try await api.caller(request, context)
+            } catch let problem as Problem where problem.status == .unauthorized {
+                unauthenticated = problem
+            }
             var body = try await api.body(request, context, Wholecare_Identity_V1_SignOutRequest.self)
-            if body.refreshToken.isEmpty, let cookie = request.cookies[Credentials.refreshCookie]?.value { body.refreshToken = cookie }
+            if body.refreshToken.isEmpty, let cookie = request.cookies[Credentials.refreshCookie]?.value, !cookie.isEmpty {
+                // Without a good access token the cookie is the only credential: CSRF as for refresh.
+                if caller == nil { try Credentials.requireCSRFToken(request) }
+                body.refreshToken = cookie
+            }
+            if caller == nil, body.refreshToken.isEmpty, let unauthenticated { throw unauthenticated }
             let cleared = Credentials.clearedCookies(secure: api.settings.secureCookies)
             do {
-                _ = try await api.identity.signOut(body, options: api.options(request, context, token: caller.token))
+                _ = try await api.identity.signOut(body, options: api.options(request, context, token: caller?.token))
             } catch {
                 // The browser forgets the session whatever identity answered (refused, or
                 // not reachable): the problem carries the cleared cookies too.

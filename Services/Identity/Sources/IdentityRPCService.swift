@@ -22,6 +22,8 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
     public static let publicMethods: Set<String> = [
         IdentityAPI.Methods.register.fullName, IdentityAPI.Methods.signIn.fullName, IdentityAPI.Methods.signInClient.fullName,
         IdentityAPI.Methods.refresh.fullName, IdentityAPI.Methods.getSigningKeys.fullName,
+        // With no token, the refresh token is the proof (a session whose access token has expired).
+        IdentityAPI.Methods.signOut.fullName,
     ]
 
     public init(store: IdentityStore, hashing: PasswordHashingPool, passwordPolicy: PasswordPolicy, issuer: TokenIssuer,
@@ -154,7 +156,16 @@ public struct IdentityRPCService: Wholecare_Identity_V1_Identity.ServiceProtocol
     }
 
     public func signOut(request: Wholecare_Identity_V1_SignOutRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_SignOutResponse {
-        let principal = try context.principal()
+        guard let principal = try? context.principal() else {
+            // No access token (it expired, say): whoever holds the refresh token may end its
+            // session, as they could refresh and then sign out.
+            guard !request.refreshToken.isEmpty else {
+                throw RPCError(code: .unauthenticated, message: "signing out needs a bearer token or the session's refresh token")
+            }
+            _ = try await store.signOut(tokenHash: TokenIssuer.hash(request.refreshToken), caller: nil, eventAccount: nil,
+                                        tokenProvesOwner: true)
+            return Wholecare_Identity_V1_SignOutResponse()
+        }
         let hasAccount = principal.isPerson || principal.kind == .professional || principal.kind == .administrator
         // Whose token it is is checked before anything is revoked: another account's
         // session is left alone, and nothing is recorded.

@@ -304,13 +304,23 @@ public struct IdentityStore: Sendable {
     /// records `signed_out` for `eventAccount` (if given), in one transaction. A token that
     /// is not `caller`'s is left alone, and nothing is written: `.someoneElses`. Never
     /// cancelled in the server with its task.
-    public func signOut(tokenHash hash: [UInt8]?, caller: UUID?, eventAccount: UUID?) async throws -> SignOutOutcome {
+    /// Revokes the family of the refresh token with this hash. Without `tokenProvesOwner`
+    /// it must be `caller`'s; with it (a sign-out with no access token), holding the token
+    /// is the proof, and the event is recorded for its account. An unknown token revokes
+    /// nothing.
+    public func signOut(tokenHash hash: [UInt8]?, caller: UUID?, eventAccount: UUID?,
+                        tokenProvesOwner: Bool = false) async throws -> SignOutOutcome {
         try await StatementCancellation.shielded {
             try await db.withTransaction { session in
+                var eventAccount = eventAccount
                 if let hash, let row = try await session.query(
                     "SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first {
                     let account: UUID = try row.decode("account_id")
-                    guard account == caller else { return .someoneElses }
+                    if tokenProvesOwner {
+                        eventAccount = account
+                    } else {
+                        guard account == caller else { return .someoneElses }
+                    }
                     let family: UUID = try row.decode("family_id")
                     // As for reuse (see `rotateRefreshToken`): a token stored concurrently is
                     // revoked here or refused there.

@@ -24,7 +24,10 @@ public enum Wholecare_Identity_V1_Identity {
         /// refresh token revokes its whole family. No token.
         public static let refresh = MethodDescriptor<Wholecare_Identity_V1_RefreshRequest, Wholecare_Identity_V1_SignInResponse>(
             service: "wholecare.identity.v1.Identity", method: "Refresh", idempotent: false)
-        /// Revokes the refresh token's family (this device's session).
+        /// Revokes the refresh token's family (this device's session). With a token, the
+        /// refresh token must be the caller's. Without one, holding the refresh token is the
+        /// proof, so a session whose access token has expired can still be ended; an unknown
+        /// refresh token then revokes nothing and still succeeds.
         public static let signOut = MethodDescriptor<Wholecare_Identity_V1_SignOutRequest, Wholecare_Identity_V1_SignOutResponse>(
             service: "wholecare.identity.v1.Identity", method: "SignOut", idempotent: false)
         /// Changes the caller's password and revokes every refresh token they hold.
@@ -136,7 +139,10 @@ public enum Wholecare_Identity_V1_Identity {
         /// Exchanges a refresh token for a new pair; the old one is spent. Reusing a spent
         /// refresh token revokes its whole family. No token.
         func refresh(request: Wholecare_Identity_V1_RefreshRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_SignInResponse
-        /// Revokes the refresh token's family (this device's session).
+        /// Revokes the refresh token's family (this device's session). With a token, the
+        /// refresh token must be the caller's. Without one, holding the refresh token is the
+        /// proof, so a session whose access token has expired can still be ended; an unknown
+        /// refresh token then revokes nothing and still succeeds.
         func signOut(request: Wholecare_Identity_V1_SignOutRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_SignOutResponse
         /// Changes the caller's password and revokes every refresh token they hold.
         func changePassword(request: Wholecare_Identity_V1_ChangePasswordRequest, context: ServerContext) async throws -> Wholecare_Identity_V1_ChangePasswordResponse
@@ -218,7 +224,10 @@ public enum Wholecare_Identity_V1_Identity {
             try await client.unary(Methods.refresh, request, options: options)
         }
 
-        /// Revokes the refresh token's family (this device's session).
+        /// Revokes the refresh token's family (this device's session). With a token, the
+        /// refresh token must be the caller's. Without one, holding the refresh token is the
+        /// proof, so a session whose access token has expired can still be ended; an unknown
+        /// refresh token then revokes nothing and still succeeds.
         public func signOut(
             _ request: Wholecare_Identity_V1_SignOutRequest, options: CallOptions = CallOptions()
         ) async throws -> Wholecare_Identity_V1_SignOutResponse {
