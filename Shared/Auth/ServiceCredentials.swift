@@ -46,15 +46,18 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
     }
 
     /// Makes a call in the service's own name (no person's token goes with it), given the
-    /// `authorization` value to send. A refusal of the service's token is answered as for
-    /// `token()`, and the cached token is dropped so that the next call signs in afresh (a
-    /// client whose secret was rotated, or an identity restarted with new keys).
+    /// `authorization` value to send. A refusal is answered as for `token()`. When identity
+    /// no longer accepts the token itself (UNAUTHENTICATED: identity restarted with new
+    /// keys, say), the cached token is dropped, unless another call has already replaced
+    /// it, so that the next call signs in afresh.
     public func inOwnName<T>(_ call: (_ authorization: String) async throws -> T) async throws -> T {
-        let authorization = "Bearer " + (try await token())
+        let sent = try await token()
         do {
-            return try await call(authorization)
+            return try await call("Bearer " + sent)
         } catch let error as RPCError where Self.isRefusal(error) {
-            state.withLock { $0 = nil }
+            if error.code == .unauthenticated {
+                state.withLock { if $0?.token == sent { $0 = nil } }
+            }
             throw refused(error)
         }
     }

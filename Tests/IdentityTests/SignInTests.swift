@@ -189,8 +189,30 @@ struct SignInTests {
             #expect(spent?.code == .unauthenticated)
             refresh.refreshToken = otherDevice.refreshToken
             let other = try await h.api.refresh(refresh)
-            let log = try await h.api.listAuthEvents(.init(), options: IdentityHarness.bearer(other.accessToken)).events.map(\.event)
+            // The same token again (now revoked) ends nothing more and records nothing.
+            _ = try await h.api.signOut(signOut)
+            var log = try await h.api.listAuthEvents(.init(), options: IdentityHarness.bearer(other.accessToken)).events.map(\.event)
             #expect(log.filter { $0 == "signed_out" }.count == 1)
+
+            // A spent token (its session refreshed since) is reuse, as in Refresh: the session
+            // it belonged to is ended and the history says a spent token came back.
+            refresh.refreshToken = other.refreshToken
+            let successor = try await h.api.refresh(refresh)
+            signOut.refreshToken = other.refreshToken
+            _ = try await h.api.signOut(signOut)
+            refresh.refreshToken = successor.refreshToken
+            await #expect(throws: RPCError.self) { try await h.api.refresh(refresh) }
+            let third = try await h.signIn("lapsed@example.org")
+            log = try await h.api.listAuthEvents(.init(), options: IdentityHarness.bearer(third.accessToken)).events.map(\.event)
+            #expect(log.filter { $0 == "signed_out" }.count == 1)
+            #expect(log.contains("refresh_reuse_detected"))
+
+            // An expired token ends nothing and records nothing.
+            let expiring = try await h.signIn("lapsed@example.org")
+            let later = Date().addingTimeInterval(400 * 24 * 3600)
+            #expect(try await h.store.signOut(byToken: TokenIssuer.hash(expiring.refreshToken), now: later) == .nothing)
+            refresh.refreshToken = expiring.refreshToken
+            _ = try await h.api.refresh(refresh)
         }
     }
 

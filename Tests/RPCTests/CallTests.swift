@@ -119,6 +119,30 @@ struct CallTests {
         await test.server.shutdown()
     }
 
+    /// Cancels the current task, then makes the call.
+    static func sleepCancelledFirst(_ client: Wholecare_Diagnostics_V1_Echo.Client,
+                                    _ sleep: Wholecare_Diagnostics_V1_SleepRequest) async throws -> Wholecare_Diagnostics_V1_SleepResponse {
+        withUnsafeCurrentTask { task in task?.cancel() }
+        return try await client.sleep(sleep)
+    }
+
+    @Test("a task cancelled before its call is made gets CANCELLED at once, and the server never runs the call")
+    func cancelledBeforeCall() async throws {
+        let test = try await TestServer.start()
+        let (client, transport) = test.client()
+        _ = try await client.echo(echoRequest("warm"))  // connected, so only the cancellation can stop the call
+        var sleep = Wholecare_Diagnostics_V1_SleepRequest()
+        sleep.milliseconds = 10_009  // a duration no other test uses
+        let call = Task { try await Self.sleepCancelledFirst(client, sleep) }
+        let error = await #expect(throws: RPCError.self) { try await call.value }
+        #expect(error?.code == .cancelled)
+        // A later call on the same connection goes through, and the cancelled one never started.
+        #expect(try await client.echo(echoRequest("after")).text == "after")
+        #expect(!EchoService.startedDurations.contains(10_009))
+        await transport.close()
+        await test.server.shutdown()
+    }
+
     @Test("cancelling the client's task reaches the server")
     func clientCancelReachesServer() async throws {
         let test = try await TestServer.start()

@@ -304,23 +304,13 @@ public struct IdentityStore: Sendable {
     /// records `signed_out` for `eventAccount` (if given), in one transaction. A token that
     /// is not `caller`'s is left alone, and nothing is written: `.someoneElses`. Never
     /// cancelled in the server with its task.
-    /// Revokes the family of the refresh token with this hash. Without `tokenProvesOwner`
-    /// it must be `caller`'s; with it (a sign-out with no access token), holding the token
-    /// is the proof, and the event is recorded for its account. An unknown token revokes
-    /// nothing.
-    public func signOut(tokenHash hash: [UInt8]?, caller: UUID?, eventAccount: UUID?,
-                        tokenProvesOwner: Bool = false) async throws -> SignOutOutcome {
+    public func signOut(tokenHash hash: [UInt8]?, caller: UUID?, eventAccount: UUID?) async throws -> SignOutOutcome {
         try await StatementCancellation.shielded {
             try await db.withTransaction { session in
-                var eventAccount = eventAccount
                 if let hash, let row = try await session.query(
                     "SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first {
                     let account: UUID = try row.decode("account_id")
-                    if tokenProvesOwner {
-                        eventAccount = account
-                    } else {
-                        guard account == caller else { return .someoneElses }
-                    }
+                    guard account == caller else { return .someoneElses }
                     let family: UUID = try row.decode("family_id")
                     // As for reuse (see `rotateRefreshToken`): a token stored concurrently is
                     // revoked here or refused there.
@@ -328,6 +318,49 @@ public struct IdentityStore: Sendable {
                     try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
                 }
                 if let eventAccount { try await session.query(Self.insert((eventAccount, "signed_out", ""))) }
+                return .signedOut
+            }
+        }
+    }
+
+    public enum TokenSignOutOutcome: Sendable, Equatable {
+        /// A live token: its session was revoked and `signed_out` recorded.
+        case signedOut
+        /// A spent token presented again: treated as `rotateRefreshToken` treats reuse (the
+        /// session revoked, `refresh_reuse_detected` recorded), since its holder may not be
+        /// the person.
+        case reused
+        /// Unknown, revoked or expired: nothing to end, nothing written.
+        case nothing
+    }
+
+    /// Signs out with the refresh token alone (no access token): holding a live token is
+    /// the proof. Locks as `rotateRefreshToken` does (the account, then the token), so a
+    /// refresh racing it either finishes first and its new token is revoked too, or finds
+    /// the token revoked. Never cancelled in the server with its task.
+    public func signOut(byToken hash: [UInt8], now: Date) async throws -> TokenSignOutOutcome {
+        try await StatementCancellation.shielded {
+            try await db.withTransaction { session in
+                guard let owner = try await session.query("SELECT account_id FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash))").first
+                else { return .nothing }
+                let account: UUID = try owner.decode("account_id")
+                try await session.query("SELECT 1 FROM accounts WHERE id = \(account) FOR NO KEY UPDATE")
+                guard let row = try await session.query("""
+                    SELECT family_id, expires_at, spent_at, revoked_at FROM refresh_tokens WHERE token_hash = \(PostgresBytes(hash)) FOR UPDATE
+                    """).first,
+                      try row.decode("revoked_at", as: Date?.self) == nil
+                else { return .nothing }
+                let family: UUID = try row.decode("family_id")
+                let spent = try row.decode("spent_at", as: Date?.self) != nil
+                let expiresAt = try row.decode("expires_at", as: Date.self)
+                guard spent || expiresAt > now else { return .nothing }
+                try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
+                if spent {
+                    try await session.query(Self.insert((account, "refresh_reuse_detected",
+                                                         "a spent refresh token was presented again; that session was signed out")))
+                    return .reused
+                }
+                try await session.query(Self.insert((account, "signed_out", "")))
                 return .signedOut
             }
         }
