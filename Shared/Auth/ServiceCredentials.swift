@@ -75,6 +75,6 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
             logger.error("identity refused a call this service made in its own name; check what its client id may do (IDENTITY_CARE_TEAM_FEED_CLIENTS for the care-team feed)",
                          metadata: ["status": "\(error.code)"])
         }
-        return RPCError(code: .internal, message: "this service could not authenticate to identity")
+        return RPCError(code: .internal, message: "identity refused a call this service made in its own name")
     }
 }

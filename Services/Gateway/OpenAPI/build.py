@@ -208,7 +208,8 @@ paths["/v1/auth/sign-out"]["post"]["description"] = (
     "Revokes the session of the refresh token in the body or the wc_refresh cookie, and clears the session cookies. "
     "With a valid access token the refresh token must be yours. Without one, the refresh token itself is the credential "
     "(from the cookie, with X-CSRF-Token), so a session whose access token has expired can still be ended; "
-    "an unknown refresh token then revokes nothing. With neither, 401.")
+    "a spent refresh token then counts as reuse (its session is revoked and the reuse recorded), and an unknown, revoked "
+    "or expired one changes nothing. With neither, 401.")
 add("/v1/me", "get", op("getMe", "Your account", "me", "Your account.", ref("identity.Account")))
 add("/v1/me/password", "put", op("changePassword", "Change your password (signs out other sessions)", "me", "Changed; a fresh session.",
     ref("identity.SignInResponse"), "requests.ChangePassword"))
