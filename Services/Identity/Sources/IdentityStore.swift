@@ -284,9 +284,7 @@ public struct IdentityStore: Sendable {
                 // Revoked (sign-out, reuse, a password change): so is the whole family.
                 if try row.decode("revoked_at", as: Date?.self) != nil { return .invalid }
                 if try row.decode("spent_at", as: Date?.self) != nil {
-                    try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
-                    try await session.query(Self.insert((accountID, "refresh_reuse_detected",
-                                                         "a spent refresh token was presented again; that session was signed out")))
+                    try await Self.revokeForReuse(family: family, account: accountID, in: session)
                     return .reused(accountID: accountID)
                 }
                 guard try row.decode("expires_at", as: Date.self) > now else { return .invalid }
@@ -323,6 +321,14 @@ public struct IdentityStore: Sendable {
         }
     }
 
+    /// A spent refresh token came back (refresh or token-only sign-out): its holder may not
+    /// be the person, so the whole session is revoked and the person's history says so.
+    private static func revokeForReuse(family: UUID, account: UUID, in session: PostgresSession) async throws {
+        try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
+        try await session.query(insert((account, "refresh_reuse_detected",
+                                        "a spent refresh token was presented again; that session was signed out")))
+    }
+
     public enum TokenSignOutOutcome: Sendable, Equatable {
         /// A live token: its session was revoked and `signed_out` recorded.
         case signedOut
@@ -354,12 +360,11 @@ public struct IdentityStore: Sendable {
                 let spent = try row.decode("spent_at", as: Date?.self) != nil
                 let expiresAt = try row.decode("expires_at", as: Date.self)
                 guard spent || expiresAt > now else { return .nothing }
-                try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
                 if spent {
-                    try await session.query(Self.insert((account, "refresh_reuse_detected",
-                                                         "a spent refresh token was presented again; that session was signed out")))
+                    try await Self.revokeForReuse(family: family, account: account, in: session)
                     return .reused
                 }
+                try await session.query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL")
                 try await session.query(Self.insert((account, "signed_out", "")))
                 return .signedOut
             }
