@@ -73,6 +73,14 @@ public final class RPCClientTransport: RPCChannel, Sendable {
     public var preferredExecutor: EventLoopExecutor { pool[0].executor }
 
     public func unary(_ request: ClientRequest) async throws -> RawResponse {
+        // A caller already on one of the pool's event loops uses that loop's connection
+        // while it is up: the call is written, and its reply read and resumed, without a
+        // hop to another thread (a task that runs on an event loop, a service's handler or
+        // the gateway's, stays on it). Callers are spread over the loops as their own
+        // connections are, so this spreads calls as round-robin would.
+        if pool.count > 1, let local = pool.first(where: { $0.eventLoop.inEventLoop }), local.isReady {
+            return try await local.call(request)
+        }
         // Round-robin, preferring a connection that is up.
         let start = next.wrappingAdd(1, ordering: .relaxed).oldValue
         var chosen = pool[start % pool.count]

@@ -13,9 +13,11 @@ struct TestServer {
     let server: RPCServer
     let port: Int
 
-    static func start(_ configure: (inout RPCServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+    static func start(interceptors: [any ServerInterceptor] = [],
+                      _ configure: (inout RPCServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         var router = RPCRouter()
         router.register(EchoService())
+        router.interceptors = interceptors
         var configuration = RPCServerConfiguration(port: 0, serverName: "test")
         configure(&configuration)
         let server = RPCServer(configuration: configuration, router: router, logger: Logger(label: "test.rpc.server"))

@@ -1,0 +1,66 @@
+import Contracts
+import Foundation
+import NIOCore
+import NIOPosix
+import RPC
+import RPCTransport
+import Synchronization
+import Testing
+
+@Suite("Client connection locality")
+struct ClientLocalityTests {
+    /// The address each call arrived from, in order: one per client connection.
+    final class PeerLog: ServerInterceptor {
+        let peers = Mutex<[String]>([])
+
+        func intercept(_ request: RawRequest, context: ServerContext, next: RPCRouter.Handler) async throws -> RawResponse {
+            peers.withLock { $0.append(context.peer) }
+            return try await next(request, context)
+        }
+    }
+
+    @Test("a call made on one of the pool's event loops goes over that loop's connection and resumes there")
+    func callsStayOnTheirLoop() async throws {
+        let log = PeerLog()
+        let test = try await TestServer.start(interceptors: [log])
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var configuration = RPCClientConfiguration(host: "127.0.0.1", port: test.port, connections: 2)
+        configuration.connectTimeout = .seconds(20)
+        let transport = RPCClientTransport(configuration: configuration, group: group)
+        let client = Wholecare_Diagnostics_V1_Echo.Client(RPCClient(channel: transport))
+        // From off the pool's loops calls take turns (on a connection that is up, while the
+        // other connects), which brings both connections up.
+        var warm: [String] = []
+        for index in 0..<200 where Set(warm).count < 2 {
+            _ = try await client.echo(echoRequest("warm \(index)"))
+            warm = log.peers.withLock { $0 }
+            if Set(warm).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        try #require(Set(warm).count == 2)
+
+        var loops: [any EventLoop] = []
+        for loop in group.makeIterator() { loops.append(loop) }
+        #expect(loops.count == 2)
+        for loop in loops {
+            let stayed = try await Task(executorPreference: EventLoopExecutor(eventLoop: loop)) {
+                var stayed = true
+                for index in 0..<6 {
+                    let reply = try await client.echo(echoRequest("on loop \(index)"))
+                    stayed = stayed && reply.text == "on loop \(index)" && loop.inEventLoop
+                }
+                return stayed
+            }.value
+            #expect(stayed)
+        }
+        let onLoops = Array(log.peers.withLock { $0 }.dropFirst(warm.count))
+        #expect(onLoops.count == 12)
+        // Each loop's six calls came over one connection, and the two loops' over different ones.
+        #expect(Set(onLoops.prefix(6)).count == 1)
+        #expect(Set(onLoops.suffix(6)).count == 1)
+        #expect(onLoops.first != onLoops.last)
+
+        await transport.close()
+        await test.server.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
