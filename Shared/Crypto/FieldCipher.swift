@@ -62,6 +62,12 @@ public struct FieldCipher: Sendable {
 
     /// Opens a sealed value read in place (a database cell, say) without copying it first.
     public func open(sealed: UnsafeBufferPointer<UInt8>, associatedData: [UInt8] = []) throws -> [UInt8] {
+        try associatedData.withUnsafeBytes { try open(sealed: sealed, associatedData: $0) }
+    }
+
+    /// `open(sealed:associatedData:)` with associated data the caller built in place (on
+    /// the stack, say): a record summary opens two fields per entry.
+    public func open(sealed: UnsafeBufferPointer<UInt8>, associatedData: UnsafeRawBufferPointer) throws -> [UInt8] {
         guard sealed.count >= 2 + 12 + 16, sealed[0] == 1 else {
             throw CryptoError(.invalidInput, "not a sealed field")
         }
@@ -193,9 +199,10 @@ final class Openers: @unchecked Sendable {
         return context
     }
 
-    /// Decrypts `body` with a 12-byte nonce and checks its 16-byte tag.
+    /// Decrypts `body` with a 12-byte nonce and checks its 16-byte tag. The plaintext is
+    /// the only allocation (AES-GCM's plaintext is as long as its ciphertext).
     func open(nonce: UnsafeBufferPointer<UInt8>, body: UnsafeBufferPointer<UInt8>, tag: UnsafeBufferPointer<UInt8>,
-              associatedData: [UInt8]) throws -> [UInt8] {
+              associatedData: UnsafeRawBufferPointer) throws -> [UInt8] {
         precondition(nonce.count == 12 && tag.count == 16)
         let context = try idle.withLock { $0.popLast()?.pointer } ?? makeContext()
         var healthy = false
@@ -212,7 +219,31 @@ final class Openers: @unchecked Sendable {
         guard EVP_CipherInit_ex(context, nil, nil, nil, nonce.baseAddress, 0) == 1 else {
             throw CryptoError(.libraryFailure, "AES-GCM init failed")
         }
-        let output = try FieldCipher.process(context, encrypt: false, input: body, associatedData: associatedData, tag: Array(tag)).output
+        var length: Int32 = 0
+        if !associatedData.isEmpty {
+            guard EVP_CipherUpdate(context, nil, &length, associatedData.baseAddress, Int32(associatedData.count)) == 1
+            else { throw CryptoError(.libraryFailure, "AES-GCM AAD failed") }
+        }
+        // OpenSSL takes the expected tag through a mutable pointer (it copies it): a copy
+        // on the stack, not the caller's bytes.
+        var expected: (UInt64, UInt64) = (0, 0)
+        let tagSet = withUnsafeMutableBytes(of: &expected) { copy in
+            copy.copyMemory(from: UnsafeRawBufferPointer(tag))
+            return EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_TAG, 16, copy.baseAddress)
+        }
+        guard tagSet == 1 else { throw CryptoError(.libraryFailure, "AES-GCM tag failed") }
+        let output = try [UInt8](unsafeUninitializedCapacity: max(1, body.count)) { buffer, initialized in
+            var written: Int32 = 0
+            if !body.isEmpty {
+                guard EVP_CipherUpdate(context, buffer.baseAddress, &written, body.baseAddress, Int32(body.count)) == 1
+                else { throw CryptoError(.libraryFailure, "AES-GCM update failed") }
+            }
+            var finalLength: Int32 = 0
+            guard EVP_CipherFinal_ex(context, buffer.baseAddress! + Int(written), &finalLength) == 1 else {
+                throw CryptoError(.authenticationFailed, "the sealed field failed authentication")
+            }
+            initialized = Int(written + finalLength)
+        }
         healthy = true
         return output
     }

@@ -96,35 +96,54 @@ public enum Timestamp {
     /// formatter goes through a calendar each time. Other years go to Foundation (whose
     /// calendar is Julian before 1582).
     public static func format(_ date: Date) -> String {
-        let time = date.timeIntervalSince1970
-        guard time >= -2_208_988_800, time < 253_402_300_800 else {
-            return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        var fits = true
+        let text = String(unsafeUninitializedCapacity: 24) { out in
+            guard let count = write(date, to: out) else {
+                fits = false
+                return 0
+            }
+            return count
         }
+        return fits ? text : date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    /// `format(date)`'s text, on the stack for as long as `body` runs (no `String` made).
+    public static func withText<T>(of date: Date, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { out in
+            if let count = write(date, to: out) { return try body(UnsafeBufferPointer(rebasing: out[..<count])) }
+            var text = format(date)
+            return try text.withUTF8 { try body($0) }
+        }
+    }
+
+    /// Writes the 24 characters for a date in 1900–9999 into `out`; nil (nothing written)
+    /// for other dates, which Foundation formats.
+    private static func write(_ date: Date, to out: UnsafeMutableBufferPointer<UInt8>) -> Int? {
+        let time = date.timeIntervalSince1970
+        guard time >= -2_208_988_800, time < 253_402_300_800, out.count >= 24 else { return nil }
         let whole = time.rounded(.down)
         let millis = min(999, Int(((time - whole) * 1000).rounded(.down)))
         let seconds = Int(whole)
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let ofDay = seconds - days * 86_400
         let civil = CalendarDate(daysSinceEpoch: days)
-        return String(unsafeUninitializedCapacity: 24) { out in
-            var at = 0
-            func digits(_ value: Int, _ count: Int) {
-                var value = value
-                for index in stride(from: at + count - 1, through: at, by: -1) {
-                    out[index] = UInt8(ascii: "0") + UInt8(value % 10)
-                    value /= 10
-                }
-                at += count
+        var at = 0
+        func digits(_ value: Int, _ count: Int) {
+            var value = value
+            for index in stride(from: at + count - 1, through: at, by: -1) {
+                out[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
             }
-            func put(_ character: Unicode.Scalar) {
-                out[at] = UInt8(ascii: character)
-                at += 1
-            }
-            digits(civil.year, 4); put("-"); digits(civil.month, 2); put("-"); digits(civil.day, 2); put("T")
-            digits(ofDay / 3600, 2); put(":"); digits(ofDay / 60 % 60, 2); put(":"); digits(ofDay % 60, 2); put(".")
-            digits(millis, 3); put("Z")
-            return at
+            at += count
         }
+        func put(_ character: Unicode.Scalar) {
+            out[at] = UInt8(ascii: character)
+            at += 1
+        }
+        digits(civil.year, 4); put("-"); digits(civil.month, 2); put("-"); digits(civil.day, 2); put("T")
+        digits(ofDay / 3600, 2); put(":"); digits(ofDay / 60 % 60, 2); put(":"); digits(ofDay % 60, 2); put(".")
+        digits(millis, 3); put("Z")
+        return at
     }
 
     public static func parse(_ text: String) -> Date? {

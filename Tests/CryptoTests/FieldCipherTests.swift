@@ -48,6 +48,21 @@ struct FieldCipherTests {
         #expect(throws: CryptoError.self) { try FieldCipher(keyring: "") }
     }
 
+    @Test("an empty field and one without associated data open to what was sealed; a changed tag or nonce is refused")
+    func emptyAndUnbound() throws {
+        let cipher = try FieldCipher(keys: ["a": oldKey], currentKeyID: "a")
+        for (text, aad) in [("", Array("entry:1".utf8)), ("", []), ("unbound", [])] as [(String, [UInt8])] {
+            let box = try cipher.seal(text, associatedData: aad)
+            #expect(try cipher.openString(box, associatedData: aad) == text)
+            #expect(try box.withUnsafeBufferPointer { try cipher.open(sealed: $0, associatedData: aad) } == Array(text.utf8))
+            for position in [box.count - 16, 2 + 1] { // the tag's first byte, the nonce's first
+                var changed = box
+                changed[position] ^= 1
+                #expect(throws: CryptoError.self) { try cipher.open(changed, associatedData: aad) }
+            }
+        }
+    }
+
     @Test("decryption contexts kept between opens: a refused open in between, other keys and many threads at once change no result")
     func reusedContexts() async throws {
         let cipher = try FieldCipher(keys: ["a": oldKey, "b": newKey], currentKeyID: "a")

@@ -104,6 +104,12 @@ struct ValidationTests {
             let date = Date(timeIntervalSince1970: time)
             let expected = date.formatted(style)
             if Timestamp.format(date) != expected, mismatches.count < 5 { mismatches.append("\(time): \(Timestamp.format(date)) ≠ \(expected)") }
+            // The writer's field holds the same text (through its own path, with no String made).
+            var writer = ProtoWriter()
+            writer.timestamp(2, date)
+            if writer.bytes != [2 << 3 | 2, UInt8(expected.utf8.count)] + Array(expected.utf8), mismatches.count < 5 {
+                mismatches.append("\(time): field \(writer.bytes) for \(expected)")
+            }
         }
         #expect(mismatches.isEmpty, "\(mismatches)")
     }

@@ -59,6 +59,25 @@ struct WireEncoderTests {
         return entry
     }
 
+    @Test("ids are written as Foundation's lower-case text, for every digit in every place")
+    func uuidText() {
+        var ids = (0..<2_000).map { _ in UUID() }
+        // Each byte value in each of the sixteen places, and the extremes.
+        for value in 0...255 {
+            ids.append(UUID(uuid: (UInt8(value), UInt8(value), UInt8(value), UInt8(value), UInt8(value), UInt8(value),
+                                   UInt8(value), UInt8(value), UInt8(value), UInt8(value), UInt8(value), UInt8(value),
+                                   UInt8(value), UInt8(value), UInt8(value), UInt8(255 - value))))
+        }
+        for id in ids {
+            var bytes: [UInt8] = [7]
+            ProtoWriter.appendText(of: id, to: &bytes)
+            #expect(bytes == [7] + Array(id.uuidString.lowercased().utf8))
+            var writer = ProtoWriter()
+            writer.uuid(3, id)
+            #expect(writer.bytes == [3 << 3 | 2, 36] + Array(id.uuidString.lowercased().utf8))
+        }
+    }
+
     @Test("a record summary: many nested entries, every kind of details, maps, lengths of one to three bytes")
     func summary() throws {
         var summary = Wholecare_Records_V1_Summary()

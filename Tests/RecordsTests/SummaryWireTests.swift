@@ -154,6 +154,8 @@ struct SummaryWireTests {
         for _ in 0..<100 {
             let id = UUID()
             #expect(RecordsStore.aad(id, "text") == Array("records.entries:\(id.uuidString.lowercased()):text".utf8))
+            #expect(RecordsStore.withAAD(id, "text") { Array($0) } == RecordsStore.aad(id, "text"))
+            #expect(RecordsStore.withAAD(id, "reason") { Array($0) } == RecordsStore.aad(id, "reason"))
             var writer = ProtoWriter()
             writer.uuid(1, id)
             #expect(writer.bytes == [0x0A, 36] + Array(id.uuidString.lowercased().utf8))

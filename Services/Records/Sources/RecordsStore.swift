@@ -45,6 +45,24 @@ public struct RecordsStore: Sendable {
         bytes.append(contentsOf: column.utf8)
         return bytes
     }
+    /// `aad(id, column)`'s bytes, built on the stack for as long as `body` runs.
+    static func withAAD<T>(_ id: UUID, _ column: StaticString, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        let prefix: StaticString = "records.entries:"
+        let count = prefix.utf8CodeUnitCount + 36 + 1 + column.utf8CodeUnitCount
+        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { buffer in
+            var at = 0
+            func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+                _ = UnsafeMutableBufferPointer(rebasing: buffer[at..<(at + bytes.count)]).initialize(from: bytes)
+                at += bytes.count
+            }
+            prefix.withUTF8Buffer { put($0) }
+            ProtoWriter.withText(of: id) { put($0) }
+            buffer[at] = UInt8(ascii: ":")
+            at += 1
+            column.withUTF8Buffer { put($0) }
+            return try body(UnsafeRawBufferPointer(buffer))
+        }
+    }
     static func goalProgressAAD(_ id: UUID) -> [UInt8] { Array("records.goal_progress:\(id.lowercasedString)".utf8) }
 
     /// Reads a row of `entryColumns`, by position (the summary reads hundreds of them).

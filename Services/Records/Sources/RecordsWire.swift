@@ -58,6 +58,21 @@ enum RecordsWire {
             if row.isBinary(column) { w.uuid(field, try row.uuid(column)) } else { try text(column, field, to: &w) }
         }
         let id: UUID = try row.decode(0)
+        // A sealed text column opened (with the entry's id and the column as associated
+        // data, as `RecordsStore.entry` opens it): from the cell's own bytes in a binary result.
+        func sealed(_ column: Int, column name: StaticString, field: Int, to w: inout ProtoWriter) throws {
+            let plaintext: [UInt8]
+            if row.isBinary(column) {
+                guard let cell = try row.utf8(column) else { return }
+                plaintext = try RecordsStore.withAAD(id, name) { try store.cipher.open(sealed: cell, associatedData: $0) }
+            } else {
+                guard let cell = try row.decode(column, as: PostgresBytes?.self) else { return }
+                plaintext = try cell.bytes.withUnsafeBufferPointer { cell in
+                    try RecordsStore.withAAD(id, name) { try store.cipher.open(sealed: cell, associatedData: $0) }
+                }
+            }
+            w.string(field, decoding: plaintext)
+        }
         let kind = try Self.kind(row)
         let sourceKind = RecordsProto.named(try name(row, 6, "source_kind"), in: RecordsProto.sourceBytes)
         try uuid(0, 1, to: &w)
@@ -92,17 +107,13 @@ enum RecordsWire {
                 try text(15, 3, to: &code)
             }
         }
-        if let sealed = try row.decode(16, as: PostgresBytes?.self) {
-            w.string(9, decoding: try store.cipher.open(sealed.bytes, associatedData: RecordsStore.aad(id, "text")))
-        }
+        try sealed(16, column: "text", field: 9, to: &w)
         try uuid(1, 10, to: &w)
         w.int32(11, Int32(try row.decode(2, as: Int.self)))
         try uuid(19, 12, to: &w)
         try uuid(20, 13, to: &w)
-        if let sealed = try row.decode(21, as: PostgresBytes?.self) {
-            w.string(14, decoding: try store.cipher.open(sealed.bytes, associatedData: RecordsStore.aad(id, "reason")))
-        }
-        w.string(15, Timestamp.format(try row.decode(22, as: Date.self)))
+        try sealed(21, column: "reason", field: 14, to: &w)
+        w.timestamp(15, try row.decode(22, as: Date.self))
         switch kind {
         case .observation, .medication, .allergy, .goal: break
         default: return
@@ -178,7 +189,7 @@ enum RecordsWire {
     static func goalProgress(_ p: GoalProgressRow, goal: UUID, viewer: Principal?, to w: inout ProtoWriter) {
         w.uuid(1, p.id)
         w.uuid(2, goal)
-        w.string(3, Timestamp.format(p.recordedAt))
+        w.timestamp(3, p.recordedAt)
         w.message(4) { source(kind: p.sourceKind, organisation: nil, author: p.authorID, display: p.authorDisplay, viewer: viewer, to: &$0) }
         w.uint32(5, UInt32(p.percent))
         w.string(6, p.note ?? "")
