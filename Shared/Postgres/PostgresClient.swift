@@ -416,13 +416,15 @@ public final class PostgresClient: Sendable {
         return AsyncStream(bufferingPolicy: .bufferingNewest(10_000)) { continuation in
             let stop = Atomic<Bool>(false)
             let thread = Thread {
+                #if os(Linux)
+                nameThisThread("pg-listen")
+                #endif
                 PostgresListenerLoop(
                     configuration: configuration, channels: channels, logger: logger,
                     yield: { continuation.yield($0) }, shouldStop: { stop.load(ordering: .relaxed) }
                 ).run()
                 continuation.finish()
             }
-            thread.name = "wholecare-pg-listen"
             continuation.onTermination = { _ in stop.store(true, ordering: .relaxed) }
             thread.start()
         }

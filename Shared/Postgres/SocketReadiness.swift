@@ -22,8 +22,10 @@ final class SocketReadiness: Sendable {
     private init() {
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epoll >= 0 else { return }
-        let thread = Thread { [unowned self] in self.run() }
-        thread.name = "wholecare-pg-wait"
+        let thread = Thread { [unowned self] in
+            nameThisThread("pg-wait")
+            self.run()
+        }
         thread.start()
     }
 
@@ -86,5 +88,12 @@ final class SocketReadiness: Sendable {
             for continuation in ready { continuation.resume() }
         }
     }
+}
+/// Names the calling thread as `top -H`, `ps -L` and profilers show it (Linux keeps at most
+/// 15 characters, and a longer name is not set at all). Foundation's `Thread.name`, set before
+/// `start()`, is not applied on Linux: the thread would show its creator's name (an event
+/// loop's, say). Set on the running thread, it is.
+func nameThisThread(_ name: String) {
+    Thread.current.name = String(decoding: name.utf8.prefix(15), as: UTF8.self)
 }
 #endif
