@@ -123,31 +123,55 @@ struct RecordsAccessTests {
         }
     }
 
-    @Test("a caller without access learns nothing about an entry from the answer, and the attempt is logged as denied")
+    @Test("a caller without access cannot tell a real entry from a made-up id, and the attempt is logged as denied")
     func noProbingWithoutAccess() async throws {
         try await RecordsHarness.with { h in
             let p = try await h.people()
             let person = p.person.account.id
             let note = try await h.add(RecordsHarness.note("Prefers morning visits"), for: person, token: p.coordinator.token)
             let before = try await h.accessLogCount(person)
-            // Amending with another kind, or adding goal progress to what is not a goal: the
-            // answer is the same refusal as for any other write, not a hint about the entry.
+            let madeUp = UUID().uuidString.lowercased()
+            let outsider = RecordsHarness.bearer(p.nurseElsewhere.token)
+            /// The answer to the same call for the real id and for a made-up one.
+            func both(_ call: (String) async throws -> Void) async -> (real: RPCError?, madeUp: RPCError?) {
+                func answer(_ id: String) async -> RPCError? {
+                    do {
+                        try await call(id)
+                        return nil
+                    } catch {
+                        return error as? RPCError
+                    }
+                }
+                return (await answer(note.id), await answer(madeUp))
+            }
+            // Reading, amending (even with another kind), marking in error, adding goal
+            // progress to what is not a goal: each answer is the one a made-up id gets.
+            var get = Wholecare_Records_V1_GetEntryRequest()
+            var history = Wholecare_Records_V1_GetEntryHistoryRequest()
             var amend = Wholecare_Records_V1_AmendEntryRequest()
-            amend.entryID = note.id
             amend.entry = RecordsHarness.note("probe", kind: .encounter)
-            let amended = await #expect(throws: RPCError.self) {
-                try await h.records.amendEntry(amend, options: RecordsHarness.bearer(p.nurseElsewhere.token))
-            }
-            #expect(amended?.code == .permissionDenied)
+            var mark = Wholecare_Records_V1_MarkEnteredInErrorRequest()
+            mark.reason = "probe"
             var progress = Wholecare_Records_V1_AddGoalProgressRequest()
-            progress.goalEntryID = note.id
             progress.percent = 10
-            let probed = await #expect(throws: RPCError.self) {
-                try await h.records.addGoalProgress(progress, options: RecordsHarness.bearer(p.nurseElsewhere.token))
+            let answers = [
+                await both { get.entryID = $0; _ = try await h.records.getEntry(get, options: outsider) },
+                await both { history.entryID = $0; _ = try await h.records.getEntryHistory(history, options: outsider) },
+                await both { amend.entryID = $0; _ = try await h.records.amendEntry(amend, options: outsider) },
+                await both { mark.entryID = $0; _ = try await h.records.markEnteredInError(mark, options: outsider) },
+                await both { progress.goalEntryID = $0; _ = try await h.records.addGoalProgress(progress, options: outsider) },
+            ]
+            for (index, answer) in answers.enumerated() {
+                #expect(answer.real?.code == .notFound, "call \(index): \(String(describing: answer.real))")
+                #expect(answer.real?.code == answer.madeUp?.code && answer.real?.message == answer.madeUp?.message, "call \(index)")
             }
-            #expect(probed?.code == .permissionDenied)
-            #expect(try await h.accessLogCount(person) == before + 2)
+            // Every attempt on the real entry is in the person's log as a denial; the made-up
+            // ids left nothing anywhere.
+            #expect(try await h.accessLogCount(person) == before + answers.count)
+            #expect(try await h.accessLogCount(madeUp) == 0)
             // With access, the same requests get the real reasons.
+            amend.entryID = note.id
+            progress.goalEntryID = note.id
             let wrongKind = await #expect(throws: RPCError.self) {
                 try await h.records.amendEntry(amend, options: RecordsHarness.bearer(p.coordinator.token))
             }
@@ -156,6 +180,15 @@ struct RecordsAccessTests {
                 try await h.records.addGoalProgress(progress, options: RecordsHarness.bearer(p.coordinator.token))
             }
             #expect(notAGoal?.code == .notFound)
+            // Someone who may read the record but not revise this entry (not its author) is
+            // told so: they can see the entry anyway.
+            var readable = Wholecare_Records_V1_AmendEntryRequest()
+            readable.entryID = note.id
+            readable.entry = RecordsHarness.note("changed by the carer")
+            let notTheirs = await #expect(throws: RPCError.self) {
+                try await h.records.amendEntry(readable, options: RecordsHarness.bearer(p.carer.accessToken))
+            }
+            #expect(notTheirs?.code == .permissionDenied)
         }
     }
 

@@ -75,6 +75,23 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         return principal
     }
 
+    /// `authorize` for a call that names an entry by its id. A caller who may not read the
+    /// person's record at all gets the answer an unknown id gets (NOT_FOUND, `notFound`), so
+    /// that they cannot tell a real entry's id from a made-up one; the attempt is still
+    /// logged in the person's access log as a denial. A caller who may read the record but
+    /// not make this change is refused as such: they can see the entry anyway.
+    func authorize(entry: RecordEntry, _ context: ServerContext, _ action: PersonAction, part: String, purpose: String,
+                   notFound: String = "no such entry", unless refusal: ((Principal) -> String?)? = nil) async throws -> Principal {
+        do {
+            return try await authorize(context, person: entry.personID, action, part: part, purpose: purpose, unless: refusal)
+        } catch let error as RPCError where error.code == .permissionDenied {
+            if case .read = action { throw RPCError(code: .notFound, message: notFound) }
+            let principal = try context.principal()
+            let mayRead = try await identity.authorizer.decide(principal, .read(.record), person: entry.personID).isAllowed
+            throw mayRead ? error : RPCError(code: .notFound, message: notFound)
+        }
+    }
+
     /// Why `principal` may not amend or mark `entry` in error although they may write to
     /// the record (nil if they may): only its author, or their organisation, may.
     static func revisionRefusal(_ entry: RecordEntry, by principal: Principal) -> String? {
@@ -125,7 +142,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         guard let existing = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
         // Authorised (and logged) before anything about the entry is compared, so that a
         // caller without access learns nothing of it from the answer.
-        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)",
+        let principal = try await authorize(entry: existing, context, .write(.record), part: "entry:\(existing.kind)",
                                             purpose: request.purpose, unless: { Self.revisionRefusal(existing, by: $0) })
         guard replacement.kind == existing.kind else {
             throw RPCError.invalidArgument(field: "entry.kind", "an amendment keeps the entry's kind")
@@ -143,7 +160,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         let id = try Validate.uuid(request.entryID, field: "entry_id")
         let reason = try Validate.text(request.reason, field: "reason", max: 2000, multiline: true)
         guard let existing = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
-        let principal = try await authorize(context, person: existing.personID, .write(.record), part: "entry:\(existing.kind)",
+        let principal = try await authorize(entry: existing, context, .write(.record), part: "entry:\(existing.kind)",
                                             purpose: request.purpose, unless: { Self.revisionRefusal(existing, by: $0) })
         guard EntryRules.isRevisable(status: existing.status) else {
             throw RPCError(code: .failedPrecondition, message: "only the current version of an entry can be marked in error")
@@ -157,7 +174,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     public func getEntry(request: Wholecare_Records_V1_GetEntryRequest, context: ServerContext) async throws -> Wholecare_Records_V1_Entry {
         let id = try Validate.uuid(request.entryID, field: "entry_id")
         guard let entry = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
-        let principal = try await authorize(context, person: entry.personID, .read(.record), part: "entry", purpose: request.purpose)
+        let principal = try await authorize(entry: entry, context, .read(.record), part: "entry", purpose: request.purpose)
         let progress = entry.kind == "goal" ? try await store.latestProgress(goalLineages: [entry.lineageID])[entry.lineageID] : nil
         return RecordsProto.entry(entry, progress: progress, viewer: principal)
     }
@@ -165,7 +182,7 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
     public func getEntryHistory(request: Wholecare_Records_V1_GetEntryHistoryRequest, context: ServerContext) async throws -> Wholecare_Records_V1_GetEntryHistoryResponse {
         let id = try Validate.uuid(request.entryID, field: "entry_id")
         guard let entry = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such entry") }
-        let principal = try await authorize(context, person: entry.personID, .read(.record), part: "entry_history", purpose: request.purpose)
+        let principal = try await authorize(entry: entry, context, .read(.record), part: "entry_history", purpose: request.purpose)
         var response = Wholecare_Records_V1_GetEntryHistoryResponse()
         response.versions = try await store.history(lineage: entry.lineageID).map { RecordsProto.entry($0, viewer: principal) }
         return response
@@ -285,7 +302,8 @@ public struct RecordsRPCService: Wholecare_Records_V1_Records.ServiceProtocol {
         let note = try Validate.text(request.note, field: "note", max: 5000, allowEmpty: true, multiline: true)
         guard let goal = try await store.entry(id: id) else { throw RPCError(code: .notFound, message: "no such goal") }
         // Authorised before the entry's kind and status are looked at (see amendEntry).
-        let principal = try await authorize(context, person: goal.personID, .write(.record), part: "goal_progress", purpose: request.purpose)
+        let principal = try await authorize(entry: goal, context, .write(.record), part: "goal_progress", purpose: request.purpose,
+                                            notFound: "no such goal")
         guard goal.kind == "goal" else { throw RPCError(code: .notFound, message: "no such goal") }
         guard goal.status != "superseded", goal.status != "entered_in_error" else {
             throw RPCError(code: .failedPrecondition, message: "record progress against the goal's current version")
