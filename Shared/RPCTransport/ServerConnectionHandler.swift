@@ -463,8 +463,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
     /// Closes once everything written so far has reached the socket (NIO drops writes
     /// still pending when a channel closes: the last replies, a GOAWAY), or after `grace`
-    /// if the client does not read them.
-    private func closeAfterWrites(_ context: ChannelHandlerContext, grace: TimeAmount = .seconds(5)) {
+    /// if the client does not read them (`closeGrace`).
+    private func closeAfterWrites(_ context: ChannelHandlerContext) {
+        let grace = configuration.closeGrace
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
         let channel = context.channel
