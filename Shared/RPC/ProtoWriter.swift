@@ -83,22 +83,39 @@ public struct ProtoWriter {
                 let dash = UInt8(ascii: "-")
                 text.storeBytes(of: first, toByteOffset: 0, as: UInt64.self)
                 text[8] = dash
-                text.storeBytes(of: UInt32(truncatingIfNeeded: second), toByteOffset: 9, as: UInt32.self)
+                // The middle groups are four digits each: a word's two halves, in memory order.
+                text.storeBytes(of: firstHalf(second), toByteOffset: 9, as: UInt32.self)
                 text[13] = dash
-                text.storeBytes(of: UInt32(truncatingIfNeeded: second >> 32), toByteOffset: 14, as: UInt32.self)
+                text.storeBytes(of: secondHalf(second), toByteOffset: 14, as: UInt32.self)
                 text[18] = dash
-                text.storeBytes(of: UInt32(truncatingIfNeeded: third), toByteOffset: 19, as: UInt32.self)
+                text.storeBytes(of: firstHalf(third), toByteOffset: 19, as: UInt32.self)
                 text[23] = dash
-                text.storeBytes(of: UInt32(truncatingIfNeeded: third >> 32), toByteOffset: 24, as: UInt32.self)
+                text.storeBytes(of: secondHalf(third), toByteOffset: 24, as: UInt32.self)
                 text.storeBytes(of: fourth, toByteOffset: 28, as: UInt64.self)
             }
             return try body(UnsafeBufferPointer(text.bindMemory(to: UInt8.self)))
         }
     }
 
-    /// The eight lower-case hex digits of `value` (most significant first), as the bytes of
-    /// a word in memory order (this is a little-endian machine's layout; big-endian
-    /// machines swap back).
+    /// The half of a word that comes first in memory, and the half that comes second.
+    @inline(__always) static func firstHalf(_ word: UInt64) -> UInt32 {
+        #if _endian(little)
+        UInt32(truncatingIfNeeded: word)
+        #else
+        UInt32(truncatingIfNeeded: word >> 32)
+        #endif
+    }
+
+    @inline(__always) static func secondHalf(_ word: UInt64) -> UInt32 {
+        #if _endian(little)
+        UInt32(truncatingIfNeeded: word >> 32)
+        #else
+        UInt32(truncatingIfNeeded: word)
+        #endif
+    }
+
+    /// The eight lower-case hex digits of `value` (most significant first), as a word whose
+    /// bytes in memory are those digits in order, on either byte order.
     @inline(__always) static func hexDigits(_ value: UInt32) -> UInt64 {
         // Spread each nibble into a byte of its own, the first nibble in the top byte.
         var x = UInt64(value)

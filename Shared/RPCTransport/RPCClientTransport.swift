@@ -49,6 +49,10 @@ public struct RPCClientConfiguration: Sendable {
 public final class RPCClientTransport: RPCChannel, Sendable {
     public let configuration: RPCClientConfiguration
     private let pool: [ClientConnection]
+    /// The connections that are alone on their event loop: the only ones a caller on that
+    /// loop may take directly (where a loop has several, round-robin spreads calls over
+    /// them, and keeps all of them warm).
+    private let soleOnLoop: [ClientConnection]
     private let next = Atomic<Int>(0)
 
     public init(configuration: RPCClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -65,6 +69,10 @@ public final class RPCClientTransport: RPCChannel, Sendable {
             ClientConnection(configuration: configuration, eventLoop: loops.isEmpty ? first : loops[(start + index) % loops.count],
                              logger: logger)
         }
+        let pool = self.pool
+        self.soleOnLoop = pool.filter { connection in
+            pool.count > 1 && pool.filter { $0.eventLoop === connection.eventLoop }.count == 1
+        }
     }
 
     /// An executor on the event loop of the pool's first connection. Tasks that make many
@@ -77,8 +85,10 @@ public final class RPCClientTransport: RPCChannel, Sendable {
         // while it is up: the call is written, and its reply read and resumed, without a
         // hop to another thread (a task that runs on an event loop, a service's handler or
         // the gateway's, stays on it). Callers are spread over the loops as their own
-        // connections are, so this spreads calls as round-robin would.
-        if pool.count > 1, let local = pool.first(where: { $0.eventLoop.inEventLoop }), local.isReady {
+        // connections are, so this spreads calls as round-robin would. Only a connection
+        // alone on its loop is taken so: where a loop has several (more connections than
+        // loops), round-robin below uses, and so connects, all of them.
+        if let local = soleOnLoop.first(where: { $0.eventLoop.inEventLoop }), local.isReady {
             return try await local.call(request)
         }
         // Round-robin, preferring a connection that is up.

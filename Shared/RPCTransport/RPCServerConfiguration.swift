@@ -27,7 +27,9 @@ public struct RPCServerConfiguration: Sendable {
     /// On shutdown, how long in-flight calls may run before connections are closed.
     public var drainTimeout: TimeAmount
     /// How long a closing connection (drained, or failed) waits for the replies and the
-    /// GOAWAY already written to reach its socket, for a client that reads slowly.
+    /// GOAWAY already written to reach its socket, for a client that reads slowly. During
+    /// a shutdown the wait is also bounded by `drainTimeout`, after which every connection
+    /// is closed.
     public var closeGrace: TimeAmount = .seconds(5)
     /// Run each call's handler task on the connection's event loop (no thread hop per
     /// call). Handlers must then never block; WholeCare's do their blocking work (libpq,

@@ -63,4 +63,32 @@ struct ClientLocalityTests {
         await test.server.shutdown()
         try await group.shutdownGracefully()
     }
+
+    @Test("with more connections than loops, calls made on a loop still bring up and use every connection")
+    func sharedLoopUsesTheWholePool() async throws {
+        let log = PeerLog()
+        let test = try await TestServer.start(interceptors: [log])
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var configuration = RPCClientConfiguration(host: "127.0.0.1", port: test.port, connections: 2)
+        configuration.connectTimeout = .seconds(20)
+        let transport = RPCClientTransport(configuration: configuration, group: group)
+        let client = Wholecare_Diagnostics_V1_Echo.Client(RPCClient(channel: transport))
+        let loop = group.next()
+        // Every call is made on the group's one loop, where both connections live: none is
+        // that loop's own, so the calls take turns, and the second connection comes up.
+        let peers = try await Task(executorPreference: EventLoopExecutor(eventLoop: loop)) {
+            for index in 0..<200 {
+                let reply = try await client.echo(echoRequest("shared \(index)"))
+                #expect(reply.text == "shared \(index)")
+                if Set(log.peers.withLock { $0 }).count == 2 { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return log.peers.withLock { $0 }
+        }.value
+        #expect(Set(peers).count == 2)
+
+        await transport.close()
+        await test.server.shutdown()
+        try await group.shutdownGracefully()
+    }
 }

@@ -180,8 +180,11 @@ struct ServerRobustnessTests {
     func drainWaitsForTheSocket() async throws {
         // Reading 4 MB through a 4 KB window can take seconds while the rest of the suite
         // loads the machine: a grace that will not run out first (the close must wait for
-        // the socket, not for the grace).
-        let test = try await TestServer.start { $0.closeGrace = .seconds(60) }
+        // the socket, not for the grace; the shutdown's own bound is lifted with it).
+        let test = try await TestServer.start {
+            $0.closeGrace = .seconds(60)
+            $0.drainTimeout = .seconds(60)
+        }
         let raw = try RawConnection(port: test.port, receiveBuffer: 4096)
         try await raw.sendHello()
         // A reply far larger than the socket buffers can hold while the client does not read.
