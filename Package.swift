@@ -183,7 +183,7 @@ targets += [
     ),
     .testTarget(
         name: "AuthTests",
-        dependencies: ["Auth", "WholeCareCrypto"],
+        dependencies: ["Auth", "WholeCareCrypto", "RPC", "Contracts"],
         path: "Tests/AuthTests",
         swiftSettings: swiftSettings
     ),

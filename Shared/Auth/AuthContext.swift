@@ -58,14 +58,18 @@ public struct AuthInterceptor: ServerInterceptor {
     }
 
     func authenticate(header: String, onBehalfOf: String?) async throws -> AuthenticatedCaller {
+        // A refusal says which token it refused: a service relaying a person's token must
+        // not pass the refusal of its own on as the person's (that would tell them to sign
+        // in again).
+        let ownRefused: Metadata = [MetadataKey.refusedToken: MetadataKey.authorization]
         guard header.count > 7, header.prefix(7).lowercased() == "bearer " else {
-            throw RPCError(code: .unauthenticated, message: "the authorization header must be 'Bearer <token>'")
+            throw RPCError(code: .unauthenticated, message: "the authorization header must be 'Bearer <token>'", metadata: ownRefused)
         }
         let principal: Principal
         do {
             principal = try await verifier.verify(String(header.dropFirst(7)))
         } catch is TokenRejection {
-            throw RPCError(code: .unauthenticated, message: "the token is invalid or expired")
+            throw RPCError(code: .unauthenticated, message: "the token is invalid or expired", metadata: ownRefused)
         } catch {
             throw RPCError(code: .unavailable, message: "the token could not be checked right now")
         }
@@ -77,7 +81,8 @@ public struct AuthInterceptor: ServerInterceptor {
             let person = try await verifier.verify(onBehalfOf)
             return AuthenticatedCaller(principal: person, relayedBy: principal)
         } catch {
-            throw RPCError(code: .unauthenticated, message: "the on-behalf-of token is invalid or expired")
+            throw RPCError(code: .unauthenticated, message: "the on-behalf-of token is invalid or expired",
+                           metadata: [MetadataKey.refusedToken: MetadataKey.onBehalfOf])
         }
     }
 }

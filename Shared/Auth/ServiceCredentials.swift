@@ -10,7 +10,14 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
     public typealias TokenSource = @Sendable () async throws -> (token: String, expiresAt: Date)
 
     private let source: TokenSource
-    private let state = Mutex<(token: String, expiresAt: Date)?>(nil)
+    private let state = Mutex<State>(State())
+
+    private struct State {
+        var current: (token: String, expiresAt: Date)?
+        /// The sign-in under way, which every call that needs a token meanwhile awaits
+        /// (calls refused together sign in once, not once each).
+        var signingIn: Task<(token: String, expiresAt: Date), any Error>?
+    }
 
     public init(source: @escaping TokenSource) {
         self.source = source
@@ -20,29 +27,73 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
         _ request: ClientRequest, next: @Sendable (ClientRequest) async throws -> RawResponse
     ) async throws -> RawResponse {
         var request = request
-        if request.metadata[MetadataKey.authorization] == nil {
-            request.metadata[MetadataKey.authorization] = "Bearer " + (try await token())
-        }
         if request.metadata[MetadataKey.onBehalfOf] == nil, let serving = ServerContext.current,
            let caller = try? serving.caller(), caller.principal.kind != .service {
             request.metadata[MetadataKey.onBehalfOf] = caller.principal.token
         }
-        return try await next(request)
+        guard request.metadata[MetadataKey.authorization] == nil else { return try await next(request) }
+        let sent = try await token()
+        request.metadata[MetadataKey.authorization] = "Bearer " + sent
+        do {
+            return try await next(request)
+        } catch let error as RPCError where Self.refusedOwnToken(error) {
+            // The callee no longer accepts this service's token (the key that signed it
+            // withdrawn, say) while the person's, if any, may be fine. It refused before
+            // doing anything, so the call is made once more with a fresh token; a second
+            // refusal is this deployment's fault (INTERNAL), never the person's.
+            forget(sent)
+            let fresh = try await token()
+            guard fresh != sent else { throw refused(error) }
+            request.metadata[MetadataKey.authorization] = "Bearer " + fresh
+            do {
+                return try await next(request)
+            } catch let again as RPCError where Self.refusedOwnToken(again) {
+                forget(fresh)
+                throw refused(again)
+            }
+        }
+    }
+
+    /// The callee's answer when it refused the token this service sent as its own (a
+    /// callee that does not say which token it refused is taken at its word).
+    private static func refusedOwnToken(_ error: RPCError) -> Bool {
+        error.code == .unauthenticated && error.metadata[MetadataKey.refusedToken] == MetadataKey.authorization
+    }
+
+    /// Drops the cached token, unless another call has already replaced it.
+    private func forget(_ token: String) {
+        state.withLock { if $0.current?.token == token { $0.current = nil } }
     }
 
     /// The cached token, renewed when less than a minute is left. Identity refusing the
     /// service's own client id and secret is this deployment's fault, never the caller's:
     /// INTERNAL (see `refused`), not the UNAUTHENTICATED that would tell a person to sign in again.
     public func token() async throws -> String {
-        if let current = state.withLock({ $0 }), current.expiresAt.timeIntervalSinceNow > 60 { return current.token }
-        let fresh: (token: String, expiresAt: Date)
-        do {
-            fresh = try await source()
-        } catch let error as RPCError where Self.isRefusal(error) {
-            throw refused(error)
+        enum Next { case cached(String), await(Task<(token: String, expiresAt: Date), any Error>) }
+        let source = self.source
+        let next = state.withLock { state -> Next in
+            if let current = state.current, current.expiresAt.timeIntervalSinceNow > 60 { return .cached(current.token) }
+            if let signingIn = state.signingIn { return .await(signingIn) }
+            let signingIn = Task { try await source() }
+            state.signingIn = signingIn
+            return .await(signingIn)
         }
-        state.withLock { $0 = fresh }
-        return fresh.token
+        switch next {
+        case .cached(let token):
+            return token
+        case .await(let signingIn):
+            let result = await signingIn.result
+            state.withLock { state in
+                guard state.signingIn == signingIn else { return }
+                state.signingIn = nil
+                if case .success(let fresh) = result { state.current = fresh }
+            }
+            do {
+                return try result.get().token
+            } catch let error as RPCError where Self.isRefusal(error) {
+                throw refused(error)
+            }
+        }
     }
 
     /// Makes a call in the service's own name (no person's token goes with it), given the
@@ -55,9 +106,7 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
         do {
             return try await call("Bearer " + sent)
         } catch let error as RPCError where Self.isRefusal(error) {
-            if error.code == .unauthenticated {
-                state.withLock { if $0?.token == sent { $0 = nil } }
-            }
+            if error.code == .unauthenticated { forget(sent) }
             throw refused(error)
         }
     }
