@@ -31,7 +31,21 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
            let caller = try? serving.caller(), caller.principal.kind != .service {
             request.metadata[MetadataKey.onBehalfOf] = caller.principal.token
         }
+        do {
+            return try await send(request, next: next)
+        } catch var error as RPCError where error.metadata[MetadataKey.refusedToken] != nil {
+            // `refused-token` names the tokens of this hop only: passed on, a caller further
+            // up would read it as speaking of its own (and might make again a call whose
+            // work was done).
+            error.metadata.remove(MetadataKey.refusedToken)
+            throw error
+        }
+    }
+
+    private func send(_ request: ClientRequest, next: @Sendable (ClientRequest) async throws -> RawResponse) async throws -> RawResponse {
         guard request.metadata[MetadataKey.authorization] == nil else { return try await next(request) }
+        var request = request
+        let started = ContinuousClock.now
         let sent = try await token()
         request.metadata[MetadataKey.authorization] = "Bearer " + sent
         do {
@@ -39,17 +53,26 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
         } catch let error as RPCError where Self.refusedOwnToken(error) {
             // The callee no longer accepts this service's token (the key that signed it
             // withdrawn, say) while the person's, if any, may be fine. It refused before
-            // doing anything, so the call is made once more with a fresh token; a second
-            // refusal is this deployment's fault (INTERNAL), never the person's.
+            // doing anything, so the call is made once more with a fresh token, within
+            // what is left of the caller's time; a second refusal is this deployment's
+            // fault (INTERNAL), never the person's.
             forget(sent)
             let fresh = try await token()
-            guard fresh != sent else { throw refused(error) }
+            guard fresh != sent else {
+                forget(fresh)
+                throw refused(error, byCallee: true)
+            }
+            if let timeout = request.timeout {
+                let left = timeout - (ContinuousClock.now - started)
+                guard left > .zero else { throw RPCError(code: .deadlineExceeded, message: "deadline exceeded") }
+                request.timeout = left
+            }
             request.metadata[MetadataKey.authorization] = "Bearer " + fresh
             do {
                 return try await next(request)
             } catch let again as RPCError where Self.refusedOwnToken(again) {
                 forget(fresh)
-                throw refused(again)
+                throw refused(again, byCallee: true)
             }
         }
     }
@@ -74,7 +97,9 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
         let next = state.withLock { state -> Next in
             if let current = state.current, current.expiresAt.timeIntervalSinceNow > 60 { return .cached(current.token) }
             if let signingIn = state.signingIn { return .await(signingIn) }
-            let signingIn = Task { try await source() }
+            // Detached: the sign-in is shared, so it must not run under the first caller's
+            // deadline or context (every waiter would fail with that caller's deadline).
+            let signingIn = Task.detached { try await source() }
             state.signingIn = signingIn
             return .await(signingIn)
         }
@@ -115,9 +140,12 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
         error.code == .unauthenticated || error.code == .permissionDenied
     }
 
-    private func refused(_ error: RPCError) -> RPCError {
+    private func refused(_ error: RPCError, byCallee: Bool = false) -> RPCError {
         let logger = ServerContext.current?.logger ?? Logger(label: "wholecare.service-credentials")
-        if error.code == .unauthenticated {
+        if byCallee {
+            logger.error("a service refused this service's token just issued by identity; check that IDENTITY_ADDRESS is the identity the other services trust, and the clocks",
+                         metadata: ["status": "\(error.code)"])
+        } else if error.code == .unauthenticated {
             logger.error("identity refused this service's own credentials; check SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET",
                          metadata: ["status": "\(error.code)"])
         } else {

@@ -89,9 +89,10 @@ public enum MetadataKey {
     public static let field = "field"
     /// On an RPC made by a service for a person: that person's own token.
     public static let onBehalfOf = "on-behalf-of"
-    /// On an UNAUTHENTICATED response: which token was refused, `authorization` (the
-    /// caller's own) or `on-behalf-of` (the person's a service relayed). The call was
-    /// refused before any of its work was done.
+    /// On an UNAUTHENTICATED response from a service's authentication step, before any of
+    /// the call's work: which token was refused, `authorization` (the caller's own) or
+    /// `on-behalf-of` (the person's a service relayed). It speaks of one hop: a service
+    /// never passes on one it received.
     public static let refusedToken = "refused-token"
 
     public static let reserved: Set<String> = [authorization, timeout, traceID, idempotencyKey]

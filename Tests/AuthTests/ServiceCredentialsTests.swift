@@ -23,9 +23,12 @@ struct ServiceCredentialsTests {
     /// Answers with who the call was decided for, and who relayed it; counts the calls it ran.
     struct WhoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
         let ran = Counter()
+        /// The time the last call had left when it ran.
+        let timeLeft = TimeLeft()
 
         func echo(request: Wholecare_Diagnostics_V1_EchoRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_EchoResponse {
             ran.increment()
+            timeLeft.value.withLock { $0 = context.deadline.map { $0 - ContinuousClock.now } }
             let caller = try context.caller()
             var response = Wholecare_Diagnostics_V1_EchoResponse()
             response.text = "\(caller.principal.kind.rawValue) via \(caller.relayedBy?.kind.rawValue ?? "nobody")"
@@ -33,6 +36,10 @@ struct ServiceCredentialsTests {
         }
         func sleep(request: Wholecare_Diagnostics_V1_SleepRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_SleepResponse { .init() }
         func fail(request: Wholecare_Diagnostics_V1_FailRequest, context: ServerContext) async throws -> Wholecare_Diagnostics_V1_FailResponse { .init() }
+    }
+
+    final class TimeLeft: Sendable {
+        let value = Mutex<Duration?>(nil)
     }
 
     final class Counter: Sendable {
@@ -45,11 +52,13 @@ struct ServiceCredentialsTests {
     /// service's sign-ins hand out `tokens` in turn (the last one from then on).
     struct Setup {
         let client: Wholecare_Diagnostics_V1_Echo.Client
+        /// The same callee without the service's credentials.
+        let bare: Wholecare_Diagnostics_V1_Echo.Client
         let service: WhoService
         let signIns: Counter
         let credentials: ServiceCredentials
 
-        init(tokens: [String]) {
+        init(tokens: [String], signInTime: Duration = .zero) {
             let currentPublic = ServiceCredentialsTests.currentKey.publicKey
             let verifier = TokenVerifier(leeway: 5) { ["current": currentPublic] }
             var router = RPCRouter()
@@ -60,18 +69,20 @@ struct ServiceCredentialsTests {
             let credentials = ServiceCredentials {
                 let index = signIns.count
                 signIns.increment()
+                if index > 0 { try await Task.sleep(for: signInTime) }
                 return (tokens[min(index, tokens.count - 1)], Date().addingTimeInterval(900))
             }
             self.client = Wholecare_Diagnostics_V1_Echo.Client(RPCClient(channel: InProcessChannel(router: router), interceptors: [credentials]))
+            self.bare = Wholecare_Diagnostics_V1_Echo.Client(RPCClient(channel: InProcessChannel(router: router)))
             self.service = service
             self.signIns = signIns
             self.credentials = credentials
         }
 
-        func echo(forPerson personToken: String) async throws -> String {
+        func echo(forPerson personToken: String, timeout: Duration? = nil) async throws -> String {
             var request = Wholecare_Diagnostics_V1_EchoRequest()
             request.text = "hello"
-            return try await client.echo(request, options: CallOptions(metadata: [MetadataKey.onBehalfOf: personToken])).text
+            return try await client.echo(request, options: CallOptions(timeout: timeout, metadata: [MetadataKey.onBehalfOf: personToken])).text
         }
     }
 
@@ -93,6 +104,25 @@ struct ServiceCredentialsTests {
         #expect(setup.service.ran.count == 2)
     }
 
+    @Test("the call made again keeps the caller's deadline, less the time the refusal and the new sign-in took")
+    func retryKeepsTheDeadline() async throws {
+        let stale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
+        let fresh = try Self.token(kind: "service", key: Self.currentKey, kid: "current", subject: "svc-records")
+        let person = try Self.token(kind: "service_user", key: Self.currentKey, kid: "current")
+        // A budget the whole suite's load cannot use up; the new sign-in takes a second of it.
+        let setup = Setup(tokens: [stale, fresh], signInTime: .seconds(1))
+        _ = try await setup.credentials.token()
+        #expect(try await setup.echo(forPerson: person, timeout: .seconds(30)) == "service_user via service")
+        let left = try #require(setup.service.timeLeft.value.withLock { $0 })
+        #expect(left <= .seconds(29))
+        // A sign-in that takes longer than the caller has left: the call is not made again.
+        let slow = Setup(tokens: [stale, fresh], signInTime: .milliseconds(600))
+        _ = try await slow.credentials.token()
+        let error = await #expect(throws: RPCError.self) { try await slow.echo(forPerson: person, timeout: .milliseconds(300)) }
+        #expect(error?.code == .deadlineExceeded)
+        #expect(slow.service.ran.count == 0)
+    }
+
     @Test("many calls refused together sign the service in once")
     func refusalsShareOneSignIn() async throws {
         let stale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
@@ -108,15 +138,21 @@ struct ServiceCredentialsTests {
         #expect(setup.service.ran.count == 20)
     }
 
-    @Test("when every token the service gets is refused, the caller is told INTERNAL (this deployment's fault), never UNAUTHENTICATED")
-    func refusedAgainIsInternal() async throws {
+    @Test("when the fresh token is refused too, the caller is told INTERNAL (this deployment's fault), never UNAUTHENTICATED",
+          arguments: [false, true])
+    func refusedAgainIsInternal(sameTokenAgain: Bool) async throws {
         let stale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
+        let alsoStale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
         let person = try Self.token(kind: "service_user", key: Self.currentKey, kid: "current")
-        let setup = Setup(tokens: [stale])
+        let setup = Setup(tokens: sameTokenAgain ? [stale] : [stale, alsoStale])
         let error = await #expect(throws: RPCError.self) { try await setup.echo(forPerson: person) }
         #expect(error?.code == .internal)
+        #expect(error?.metadata[MetadataKey.refusedToken] == nil)
         #expect(setup.signIns.count == 2)
         #expect(setup.service.ran.count == 0)
+        // The refused token is not kept: the next call signs in again.
+        _ = await #expect(throws: RPCError.self) { try await setup.echo(forPerson: person) }
+        #expect(setup.signIns.count == 4)
     }
 
     @Test("a person's token that is refused stays UNAUTHENTICATED (they must sign in again), and the service keeps its own")
@@ -126,8 +162,18 @@ struct ServiceCredentialsTests {
         let setup = Setup(tokens: [own])
         let error = await #expect(throws: RPCError.self) { try await setup.echo(forPerson: expiredPerson) }
         #expect(error?.code == .unauthenticated)
-        #expect(error?.metadata[MetadataKey.refusedToken] == MetadataKey.onBehalfOf)
         #expect(setup.signIns.count == 1)
         #expect(setup.service.ran.count == 0)
+        // The callee said it was the relayed token; the service does not pass that on (it
+        // would be read as speaking of its own caller's token).
+        #expect(error?.metadata[MetadataKey.refusedToken] == nil)
+        var request = Wholecare_Diagnostics_V1_EchoRequest()
+        request.text = "hello"
+        let direct = await #expect(throws: RPCError.self) {
+            try await setup.bare.echo(request, options: CallOptions(metadata: [
+                MetadataKey.authorization: "Bearer " + (try await setup.credentials.token()), MetadataKey.onBehalfOf: expiredPerson]))
+        }
+        #expect(direct?.code == .unauthenticated)
+        #expect(direct?.metadata[MetadataKey.refusedToken] == MetadataKey.onBehalfOf)
     }
 }
