@@ -107,7 +107,7 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
         case .cached(let token):
             return token
         case .await(let signingIn):
-            let result = await signingIn.result
+            let result = try await Self.waitFor(signingIn)
             state.withLock { state in
                 guard state.signingIn == signingIn else { return }
                 state.signingIn = nil
@@ -119,6 +119,23 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
                 throw refused(error)
             }
         }
+    }
+
+    /// The shared sign-in's outcome; a caller cancelled meanwhile stops waiting at once
+    /// (CANCELLED), and the sign-in goes on for the others.
+    private static func waitFor<T: Sendable>(_ task: Task<T, any Error>) async throws -> Result<T, any Error> {
+        let waiter = Waiter<Result<T, any Error>>()
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>?, Never>) in
+                waiter.set(continuation)
+                Task { waiter.resume(with: await task.result) }
+                if Task.isCancelled { waiter.resume(with: nil) }
+            }
+        } onCancel: {
+            waiter.resume(with: nil)
+        }
+        guard let outcome else { throw RPCError(code: .cancelled, message: "the call was cancelled") }
+        return outcome
     }
 
     /// Makes a call in the service's own name (no person's token goes with it), given the
@@ -153,5 +170,20 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
                          metadata: ["status": "\(error.code)"])
         }
         return RPCError(code: .internal, message: "identity refused a call this service made in its own name")
+    }
+}
+
+/// One waiter's continuation, resumed once: by the outcome or by cancellation, whichever
+/// comes first (a cancellation that comes before the continuation is set is seen by the
+/// waiter itself, which checks `Task.isCancelled` after setting it).
+private final class Waiter<T: Sendable>: Sendable {
+    private let slot = Mutex<CheckedContinuation<T?, Never>?>(nil)
+
+    func set(_ continuation: CheckedContinuation<T?, Never>) {
+        slot.withLock { $0 = continuation }
+    }
+
+    func resume(with value: T?) {
+        slot.withLock { $0.take() }?.resume(returning: value)
     }
 }

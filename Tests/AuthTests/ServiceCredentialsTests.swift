@@ -123,6 +123,32 @@ struct ServiceCredentialsTests {
         #expect(slow.service.ran.count == 0)
     }
 
+    // Without the fix the cancelled caller waits for a sign-in that waits for the test: the
+    // time limit turns that into a failure.
+    @Test("a caller cancelled while the service is signing in stops waiting at once; the sign-in goes on for the others",
+          .timeLimit(.minutes(1)))
+    func cancelledWaiterStopsWaiting() async throws {
+        let own = try Self.token(kind: "service", key: Self.currentKey, kid: "current", subject: "svc-records")
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        let signIns = Counter()
+        let credentials = ServiceCredentials {
+            signIns.increment()
+            for await _ in gate { break }  // identity answers only when the test says so
+            return (own, Date().addingTimeInterval(900))
+        }
+        let cancelled = Task { try await credentials.token() }
+        let patient = Task { try await credentials.token() }
+        cancelled.cancel()
+        // The cancelled caller is answered while the sign-in is still waiting for identity.
+        let error = await #expect(throws: RPCError.self) { try await cancelled.value }
+        #expect(error?.code == .cancelled)
+        open.yield()
+        #expect(try await patient.value == own)
+        #expect(signIns.count == 1)
+        #expect(try await credentials.token() == own)
+        #expect(signIns.count == 1)
+    }
+
     @Test("many calls refused together sign the service in once")
     func refusalsShareOneSignIn() async throws {
         let stale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
