@@ -46,6 +46,27 @@ struct CallTests {
         await test.server.shutdown()
     }
 
+    /// Refuses every Echo call as an authentication step would, saying which token.
+    struct RefusingInterceptor: ServerInterceptor {
+        func intercept(_ request: RawRequest, context: ServerContext, next: RPCRouter.Handler) async throws -> RawResponse {
+            guard request.method.hasSuffix("/Echo") else { return try await next(request, context) }
+            throw RPCError(code: .unauthenticated, message: "the token is invalid or expired",
+                           metadata: [MetadataKey.refusedToken: MetadataKey.authorization, MetadataKey.field: "token"])
+        }
+    }
+
+    @Test("an error's metadata (which token was refused, the field at fault) reaches the client over the wire")
+    func errorMetadataRoundTrip() async throws {
+        let test = try await TestServer.start(interceptors: [RefusingInterceptor()])
+        let (client, transport) = test.client(retryPolicy: .none)
+        let error = await #expect(throws: RPCError.self) { try await client.echo(echoRequest("hello")) }
+        #expect(error?.code == .unauthenticated)
+        #expect(error?.metadata[MetadataKey.refusedToken] == MetadataKey.authorization)
+        #expect(error?.metadata[MetadataKey.field] == "token")
+        await transport.close()
+        await test.server.shutdown()
+    }
+
     @Test("10,000 concurrent calls on one connection all complete")
     func tenThousandConcurrent() async throws {
         let test = try await TestServer.start()
