@@ -58,22 +58,22 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
             // fault (INTERNAL), never the person's.
             forget(sent)
             let fresh = try await token()
-            guard fresh != sent else {
-                forget(fresh)
-                throw refused(error, byCallee: true)
+            var refusal = error
+            if fresh != sent {
+                if let timeout = request.timeout {
+                    let left = timeout - (ContinuousClock.now - started)
+                    guard left > .zero else { throw RPCError(code: .deadlineExceeded, message: "deadline exceeded") }
+                    request.timeout = left
+                }
+                request.metadata[MetadataKey.authorization] = "Bearer " + fresh
+                do {
+                    return try await next(request)
+                } catch let again as RPCError where Self.refusedOwnToken(again) {
+                    refusal = again
+                }
             }
-            if let timeout = request.timeout {
-                let left = timeout - (ContinuousClock.now - started)
-                guard left > .zero else { throw RPCError(code: .deadlineExceeded, message: "deadline exceeded") }
-                request.timeout = left
-            }
-            request.metadata[MetadataKey.authorization] = "Bearer " + fresh
-            do {
-                return try await next(request)
-            } catch let again as RPCError where Self.refusedOwnToken(again) {
-                forget(fresh)
-                throw refused(again, byCallee: true)
-            }
+            forget(fresh)
+            throw refused(refusal, byCallee: true)
         }
     }
 

@@ -20,6 +20,19 @@ struct ServiceCredentialsTests {
                             key: key, kid: kid)
     }
 
+    enum Key { case current, withdrawn }
+
+    /// A token of the calling service (`svc-records`), signed by the key the callee trusts or by the withdrawn one.
+    static func serviceToken(signedBy key: Key) throws -> String {
+        try token(kind: "service", key: key == .current ? currentKey : withdrawnKey, kid: key == .current ? "current" : "withdrawn",
+                  subject: "svc-records")
+    }
+
+    /// A service user's token, as a service relays it.
+    static func personToken(signedBy key: Key) throws -> String {
+        try token(kind: "service_user", key: key == .current ? currentKey : withdrawnKey, kid: key == .current ? "current" : "withdrawn")
+    }
+
     /// Answers with who the call was decided for, and who relayed it; counts the calls it ran.
     struct WhoService: Wholecare_Diagnostics_V1_Echo.ServiceProtocol {
         let ran = Counter()
@@ -88,9 +101,9 @@ struct ServiceCredentialsTests {
 
     @Test("a callee that no longer accepts the service's own token gets the call once more with a fresh one, and the person is served")
     func refusedOwnTokenIsRenewed() async throws {
-        let stale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
-        let fresh = try Self.token(kind: "service", key: Self.currentKey, kid: "current", subject: "svc-records")
-        let person = try Self.token(kind: "service_user", key: Self.currentKey, kid: "current")
+        let stale = try Self.serviceToken(signedBy: .withdrawn)
+        let fresh = try Self.serviceToken(signedBy: .current)
+        let person = try Self.personToken(signedBy: .current)
         let setup = Setup(tokens: [stale, fresh])
         // The stale token is the one the service holds when the call is made.
         #expect(try await setup.credentials.token() == stale)
@@ -106,9 +119,9 @@ struct ServiceCredentialsTests {
 
     @Test("the call made again keeps the caller's deadline, less the time the refusal and the new sign-in took")
     func retryKeepsTheDeadline() async throws {
-        let stale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
-        let fresh = try Self.token(kind: "service", key: Self.currentKey, kid: "current", subject: "svc-records")
-        let person = try Self.token(kind: "service_user", key: Self.currentKey, kid: "current")
+        let stale = try Self.serviceToken(signedBy: .withdrawn)
+        let fresh = try Self.serviceToken(signedBy: .current)
+        let person = try Self.personToken(signedBy: .current)
         // A budget the whole suite's load cannot use up; the new sign-in takes a second of it.
         let setup = Setup(tokens: [stale, fresh], signInTime: .seconds(1))
         _ = try await setup.credentials.token()
@@ -128,7 +141,7 @@ struct ServiceCredentialsTests {
     @Test("a caller cancelled while the service is signing in stops waiting at once; the sign-in goes on for the others",
           .timeLimit(.minutes(1)))
     func cancelledWaiterStopsWaiting() async throws {
-        let own = try Self.token(kind: "service", key: Self.currentKey, kid: "current", subject: "svc-records")
+        let own = try Self.serviceToken(signedBy: .current)
         let (gate, open) = AsyncStream<Void>.makeStream()
         let signIns = Counter()
         let credentials = ServiceCredentials {
@@ -151,9 +164,9 @@ struct ServiceCredentialsTests {
 
     @Test("many calls refused together sign the service in once")
     func refusalsShareOneSignIn() async throws {
-        let stale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
-        let fresh = try Self.token(kind: "service", key: Self.currentKey, kid: "current", subject: "svc-records")
-        let person = try Self.token(kind: "service_user", key: Self.currentKey, kid: "current")
+        let stale = try Self.serviceToken(signedBy: .withdrawn)
+        let fresh = try Self.serviceToken(signedBy: .current)
+        let person = try Self.personToken(signedBy: .current)
         let setup = Setup(tokens: [stale, fresh])
         let answers = try await withThrowingTaskGroup(of: String.self) { group in
             for _ in 0..<20 { group.addTask { try await setup.echo(forPerson: person) } }
@@ -167,9 +180,9 @@ struct ServiceCredentialsTests {
     @Test("when the fresh token is refused too, the caller is told INTERNAL (this deployment's fault), never UNAUTHENTICATED",
           arguments: [false, true])
     func refusedAgainIsInternal(sameTokenAgain: Bool) async throws {
-        let stale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
-        let alsoStale = try Self.token(kind: "service", key: Self.withdrawnKey, kid: "withdrawn", subject: "svc-records")
-        let person = try Self.token(kind: "service_user", key: Self.currentKey, kid: "current")
+        let stale = try Self.serviceToken(signedBy: .withdrawn)
+        let alsoStale = try Self.serviceToken(signedBy: .withdrawn)
+        let person = try Self.personToken(signedBy: .current)
         let setup = Setup(tokens: sameTokenAgain ? [stale] : [stale, alsoStale])
         let error = await #expect(throws: RPCError.self) { try await setup.echo(forPerson: person) }
         #expect(error?.code == .internal)
@@ -183,8 +196,8 @@ struct ServiceCredentialsTests {
 
     @Test("a person's token that is refused stays UNAUTHENTICATED (they must sign in again), and the service keeps its own")
     func refusedPersonIsUnauthenticated() async throws {
-        let own = try Self.token(kind: "service", key: Self.currentKey, kid: "current", subject: "svc-records")
-        let expiredPerson = try Self.token(kind: "service_user", key: Self.withdrawnKey, kid: "withdrawn")
+        let own = try Self.serviceToken(signedBy: .current)
+        let expiredPerson = try Self.personToken(signedBy: .withdrawn)
         let setup = Setup(tokens: [own])
         let error = await #expect(throws: RPCError.self) { try await setup.echo(forPerson: expiredPerson) }
         #expect(error?.code == .unauthenticated)

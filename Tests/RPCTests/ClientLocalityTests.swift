@@ -19,15 +19,36 @@ struct ClientLocalityTests {
         }
     }
 
+    /// A server that logs each call's connection, and a two-connection client on a group of its own.
+    struct Rig {
+        let log: PeerLog
+        let test: TestServer
+        let group: MultiThreadedEventLoopGroup
+        let transport: RPCClientTransport
+        let client: Wholecare_Diagnostics_V1_Echo.Client
+
+        static func start(loops: Int) async throws -> Rig {
+            let log = PeerLog()
+            let test = try await TestServer.start(interceptors: [log])
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
+            var configuration = RPCClientConfiguration(host: "127.0.0.1", port: test.port, connections: 2)
+            configuration.connectTimeout = .seconds(20)
+            let transport = RPCClientTransport(configuration: configuration, group: group)
+            return Rig(log: log, test: test, group: group, transport: transport,
+                       client: Wholecare_Diagnostics_V1_Echo.Client(RPCClient(channel: transport)))
+        }
+
+        func stop() async throws {
+            await transport.close()
+            await test.server.shutdown()
+            try await group.shutdownGracefully()
+        }
+    }
+
     @Test("a call made on one of the pool's event loops goes over that loop's connection and resumes there")
     func callsStayOnTheirLoop() async throws {
-        let log = PeerLog()
-        let test = try await TestServer.start(interceptors: [log])
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        var configuration = RPCClientConfiguration(host: "127.0.0.1", port: test.port, connections: 2)
-        configuration.connectTimeout = .seconds(20)
-        let transport = RPCClientTransport(configuration: configuration, group: group)
-        let client = Wholecare_Diagnostics_V1_Echo.Client(RPCClient(channel: transport))
+        let rig = try await Rig.start(loops: 2)
+        let (log, group, client) = (rig.log, rig.group, rig.client)
         // From off the pool's loops calls take turns (on a connection that is up, while the
         // other connects), which brings both connections up.
         var warm: [String] = []
@@ -59,20 +80,13 @@ struct ClientLocalityTests {
         #expect(Set(onLoops.suffix(6)).count == 1)
         #expect(onLoops.first != onLoops.last)
 
-        await transport.close()
-        await test.server.shutdown()
-        try await group.shutdownGracefully()
+        try await rig.stop()
     }
 
     @Test("with more connections than loops, calls made on a loop still bring up and use every connection")
     func sharedLoopUsesTheWholePool() async throws {
-        let log = PeerLog()
-        let test = try await TestServer.start(interceptors: [log])
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var configuration = RPCClientConfiguration(host: "127.0.0.1", port: test.port, connections: 2)
-        configuration.connectTimeout = .seconds(20)
-        let transport = RPCClientTransport(configuration: configuration, group: group)
-        let client = Wholecare_Diagnostics_V1_Echo.Client(RPCClient(channel: transport))
+        let rig = try await Rig.start(loops: 1)
+        let (log, group, client) = (rig.log, rig.group, rig.client)
         let loop = group.next()
         // Every call is made on the group's one loop, where both connections live: none is
         // that loop's own, so the calls take turns, and the second connection comes up.
@@ -87,8 +101,6 @@ struct ClientLocalityTests {
         }.value
         #expect(Set(peers).count == 2)
 
-        await transport.close()
-        await test.server.shutdown()
-        try await group.shutdownGracefully()
+        try await rig.stop()
     }
 }
