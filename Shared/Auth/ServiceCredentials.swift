@@ -94,13 +94,24 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
     public func token() async throws -> String {
         enum Next { case cached(String), await(Task<(token: String, expiresAt: Date), any Error>) }
         let source = self.source
-        let next = state.withLock { state -> Next in
-            if let current = state.current, current.expiresAt.timeIntervalSinceNow > 60 { return .cached(current.token) }
-            if let signingIn = state.signingIn { return .await(signingIn) }
+        let next = state.withLock { current -> Next in
+            if let held = current.current, held.expiresAt.timeIntervalSinceNow > 60 { return .cached(held.token) }
+            if let signingIn = current.signingIn { return .await(signingIn) }
             // Detached: the sign-in is shared, so it must not run under the first caller's
             // deadline or context (every waiter would fail with that caller's deadline).
-            let signingIn = Task.detached { try await source() }
-            state.signingIn = signingIn
+            // It clears its own slot (no other sign-in starts while it is set) and keeps
+            // its token, so that its outcome is never handed to a caller who came after it
+            // ended: a failure would be, when every caller that waited for it had been cancelled.
+            let signingIn = Task.detached { [self] in
+                let result: Result<(token: String, expiresAt: Date), any Error>
+                do { result = .success(try await source()) } catch { result = .failure(error) }
+                self.state.withLock { current in
+                    current.signingIn = nil
+                    if case .success(let fresh) = result { current.current = fresh }
+                }
+                return try result.get()
+            }
+            current.signingIn = signingIn
             return .await(signingIn)
         }
         switch next {
@@ -108,11 +119,6 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
             return token
         case .await(let signingIn):
             let result = try await Self.waitFor(signingIn)
-            state.withLock { state in
-                guard state.signingIn == signingIn else { return }
-                state.signingIn = nil
-                if case .success(let fresh) = result { state.current = fresh }
-            }
             do {
                 return try result.get().token
             } catch let error as RPCError where Self.isRefusal(error) {
@@ -120,6 +126,9 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
             }
         }
     }
+
+    /// Whether a sign-in is under way (for tests: one that has ended never is).
+    var isSigningIn: Bool { state.withLock { $0.signingIn != nil } }
 
     /// The shared sign-in's outcome; a caller cancelled meanwhile stops waiting at once
     /// (CANCELLED), and the sign-in goes on for the others.

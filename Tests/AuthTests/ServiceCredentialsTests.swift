@@ -1,4 +1,4 @@
-import Auth
+@testable import Auth
 import Contracts
 import Foundation
 import RPC
@@ -160,6 +160,33 @@ struct ServiceCredentialsTests {
         #expect(signIns.count == 1)
         #expect(try await credentials.token() == own)
         #expect(signIns.count == 1)
+    }
+
+    // Without the fix the failed sign-in stays in its slot until a caller takes it: the
+    // wait below never ends, and the time limit turns that into a failure.
+    @Test("a sign-in that failed after its only caller was cancelled is not handed to the next caller, who signs in afresh",
+          .timeLimit(.minutes(1)))
+    func failedSignInIsNotKept() async throws {
+        let own = try Self.serviceToken(signedBy: .current)
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        let signIns = Counter()
+        let credentials = ServiceCredentials {
+            let index = signIns.count
+            signIns.increment()
+            guard index == 0 else { return (own, Date().addingTimeInterval(900)) }
+            for await _ in gate { break }  // identity answers only when the test says so
+            throw RPCError(code: .unavailable, message: "identity is restarting")
+        }
+        let cancelled = Task { try await credentials.token() }
+        cancelled.cancel()
+        let error = await #expect(throws: RPCError.self) { try await cancelled.value }
+        #expect(error?.code == .cancelled)
+        #expect(credentials.isSigningIn)
+        // Identity fails the sign-in no one is waiting for any more.
+        open.yield()
+        while credentials.isSigningIn { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(try await credentials.token() == own)
+        #expect(signIns.count == 2)
     }
 
     @Test("many calls refused together sign the service in once")
