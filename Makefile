@@ -11,6 +11,10 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA_DIR     ?= .data
 BIN_DIR       = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_DIR   = $(shell $(SWIFT) build -c release --show-bin-path)
+# Release builds are optimised across modules at link time (thin LTO): SwiftNIO's and
+# Hummingbird's code is inlined into ours, which measured 6-7 % more summaries a second
+# (docs/BENCHMARKS.md, sixteenth session). The images build with the same flags.
+RELEASE       = -c release --experimental-lto-mode=thin
 WHOLECARE     = $(BIN_DIR)/wholecare
 
 # System packages a fresh Debian machine of this kind lacks (see docs/operations.md).
@@ -53,8 +57,8 @@ deps: ## Install missing system packages with apt-get (quiet and fast when all a
 build: deps c-client ## Build every executable and test (debug), and the C client
 	@$(SWIFT) build --build-tests
 
-build-release: deps ## Build the executables in release mode
-	@$(SWIFT) build -c release
+build-release: deps ## Build the executables in release mode (with link-time optimisation)
+	@$(SWIFT) build $(RELEASE)
 
 db: build ## Start the local PostgreSQL under .data/dev (or bootstrap $DATABASE_URL)
 	@$(WHOLECARE) db start --data-dir $(DATA_DIR) --cluster dev
@@ -90,28 +94,28 @@ bench: bench-rpc bench-pgclient bench-identity bench-ledger bench-records bench-
 
 bench-rpc: deps ## RPC: WholeCare vs grpc-swift-2 vs bare NIO echo, and server memory (release)
 	@echo "bench-rpc: building the benchmark package in release mode (first time: ~15 minutes, it builds gRPC)"
-	@cd Tests/Benchmarks && $(SWIFT) build -c release >/dev/null
+	@cd Tests/Benchmarks && $(SWIFT) build $(RELEASE) >/dev/null
 	@cd Tests/Benchmarks && .build/release/rpc-bench compare 5
 	@cd Tests/Benchmarks && .build/release/rpc-bench memory 1000000
 
 bench-identity: db ## Identity: sign-in latency (OWASP scrypt) and token verification cost (release)
-	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
+	@cd Tests/Benchmarks && $(SWIFT) build $(RELEASE) --product service-bench >/dev/null
 	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench identity
 
 bench-ledger: db ## Ledger: postings/s through RPC at 1 and 8 clients, batch invoices/s, next to pgbench TPC-B
-	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
+	@cd Tests/Benchmarks && $(SWIFT) build $(RELEASE) --product service-bench >/dev/null
 	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench ledger
 
 bench-records: db ## Records: summary latency for a person with 500 entries
-	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
+	@cd Tests/Benchmarks && $(SWIFT) build $(RELEASE) --product service-bench >/dev/null
 	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench records
 
 bench-pgclient: db ## Postgres client: SELECT 1 from 64 tasks on 8 connections, awaited and blocking, next to pgbench
-	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
+	@cd Tests/Benchmarks && $(SWIFT) build $(RELEASE) --product service-bench >/dev/null
 	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench pgclient
 
 bench-gateway: db ## Gateway: wrk on GET /v1/me/record at 1 and 64 connections, next to its SQL in pgbench and a bare handler
-	@cd Tests/Benchmarks && $(SWIFT) build -c release --product service-bench >/dev/null
+	@cd Tests/Benchmarks && $(SWIFT) build $(RELEASE) --product service-bench >/dev/null
 	@set -a; . $(DATA_DIR)/dev/env; set +a; cd Tests/Benchmarks && .build/release/service-bench gateway
 
 c-client: deps ## Build the C client library and example (clients/c/build)
