@@ -70,8 +70,24 @@ final class RawConnection: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Sends all of `bytes`. A blocking send returns early, having sent only part, when a
+    /// signal arrives meanwhile (the suite's other tests start processes, whose SIGCHLD can
+    /// land on this thread): it goes on with the rest.
     func send(_ bytes: [UInt8]) {
-        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        bytes.withUnsafeBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
+            var sent = 0
+            while sent < buffer.count {
+                let n = Glibc.send(fd, base + sent, buffer.count - sent, Int32(MSG_NOSIGNAL))
+                if n > 0 {
+                    sent += n
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return  // the server closed the connection: what a test checks next says so
+                }
+            }
+        }
     }
 
     func send(frame: Wholecare_Rpc_V1_Frame) throws {
@@ -99,13 +115,16 @@ final class RawConnection: @unchecked Sendable {
         var got = 0
         while got < count {
             let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
+            // With a receive timeout set, a signal makes recv fail with EINTR even where the
+            // handler asks for restarts (signal(7)): that is not the end of the stream.
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { return nil }
             got += n
         }
         return out
     }
 
-    /// The next frame, or nil when the server closed the connection (or 5 s passed).
+    /// The next frame, or nil when the server closed the connection (or 30 s passed).
     func readFrame() throws -> Wholecare_Rpc_V1_Frame? {
         guard let header = readExactly(4) else { return nil }
         let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
@@ -129,6 +148,7 @@ final class RawConnection: @unchecked Sendable {
         while true {
             let n = recv(fd, &byte, 1, 0)
             if n == 0 { return true }
+            if n < 0 && errno == EINTR { continue }
             if n < 0 { return false }
         }
     }
