@@ -11,8 +11,8 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA_DIR     ?= .data
 BIN_DIR       = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_DIR   = $(shell $(SWIFT) build -c release --show-bin-path)
-# Release builds are optimised across modules at link time (thin LTO): SwiftNIO's and
-# Hummingbird's code is inlined into ours, which measured 6-7 % more summaries a second
+# Release builds are optimised across modules at link time (thin LTO, our code with
+# SwiftNIO's, Hummingbird's and swift-protobuf's): 6-7 % more summaries a second
 # (docs/BENCHMARKS.md, sixteenth session), at the cost of a longer build (14.5 against
 # 4.5 minutes from clean here). The images build with the same flags;
 # `make build-release RELEASE="-c release"` builds without.
