@@ -136,19 +136,29 @@ struct ServiceCredentialsTests {
         #expect(slow.service.ran.count == 0)
     }
 
+    /// Credentials whose first sign-in waits until the test opens the gate (identity answers
+    /// only when the test says so) and then ends with `first`; later sign-ins answer `own` at once.
+    static func gatedCredentials(own: String, first: @escaping @Sendable () throws -> (token: String, expiresAt: Date))
+        -> (credentials: ServiceCredentials, open: AsyncStream<Void>.Continuation, signIns: Counter) {
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        let signIns = Counter()
+        let credentials = ServiceCredentials {
+            let index = signIns.count
+            signIns.increment()
+            guard index == 0 else { return (own, Date().addingTimeInterval(900)) }
+            for await _ in gate { break }
+            return try first()
+        }
+        return (credentials, open, signIns)
+    }
+
     // Without the fix the cancelled caller waits for a sign-in that waits for the test: the
     // time limit turns that into a failure.
     @Test("a caller cancelled while the service is signing in stops waiting at once; the sign-in goes on for the others",
           .timeLimit(.minutes(1)))
     func cancelledWaiterStopsWaiting() async throws {
         let own = try Self.serviceToken(signedBy: .current)
-        let (gate, open) = AsyncStream<Void>.makeStream()
-        let signIns = Counter()
-        let credentials = ServiceCredentials {
-            signIns.increment()
-            for await _ in gate { break }  // identity answers only when the test says so
-            return (own, Date().addingTimeInterval(900))
-        }
+        let (credentials, open, signIns) = Self.gatedCredentials(own: own) { (own, Date().addingTimeInterval(900)) }
         let cancelled = Task { try await credentials.token() }
         let patient = Task { try await credentials.token() }
         cancelled.cancel()
@@ -168,13 +178,7 @@ struct ServiceCredentialsTests {
           .timeLimit(.minutes(1)))
     func failedSignInIsNotKept() async throws {
         let own = try Self.serviceToken(signedBy: .current)
-        let (gate, open) = AsyncStream<Void>.makeStream()
-        let signIns = Counter()
-        let credentials = ServiceCredentials {
-            let index = signIns.count
-            signIns.increment()
-            guard index == 0 else { return (own, Date().addingTimeInterval(900)) }
-            for await _ in gate { break }  // identity answers only when the test says so
+        let (credentials, open, signIns) = Self.gatedCredentials(own: own) {
             throw RPCError(code: .unavailable, message: "identity is restarting")
         }
         let cancelled = Task { try await credentials.token() }
