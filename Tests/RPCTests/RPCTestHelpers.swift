@@ -137,6 +137,19 @@ final class RawConnection: @unchecked Sendable {
         try await offThread { try self.readFrame() }
     }
 
+    /// True once bytes from the server are waiting to be read (looked at, not taken), false
+    /// when it closed first or 30 s passed; waits on a thread of its own.
+    func dataArrives() async -> Bool {
+        (try? await offThread { () -> Bool in
+            var byte: UInt8 = 0
+            while true {
+                let n = recv(self.fd, &byte, 1, Int32(MSG_PEEK))
+                if n < 0 && errno == EINTR { continue }
+                return n > 0
+            }
+        }) ?? false
+    }
+
     /// True when the server has closed its side, read on a thread of its own.
     func closedByServer() async -> Bool {
         (try? await offThread { self.isClosedByServer() }) ?? false

@@ -193,29 +193,30 @@ struct ServerRobustnessTests {
         let expected = request.data
         try raw.send(frame: RawConnection.request(
             id: 1, method: Wholecare_Diagnostics_V1_Echo.Methods.echo.fullName, message: request))
-        try await Task.sleep(for: .milliseconds(300)) // the call is answered (or nearly); its reply waits for the client
+        // Shut down only once the server has taken the call: the first bytes of its reply
+        // have reached this socket. (A fixed wait was not enough on a loaded machine: the
+        // drain began while the 4 MB request was still being read, and the server rightly
+        // answered GOAWAY with last call id 0 and closed, so the call was never made.)
+        #expect(await raw.dataArrives(), "the call was never answered")
         let stopping = Task { await test.server.shutdown() }
         try await Task.sleep(for: .milliseconds(300)) // the drain has begun
-        // The reply and the GOAWAY, in either order (a loaded machine may still be answering
-        // when the drain begins), and then the close.
-        var reply: Wholecare_Rpc_V1_Response?
-        var goaway: Wholecare_Rpc_V1_GoAway?
-        for _ in 0..<2 {
-            let frame: Wholecare_Rpc_V1_Frame? = try await raw.nextFrame()
-            switch frame?.kind {
-            case .response(let response)?: reply = response
-            case .goaway(let away)?: goaway = away
-            default: Issue.record("expected the reply and a GOAWAY, got \(String(describing: frame))")
-            }
-        }
-        guard let reply else {
-            Issue.record("the reply was lost")
+        // The reply (already on its way, so ahead of anything written later), then the
+        // GOAWAY naming the call as the last one taken, then the close.
+        let first: Wholecare_Rpc_V1_Frame? = try await raw.nextFrame()
+        guard case .response(let reply)? = first?.kind else {
+            Issue.record("expected the reply first, got \(String(describing: first))")
             await stopping.value
             return
         }
         #expect(reply.status == 0)
         #expect(try Wholecare_Diagnostics_V1_EchoResponse(serializedBytes: reply.payload).data == expected)
-        #expect(goaway?.status == 0 && goaway?.lastCallID == 1)
+        let second: Wholecare_Rpc_V1_Frame? = try await raw.nextFrame()
+        guard case .goaway(let goaway)? = second?.kind else {
+            Issue.record("expected a GOAWAY after the reply, got \(String(describing: second))")
+            await stopping.value
+            return
+        }
+        #expect(goaway.status == 0 && goaway.lastCallID == 1)
         #expect(await raw.closedByServer())
         await stopping.value
     }
