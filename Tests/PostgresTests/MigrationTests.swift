@@ -59,8 +59,8 @@ struct MigrationTests {
         try await TestDatabase.withFreshSchema(maxConnections: 3, lockTimeout: .milliseconds(50)) { db, schema in
             try await Migrator(schema: schema, migrations: [Self.first]).migrate(using: db)
             // Holds a lock on `people` until a migration is seen waiting for it (or 10 s
-            // pass), then for `hold` more.
-            @Sendable func whileLocked<T: Sendable>(hold: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+            // pass), then for `hold` more (nil: until the migration has ended).
+            @Sendable func whileLocked<T: Sendable>(hold: Duration?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
                 try await db.withConnection { holder in
                     let pid = try await holder.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
                     try await holder.run(unsafeSQL: "BEGIN")
@@ -71,6 +71,11 @@ struct MigrationTests {
                         "SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))"
                     )[0].decode("n", as: Int.self) == 0 {
                         try await Task.sleep(for: .milliseconds(10))
+                    }
+                    guard let hold else {
+                        let result = try await work.value
+                        try await holder.run(unsafeSQL: "COMMIT")
+                        return result
                     }
                     try await Task.sleep(for: hold)
                     try await holder.run(unsafeSQL: "COMMIT")
@@ -93,10 +98,10 @@ struct MigrationTests {
             }
             #expect(retried == [3])
 
-            // Two attempts of 200 ms against a lock held for 2 s: it stops, and nothing of
-            // it is kept.
+            // Two attempts of 200 ms against a lock held until it has stopped trying: it
+            // stops, and nothing of it is kept.
             let fourth = Migration(version: 4, name: "0004_people_city", sql: "ALTER TABLE people ADD COLUMN city text;")
-            let failure = try await whileLocked(hold: .seconds(2)) { () -> PostgresError? in
+            let failure = try await whileLocked(hold: nil) { () -> PostgresError? in
                 do {
                     _ = try await Migrator(schema: schema, migrations: [Self.first, Self.second, third, fourth], lockTimeout: .milliseconds(200),
                                            lockAttempts: 2).migrate(using: db)

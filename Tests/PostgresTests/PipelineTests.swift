@@ -251,7 +251,13 @@ struct NonBlockingTests {
             }
             var waiting = pids.makeAsyncIterator()
             let sleeping = try #require(await waiting.next())
-            try await Task.sleep(for: .milliseconds(200))
+            // Terminated only once the server is running its sleep.
+            let giveUp = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < giveUp, try await db.query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = \(sleeping)::int AND state = 'active' AND query LIKE 'SELECT pg_sleep(20)%'"
+            )[0].decode("n", as: Int.self) == 0 {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             let terminated = try await db.query("SELECT pg_terminate_backend(\(sleeping)::int, 10000) AS t")[0].decode("t", as: Bool.self)
             #expect(terminated)
             let error = await #expect(throws: PostgresError.self) { try await sleeper.value }
@@ -423,7 +429,7 @@ struct CancelRequestTests {
         // Cancelled and still running after the grace period: sent (to an idle backend,
         // which ignores it), and again while it runs on.
         canceller.cancel(second)
-        let waitUntil = ContinuousClock.now + .seconds(5)
+        let waitUntil = ContinuousClock.now + .seconds(30)  // each request opens a connection: seconds on a loaded machine
         while canceller.requestsSent < 2, ContinuousClock.now < waitUntil { try await Task.sleep(for: .milliseconds(50)) }
         let end = canceller.end()
         #expect(end.sent && canceller.requestsSent >= 2)
@@ -436,16 +442,25 @@ struct CancelRequestTests {
                                                 statementCacheLimit: 10, id: 1)
         defer { connection.close() }
         let canceller = try #require(connection.canceller)
-        // The request starts 200 ms after the cancellation, while the statement still runs
-        // (it has 200 ms to spare for a late timer), and takes 400 ms to go out: the
-        // statement ends (at 400 ms) before it arrives (at 600 ms or later).
+        // The statement waits for a lock that another session holds, so it is still running
+        // when the request starts (200 ms after the cancellation, or later on a loaded
+        // machine). The request takes 400 ms to go out; the lock is released as soon as it
+        // has started, so the statement ends before the request arrives.
+        let holder = try PostgresConnection(conninfo: try TestDatabase.adminURL(), applicationName: "cancel-test-holder", connectTimeout: 5,
+                                            statementCacheLimit: 10, id: 2)
+        defer { holder.close() }
+        let key = Int.random(in: 1...Int(Int32.max))
+        _ = try await holder.executeAsync("SELECT pg_advisory_lock(\(key))")
         canceller.delaySending(by: 0.4)
-        let victim = Task { try await connection.executeAsync("SELECT pg_sleep(0.4)") }
+        let victim = Task { try await connection.executeAsync("SELECT pg_advisory_lock(\(key))") }
         victim.cancel()
-        // Usually it finishes before the request arrives; on a loaded machine the request
-        // may stop it instead. Either way, no request is left on its way afterwards.
-        _ = try? await victim.value
+        let deadline = ContinuousClock.now + .seconds(30)
+        while canceller.requestsSent == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(canceller.requestsSent >= 1)
+        _ = try await holder.executeAsync("SELECT pg_advisory_unlock(\(key))")
+        // Usually it ends (taking the lock) before the request arrives; on a loaded machine
+        // the request may stop it instead. Either way, no request is left on its way afterwards.
+        _ = try? await victim.value
         // Had the connection moved on at once, the request would land in this statement.
         let next = try await connection.executeAsync("SELECT pg_sleep(0.5)")
         #expect(next.count == 1)

@@ -88,13 +88,11 @@ struct CallTests {
         let (client, transport) = test.client(connections: 3)
         // Calls one at a time: each finds the first connection up and the others not yet.
         for i in 0..<60 { _ = try await client.echo(echoRequest("call \(i)")) }
-        var open = test.server.openConnections
-        for _ in 0..<100 where open < 3 {
-            try await Task.sleep(for: .milliseconds(20))
+        // Connecting can take seconds while the suite loads the machine: poll to a deadline.
+        try await eventually {
             _ = try await client.echo(echoRequest("again"))
-            open = test.server.openConnections
+            return test.server.openConnections == 3
         }
-        #expect(open == 3)
         await transport.close()
         await test.server.shutdown()
     }

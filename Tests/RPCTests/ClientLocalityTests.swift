@@ -51,9 +51,13 @@ struct ClientLocalityTests {
         let (log, group, client) = (rig.log, rig.group, rig.client)
         // From off the pool's loops calls take turns (on a connection that is up, while the
         // other connects), which brings both connections up.
+        // Connecting can take seconds while the suite loads the machine: poll to a deadline.
         var warm: [String] = []
-        for index in 0..<200 where Set(warm).count < 2 {
+        let deadline = ContinuousClock.now + .seconds(20)
+        var index = 0
+        while Set(warm).count < 2 && ContinuousClock.now < deadline {
             _ = try await client.echo(echoRequest("warm \(index)"))
+            index += 1
             warm = log.peers.withLock { $0 }
             if Set(warm).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
         }
@@ -91,9 +95,12 @@ struct ClientLocalityTests {
         // Every call is made on the group's one loop, where both connections live: none is
         // that loop's own, so the calls take turns, and the second connection comes up.
         let peers = try await Task(executorPreference: EventLoopExecutor(eventLoop: loop)) {
-            for index in 0..<200 {
+            let deadline = ContinuousClock.now + .seconds(20)  // connecting can take seconds here
+            var index = 0
+            while ContinuousClock.now < deadline {
                 let reply = try await client.echo(echoRequest("shared \(index)"))
                 #expect(reply.text == "shared \(index)")
+                index += 1
                 if Set(log.peers.withLock { $0 }).count == 2 { break }
                 try await Task.sleep(for: .milliseconds(10))
             }
