@@ -81,16 +81,25 @@ struct TokenVerifierTests {
 
     @Test("calls arriving while the key set is being fetched wait for that fetch instead of being refused")
     func concurrentFirstVerifications() async throws {
-        let fetches = FetchCounter()
+        let fetches = FetchCounter(), callers = FetchCounter()
         let publicKey = Self.key.publicKey
         let verifier = TokenVerifier(leeway: 5) {
             fetches.increment()
-            try await Task.sleep(for: .milliseconds(200))  // a slow identity
+            // A slow identity: it answers only once every caller is on its way in (and a
+            // moment more), so that they all arrive during the fetch.
+            let giveUp = ContinuousClock.now + .seconds(20)
+            while callers.value < 8 && ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
+            try await Task.sleep(for: .milliseconds(50))
             return ["k1": publicKey]
         }
         let tokens = try (0..<8).map { _ in try JWT.sign(Self.claims(), key: Self.key, kid: "k1") }
         let verified = try await withThrowingTaskGroup(of: Bool.self) { group in
-            for token in tokens { group.addTask { try await verifier.verify(token).token == token } }
+            for token in tokens {
+                group.addTask {
+                    callers.increment()
+                    return try await verifier.verify(token).token == token
+                }
+            }
             return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
         #expect(verified == 8)

@@ -329,13 +329,20 @@ struct CancelledStatementTests {
                     }
                 },
             ]
-            // Each is cancelled while its sleep runs in the server.
+            // Each is cancelled while its sleep runs in the server (seen from a session of its own).
+            let watcher = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 1)
             for run in runs {
                 let task = Task { try await run() }
-                try await Task.sleep(for: .milliseconds(300))
+                let giveUp = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < giveUp, try await watcher.query(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = \(pid)::int AND state = 'active' AND query LIKE 'SELECT pg_sleep(30)%'"
+                )[0].decode("n", as: Int.self) == 0 {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
                 task.cancel()
                 await #expect(throws: CancellationError.self) { try await task.value }
             }
+            await watcher.shutdown()
             #expect(ContinuousClock.now - started < .seconds(25), "stopped long before one 30 s sleep would have ended")
             #expect(try await db.query("SELECT count(*) AS n FROM t")[0].decode("n", as: Int.self) == 0)
             #expect(try await backend(db) == pid, "the same connection, still usable")
@@ -349,8 +356,15 @@ struct CancelledStatementTests {
         try await TestDatabase.withFreshSchema(maxConnections: 1) { db, _ in
             try await db.query("CREATE TABLE t (id int)")
             // The only connection is busy when the task, already cancelled, asks for one.
-            let holder = Task { try await db.withConnection { session in try await session.query("SELECT pg_sleep(0.4)") } }
-            try await Task.sleep(for: .milliseconds(100))
+            let (taken, took) = AsyncStream.makeStream(of: Void.self)
+            let holder = Task {
+                try await db.withConnection { session in
+                    took.yield()
+                    return try await session.query("SELECT pg_sleep(0.4)")
+                }
+            }
+            var holding = taken.makeAsyncIterator()
+            _ = await holding.next()
             let task = Task {
                 while !Task.isCancelled { await Task.yield() }
                 try await StatementCancellation.shielded {
