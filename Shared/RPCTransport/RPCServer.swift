@@ -72,12 +72,13 @@ public final class RPCServer: Service, Sendable {
             return (state.stopping, state.perAddress[address]!)
         }
         channel.closeFuture.whenComplete { [self] _ in
-            connectionCount.wrappingSubtract(1, ordering: .relaxed)
             state.withLock { state in
                 _ = state.connections.removeValue(forKey: ObjectIdentifier(channel))
                 let left = (state.perAddress[address] ?? 1) - 1
                 state.perAddress[address] = left > 0 ? left : nil
             }
+            // Last, so that a connection no longer counted has freed its address's place too.
+            connectionCount.wrappingSubtract(1, ordering: .relaxed)
         }
         let sync = channel.pipeline.syncOperations
         if count > configuration.maxConnections || fromAddress > configuration.maxConnectionsPerAddress || stopping {

@@ -85,8 +85,9 @@ struct TokenVerifierTests {
         let publicKey = Self.key.publicKey
         let verifier = TokenVerifier(leeway: 5) {
             fetches.increment()
-            // A slow identity: it answers only once every caller is on its way in (and a
-            // moment more), so that they all arrive during the fetch.
+            // A slow identity: it answers only once every caller is on its way in, and 50 ms
+            // more, so that they almost certainly all arrive during the fetch (one that came
+            // later would find the keys and pass too: this cannot fail the test).
             let giveUp = ContinuousClock.now + .seconds(20)
             while callers.value < 8 && ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
             try await Task.sleep(for: .milliseconds(50))

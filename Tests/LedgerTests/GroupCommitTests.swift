@@ -214,7 +214,7 @@ struct GroupCommitTests {
             // connection: reads still find one free.
             let piling = (0..<8).map { n in Task { try await post(locked, 10, "pile-\(n)") } }
             // They (and "also-locked") have reached the queue before the lock's waiters are counted.
-            let giveUp = ContinuousClock.now + .seconds(30)
+            let giveUp = ContinuousClock.now + .seconds(10)
             while h.store.invoicesQueued < 9 && ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
             #expect(h.store.invoicesQueued >= 9, "the locked budget's invoices wait in the queue")
             var read = Wholecare_Ledger_V1_GetBudgetRequest()

@@ -65,7 +65,11 @@ struct MigrationTests {
                     let pid = try await holder.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
                     try await holder.run(unsafeSQL: "BEGIN")
                     try await holder.run(unsafeSQL: "LOCK TABLE people IN ACCESS SHARE MODE")
-                    let work = Task { try await body() }
+                    let (ended, end) = AsyncStream.makeStream(of: Void.self)
+                    let work = Task {
+                        defer { end.finish() }
+                        return try await body()
+                    }
                     let giveUp = ContinuousClock.now + .seconds(10)
                     while ContinuousClock.now < giveUp, try await db.query(
                         "SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))"
@@ -73,9 +77,24 @@ struct MigrationTests {
                         try await Task.sleep(for: .milliseconds(10))
                     }
                     guard let hold else {
-                        let result = try await work.value
+                        // Until the migration has ended, but at most 15 s: one that never gives
+                        // up would otherwise hang the test.
+                        let inTime = await withTaskGroup(of: Bool.self) { group in
+                            group.addTask {
+                                for await _ in ended {}
+                                return !Task.isCancelled
+                            }
+                            group.addTask {
+                                try? await Task.sleep(for: .seconds(15))
+                                return false
+                            }
+                            let first = await group.next() ?? false
+                            group.cancelAll()
+                            return first
+                        }
                         try await holder.run(unsafeSQL: "COMMIT")
-                        return result
+                        #expect(inTime, "the migration did not give up while the lock was held")
+                        return try await work.value
                     }
                     try await Task.sleep(for: hold)
                     try await holder.run(unsafeSQL: "COMMIT")

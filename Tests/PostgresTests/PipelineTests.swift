@@ -252,12 +252,8 @@ struct NonBlockingTests {
             var waiting = pids.makeAsyncIterator()
             let sleeping = try #require(await waiting.next())
             // Terminated only once the server is running its sleep.
-            let giveUp = ContinuousClock.now + .seconds(30)
-            while ContinuousClock.now < giveUp, try await db.query(
-                "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = \(sleeping)::int AND state = 'active' AND query LIKE 'SELECT pg_sleep(20)%'"
-            )[0].decode("n", as: Int.self) == 0 {
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            #expect(try await runningStatement(on: sleeping, like: "SELECT pg_sleep(20)%", seenBy: db, within: .seconds(15)),
+                    "the sleep was never seen running")
             let terminated = try await db.query("SELECT pg_terminate_backend(\(sleeping)::int, 10000) AS t")[0].decode("t", as: Bool.self)
             #expect(terminated)
             let error = await #expect(throws: PostgresError.self) { try await sleeper.value }
@@ -331,16 +327,17 @@ struct CancelledStatementTests {
             ]
             // Each is cancelled while its sleep runs in the server (seen from a session of its own).
             let watcher = TestDatabase.client(url: try TestDatabase.adminURL(), maxConnections: 1)
-            for run in runs {
-                let task = Task { try await run() }
-                let giveUp = ContinuousClock.now + .seconds(20)
-                while ContinuousClock.now < giveUp, try await watcher.query(
-                    "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = \(pid)::int AND state = 'active' AND query LIKE 'SELECT pg_sleep(30)%'"
-                )[0].decode("n", as: Int.self) == 0 {
-                    try await Task.sleep(for: .milliseconds(20))
+            do {
+                for run in runs {
+                    let task = Task { try await run() }
+                    #expect(try await runningStatement(on: pid, like: "SELECT pg_sleep(30)%", seenBy: watcher, within: .seconds(6)),
+                            "the sleep was never seen running")
+                    task.cancel()
+                    await #expect(throws: CancellationError.self) { try await task.value }
                 }
-                task.cancel()
-                await #expect(throws: CancellationError.self) { try await task.value }
+            } catch {
+                await watcher.shutdown()
+                throw error
             }
             await watcher.shutdown()
             #expect(ContinuousClock.now - started < .seconds(25), "stopped long before one 30 s sleep would have ended")
@@ -358,7 +355,8 @@ struct CancelledStatementTests {
             // The only connection is busy when the task, already cancelled, asks for one.
             let (taken, took) = AsyncStream.makeStream(of: Void.self)
             let holder = Task {
-                try await db.withConnection { session in
+                defer { took.finish() }
+                return try await db.withConnection { session in
                     took.yield()
                     return try await session.query("SELECT pg_sleep(0.4)")
                 }
@@ -479,4 +477,18 @@ struct CancelRequestTests {
         let next = try await connection.executeAsync("SELECT pg_sleep(0.5)")
         #expect(next.count == 1)
     }
+}
+
+/// Whether backend `pid` is seen running a statement whose text is `like` (a LIKE pattern)
+/// within `limit`, asked through `db` (which must have a connection free).
+func runningStatement(on pid: Int, like pattern: String, seenBy db: PostgresClient, within limit: Duration) async throws -> Bool {
+    let giveUp = ContinuousClock.now + limit
+    while ContinuousClock.now < giveUp {
+        let n = try await db.query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = \(pid)::int AND state = 'active' AND query LIKE \(pattern)"
+        )[0].decode("n", as: Int.self)
+        if n > 0 { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return false
 }
