@@ -94,9 +94,9 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
     public func token() async throws -> String {
         enum Next { case cached(String), await(Task<(token: String, expiresAt: Date), any Error>) }
         let source = self.source
-        let next = state.withLock { current -> Next in
-            if let held = current.current, held.expiresAt.timeIntervalSinceNow > 60 { return .cached(held.token) }
-            if let signingIn = current.signingIn { return .await(signingIn) }
+        let next = state.withLock { locked -> Next in
+            if let current = locked.current, current.expiresAt.timeIntervalSinceNow > 60 { return .cached(current.token) }
+            if let signingIn = locked.signingIn { return .await(signingIn) }
             // Detached: the sign-in is shared, so it must not run under the first caller's
             // deadline or context (every waiter would fail with that caller's deadline).
             // It clears its own slot (no other sign-in starts while it is set) and keeps
@@ -105,13 +105,13 @@ public final class ServiceCredentials: ClientInterceptor, Sendable {
             let signingIn = Task.detached { [self] in
                 let result: Result<(token: String, expiresAt: Date), any Error>
                 do { result = .success(try await source()) } catch { result = .failure(error) }
-                self.state.withLock { current in
-                    current.signingIn = nil
-                    if case .success(let fresh) = result { current.current = fresh }
+                self.state.withLock { locked in
+                    locked.signingIn = nil
+                    if case .success(let fresh) = result { locked.current = fresh }
                 }
                 return try result.get()
             }
-            current.signingIn = signingIn
+            locked.signingIn = signingIn
             return .await(signingIn)
         }
         switch next {

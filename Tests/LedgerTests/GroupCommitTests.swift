@@ -214,9 +214,8 @@ struct GroupCommitTests {
             // connection: reads still find one free.
             let piling = (0..<8).map { n in Task { try await post(locked, 10, "pile-\(n)") } }
             // They (and "also-locked") have reached the queue before the lock's waiters are counted.
-            let giveUp = ContinuousClock.now + .seconds(10)
-            while h.store.invoicesQueued < 9 && ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
-            #expect(h.store.invoicesQueued >= 9, "the locked budget's invoices wait in the queue")
+            #expect(try await waitUntil(within: .seconds(10), every: .milliseconds(5)) { h.store.invoicesQueued >= 9 },
+                    "the locked budget's invoices wait in the queue")
             var read = Wholecare_Ledger_V1_GetBudgetRequest()
             read.budgetID = free
             _ = try await ledger.getBudget(read, options: LedgerHarness.bearer(p.coordinator))

@@ -441,8 +441,8 @@ struct CancelRequestTests {
         // Cancelled and still running after the grace period: sent (to an idle backend,
         // which ignores it), and again while it runs on.
         canceller.cancel(second)
-        let waitUntil = ContinuousClock.now + .seconds(30)  // each request opens a connection: seconds on a loaded machine
-        while canceller.requestsSent < 2, ContinuousClock.now < waitUntil { try await Task.sleep(for: .milliseconds(50)) }
+        // Each request opens a connection: seconds on a loaded machine.
+        _ = try await waitUntil(within: .seconds(30), every: .milliseconds(50)) { canceller.requestsSent >= 2 }
         let end = canceller.end()
         #expect(end.sent && canceller.requestsSent >= 2)
         connection.close()
@@ -466,9 +466,7 @@ struct CancelRequestTests {
         canceller.delaySending(by: 0.4)
         let victim = Task { try await connection.executeAsync("SELECT pg_advisory_lock(\(key))") }
         victim.cancel()
-        let deadline = ContinuousClock.now + .seconds(30)
-        while canceller.requestsSent == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(canceller.requestsSent >= 1)
+        #expect(try await waitUntil(within: .seconds(30), every: .milliseconds(10)) { canceller.requestsSent >= 1 })
         _ = try await holder.executeAsync("SELECT pg_advisory_unlock(\(key))")
         // Usually it ends (taking the lock) before the request arrives; on a loaded machine
         // the request may stop it instead. Either way, no request is left on its way afterwards.
@@ -482,13 +480,9 @@ struct CancelRequestTests {
 /// Whether backend `pid` is seen running a statement whose text is `like` (a LIKE pattern)
 /// within `limit`, asked through `db` (which must have a connection free).
 func runningStatement(on pid: Int, like pattern: String, seenBy db: PostgresClient, within limit: Duration) async throws -> Bool {
-    let giveUp = ContinuousClock.now + limit
-    while ContinuousClock.now < giveUp {
-        let n = try await db.query(
+    try await waitUntil(within: limit) {
+        try await db.query(
             "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = \(pid)::int AND state = 'active' AND query LIKE \(pattern)"
-        )[0].decode("n", as: Int.self)
-        if n > 0 { return true }
-        try await Task.sleep(for: .milliseconds(20))
+        )[0].decode("n", as: Int.self) > 0
     }
-    return false
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RPC
 import RPCTransport
+import TestSupport
 import Testing
 
 @Suite("Calls over TCP")
@@ -288,12 +289,7 @@ struct CallTests {
 
 /// Polls until a condition holds (or fails the test after the timeout).
 func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    Issue.record("condition not met within \(timeout)")
+    if try await !waitUntil(within: timeout, until: condition) { Issue.record("condition not met within \(timeout)") }
 }
 
 final class AttemptLog: @unchecked Sendable {

@@ -5,6 +5,7 @@ import NIOPosix
 import RPC
 import RPCTransport
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite("Client connection locality")
@@ -53,15 +54,13 @@ struct ClientLocalityTests {
         // other connects), which brings both connections up.
         // Connecting can take seconds while the suite loads the machine: poll to a deadline.
         var warm: [String] = []
-        let deadline = ContinuousClock.now + .seconds(20)
         var index = 0
-        while Set(warm).count < 2 && ContinuousClock.now < deadline {
+        try #require(try await waitUntil(every: .milliseconds(10)) {
             _ = try await client.echo(echoRequest("warm \(index)"))
             index += 1
             warm = log.peers.withLock { $0 }
-            if Set(warm).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        try #require(Set(warm).count == 2)
+            return Set(warm).count == 2
+        })
 
         var loops: [any EventLoop] = []
         for loop in group.makeIterator() { loops.append(loop) }
@@ -95,14 +94,12 @@ struct ClientLocalityTests {
         // Every call is made on the group's one loop, where both connections live: none is
         // that loop's own, so the calls take turns, and the second connection comes up.
         let peers = try await Task(executorPreference: EventLoopExecutor(eventLoop: loop)) {
-            let deadline = ContinuousClock.now + .seconds(20)  // connecting can take seconds here
             var index = 0
-            while ContinuousClock.now < deadline {
+            _ = try await waitUntil(every: .milliseconds(10)) {  // connecting can take seconds here
                 let reply = try await client.echo(echoRequest("shared \(index)"))
                 #expect(reply.text == "shared \(index)")
                 index += 1
-                if Set(log.peers.withLock { $0 }).count == 2 { break }
-                try await Task.sleep(for: .milliseconds(10))
+                return Set(log.peers.withLock { $0 }).count == 2
             }
             return log.peers.withLock { $0 }
         }.value

@@ -110,14 +110,22 @@ final class RawConnection: @unchecked Sendable {
         guard case .hello = try await nextFrame()?.kind else { throw POSIXError(.EPROTO) }
     }
 
+    /// `recv`, tried again when a signal interrupts it: with a receive timeout set, a signal
+    /// makes recv fail with EINTR even where the handler asks for restarts (signal(7)), and
+    /// that is not the end of the stream.
+    private func receive(into buffer: UnsafeMutableRawPointer, _ count: Int, flags: Int32 = 0) -> Int {
+        while true {
+            let n = recv(fd, buffer, count, flags)
+            if n < 0 && errno == EINTR { continue }
+            return n
+        }
+    }
+
     private func readExactly(_ count: Int) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
-            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
-            // With a receive timeout set, a signal makes recv fail with EINTR even where the
-            // handler asks for restarts (signal(7)): that is not the end of the stream.
-            if n < 0 && errno == EINTR { continue }
+            let n = out.withUnsafeMutableBytes { receive(into: $0.baseAddress! + got, count - got) }
             if n <= 0 { return nil }
             got += n
         }
@@ -142,11 +150,7 @@ final class RawConnection: @unchecked Sendable {
     func dataArrives() async -> Bool {
         (try? await offThread { () -> Bool in
             var byte: UInt8 = 0
-            while true {
-                let n = recv(self.fd, &byte, 1, Int32(MSG_PEEK))
-                if n < 0 && errno == EINTR { continue }
-                return n > 0
-            }
+            return self.receive(into: &byte, 1, flags: Int32(MSG_PEEK)) > 0
         }) ?? false
     }
 
@@ -159,9 +163,8 @@ final class RawConnection: @unchecked Sendable {
     func isClosedByServer() -> Bool {
         var byte: UInt8 = 0
         while true {
-            let n = recv(fd, &byte, 1, 0)
+            let n = receive(into: &byte, 1)
             if n == 0 { return true }
-            if n < 0 && errno == EINTR { continue }
             if n < 0 { return false }
         }
     }

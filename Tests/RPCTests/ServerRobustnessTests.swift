@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import RPC
 @testable import RPCTransport
+import TestSupport
 import Testing
 
 /// Bad peers: each case gets the status or close that docs/rpc-protocol.md documents,
@@ -316,12 +317,7 @@ struct ServerRobustnessTests {
             }
             let reply = try await raw.nextFrame()
             // The server lowers its count just after the socket closes: allow it a moment.
-            var closed = test.server.openConnections == 0
-            let deadline = ContinuousClock.now + .seconds(10)
-            while reply == nil && !closed && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-                closed = test.server.openConnections == 0
-            }
+            let closed = try await waitUntil(within: reply == nil ? .seconds(10) : .zero) { test.server.openConnections == 0 }
             await test.server.shutdown()
             switch reply?.kind {
             case .goaway(let goaway)?:

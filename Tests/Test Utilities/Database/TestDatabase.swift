@@ -61,6 +61,19 @@ public enum TestDatabase {
     }
 }
 
+/// Whether `condition` holds within `limit`: asked at once, then every `interval` until it
+/// does or the time is up (then once more). For tests that wait for an event rather than a
+/// fixed time, which a loaded machine can overrun.
+public func waitUntil(within limit: Duration = .seconds(20), every interval: Duration = .milliseconds(20),
+                 until condition: () async throws -> Bool) async throws -> Bool {
+    let giveUp = ContinuousClock.now + limit
+    while ContinuousClock.now < giveUp {
+        if try await condition() { return true }
+        try await Task.sleep(for: interval)
+    }
+    return try await condition()
+}
+
 /// Runs blocking work (waiting for a child process) on a thread of its own, so that it
 /// never holds one of the cooperative pool's threads (two on a 2-core machine) that the
 /// tests running in parallel need.
